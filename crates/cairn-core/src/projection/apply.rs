@@ -1,0 +1,158 @@
+//! Folding a validated event into the projected state.
+
+use super::validate::Checked;
+use super::{BranchState, DocKey, DriftState, MemberRec, Pos, Projection, Status, VersionState, Verdict};
+use crate::body::Body;
+use crate::event::Event;
+use crate::kind::EventKind;
+use crate::domain::Role;
+
+impl Projection {
+    pub(crate) fn accept(&mut self, ev: &Event, c: Checked) -> Verdict {
+        let env = ev.envelope();
+        let id = ev.id();
+        let pos = Pos {
+            author: c.meta.author,
+            seq: c.meta.seq,
+        };
+        let applied = c.meta.status == Status::Applied;
+        self.meta.insert(id, c.meta);
+        for d in env.prev.iter().chain(env.deps.iter()) {
+            self.heads.remove(d);
+        }
+        self.heads.insert(id);
+        if env.time > self.max_time {
+            self.max_time = env.time;
+        }
+        if c.on_first_chain {
+            for (key, _) in &c.changes {
+                *self.am_seq.entry((pos.author, *key)).or_insert(0) += 1;
+            }
+        }
+        // Registry: fork-independent facts used by later validity checks.
+        match &c.body {
+            Body::Genesis(g) => {
+                self.workspace = Some(crate::ids::WorkspaceId(id.0));
+                self.members.entry(env.author).or_default().push(MemberRec {
+                    pos,
+                    id,
+                    time: env.time,
+                    role: Role::Admin,
+                    revoke: false,
+                    name: g.admin_name.clone(),
+                    x25519: g.x25519,
+                    applied,
+                });
+            }
+            Body::Member(m) => {
+                self.members.entry(m.device).or_default().push(MemberRec {
+                    pos,
+                    id,
+                    time: env.time,
+                    role: m.role,
+                    revoke: env.kind == EventKind::DeviceRevoked,
+                    name: m.name.clone(),
+                    x25519: m.x25519,
+                    applied,
+                });
+            }
+            Body::Doc(d) if env.kind == EventKind::AssetCreated => {
+                if let Some(a) = d.asset {
+                    self.registry.assets.insert(a, pos);
+                }
+            }
+            Body::Version(v) => {
+                self.registry.versions.insert(id, (pos, v.asset));
+            }
+            Body::Branch(b) => {
+                self.registry.branches.entry((b.asset, b.name.clone())).or_default().push(pos);
+            }
+            _ => {}
+        }
+        if !applied {
+            return Verdict::Excluded;
+        }
+        self.applied += 1;
+        for (key, change) in c.changes {
+            self.docs.entry(key).or_default().queue.push(change);
+        }
+        match c.body {
+            Body::Doc(d) if env.kind == EventKind::AssetCreated => {
+                if let Some(a) = d.asset {
+                    self.assets.insert(a, id);
+                }
+            }
+            Body::Version(v) => {
+                let branches = self.branches.entry(v.asset).or_default();
+                let b = branches.entry(v.branch.clone()).or_default();
+                // heads = (start points ∪ versions) − parents, maintained as a set so the
+                // result does not depend on arrival order.
+                for p in &v.parents {
+                    b.heads.remove(p);
+                    b.parents.insert(*p);
+                }
+                b.heads.insert(id);
+                b.versions += 1;
+                self.versions.insert(
+                    id,
+                    VersionState {
+                        record: v,
+                        author: env.author,
+                        time: env.time,
+                    },
+                );
+            }
+            Body::Branch(br) => {
+                let b: &mut BranchState = self.branches.entry(br.asset).or_default().entry(br.name).or_default();
+                b.from.insert(br.from);
+                if !b.parents.contains(&br.from) {
+                    b.heads.insert(br.from);
+                }
+            }
+            Body::Restore(_) => {
+                self.restores.insert(id);
+            }
+            Body::Drift(d) => {
+                let newer = self
+                    .drift
+                    .get(&d.asset)
+                    .is_none_or(|cur| (env.time, id) > (cur.time, cur.event));
+                if newer {
+                    self.drift.insert(
+                        d.asset,
+                        DriftState {
+                            event: id,
+                            time: env.time,
+                            author: env.author,
+                            golden: d.golden,
+                            changes: d.changes,
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+        Verdict::Applied
+    }
+
+    /// Applies queued Automerge changes, one batch per document. Call before reading documents.
+    pub fn flush(&mut self) {
+        for slot in self.docs.values_mut() {
+            if slot.queue.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut slot.queue);
+            if slot.doc.apply_changes(batch.iter().cloned()).is_err() {
+                // Validation makes this unreachable for well-formed logs; apply what applies.
+                for c in batch {
+                    let _ = slot.doc.apply_changes([c]);
+                }
+            }
+        }
+    }
+
+    /// The Automerge document, if it exists. Call [`Projection::flush`] first.
+    pub fn doc(&self, key: DocKey) -> Option<&automerge::Automerge> {
+        self.docs.get(&key).map(|s| &s.doc)
+    }
+}

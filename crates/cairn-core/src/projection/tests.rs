@@ -1,0 +1,277 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::domain::FileEntry;
+use crate::ids::BlobId;
+use crate::keys::DeviceKey;
+use crate::kind::EventKind;
+use crate::writer::Writer;
+
+/// A simulated device: a key and its own projection.
+struct Dev {
+    key: DeviceKey,
+    p: Projection,
+}
+
+impl Dev {
+    fn new(n: u8) -> Dev {
+        Dev {
+            key: DeviceKey::from_secret(&[n; 32]),
+            p: Projection::new([]),
+        }
+    }
+    fn take(&mut self, e: &Event) -> Verdict {
+        let v = self.p.ingest(e.clone(), e.verify_signature());
+        self.p.flush();
+        v.into_iter().next().map(|(_, v)| v).unwrap_or(Verdict::Duplicate)
+    }
+    fn write(&mut self, f: impl FnOnce(&mut Writer<'_>, &Projection) -> Event) -> Event {
+        let mut w = Writer::new(&self.key);
+        let e = f(&mut w, &self.p);
+        assert_eq!(self.take(&e), Verdict::Applied, "own event must apply: {e:?}");
+        e
+    }
+}
+
+fn fields(pairs: &[(&str, &str)]) -> Vec<crate::docs::FieldEdit> {
+    pairs.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
+}
+
+/// Admin (1) creates the workspace and enrols devices 2..=n as engineers.
+fn workspace(n: u8) -> (Vec<Dev>, Vec<Event>) {
+    let mut admin = Dev::new(1);
+    let mut log = vec![admin.write(|w, p| w.genesis(p, "Plant North", "admin", None, 1000).unwrap())];
+    for i in 2..=n {
+        let d = DeviceKey::from_secret(&[i; 32]).device_id();
+        log.push(admin.write(|w, p| w.member(p, EventKind::DeviceEnrolled, d, Role::Engineer, &format!("eng{i}"), None, 1000).unwrap()));
+    }
+    let mut devs = vec![admin];
+    for i in 2..=n {
+        let mut d = Dev::new(i);
+        for e in &log {
+            d.take(e);
+        }
+        devs.push(d);
+    }
+    (devs, log)
+}
+
+#[test]
+fn genesis_enrolment_and_asset_edit() {
+    let (mut devs, _) = workspace(2);
+    let (e, id) = {
+        let mut w = Writer::new(&devs[1].key);
+        w.create_asset(&devs[1].p, &fields(&[("name", "PLC-1"), ("kind", "plc"), ("site", "North")]), &[], 2000).unwrap()
+    };
+    assert_eq!(devs[1].take(&e), Verdict::Applied);
+    assert_eq!(devs[0].take(&e), Verdict::Applied);
+    let a = devs[0].p.asset(&id).unwrap();
+    assert_eq!(a.name(), "PLC-1");
+    assert_eq!(devs[0].p.sites(), vec!["North".to_string()]);
+    assert_eq!(devs[0].p.state_hash(), devs[1].p.state_hash());
+}
+
+#[test]
+fn non_members_viewers_and_revoked_devices_are_rejected() {
+    let (mut devs, _) = workspace(2);
+    // A stranger with a copy of the log signs an asset creation.
+    let mut stranger = Dev::new(9);
+    let (_, log) = workspace(2);
+    for e in &log {
+        stranger.take(e);
+    }
+    let (e, _) = Writer::new(&stranger.key).create_asset(&stranger.p, &fields(&[("name", "X")]), &[], 3000).unwrap();
+    assert!(matches!(devs[0].take(&e), Verdict::Rejected(Rejection::NotMember(_))));
+
+    // Admin makes device 2 a viewer; its later asset creation is forbidden.
+    let d2 = devs[1].key.device_id();
+    let role = devs[0].write(|w, p| w.member(p, EventKind::RoleChanged, d2, Role::Viewer, "eng2", None, 4000).unwrap());
+    devs[1].take(&role);
+    let (e, _) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "Y")]), &[], 5000).unwrap();
+    assert!(matches!(devs[0].take(&e), Verdict::Rejected(Rejection::Forbidden { .. })));
+
+    // Revoked: an event authored after seeing the revocation is rejected.
+    let (mut devs, _) = workspace(2);
+    let d2 = devs[1].key.device_id();
+    let concurrent = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "before")]), &[], 2000).unwrap().0);
+    let rev = devs[0].write(|w, p| w.member(p, EventKind::DeviceRevoked, d2, Role::Engineer, "eng2", None, 3000).unwrap());
+    assert_eq!(devs[0].take(&concurrent), Verdict::Applied);
+    assert_eq!(devs[0].p.concurrent_revocation(&concurrent.id()), Some(rev.id()));
+    devs[1].take(&rev);
+    let (after, _) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "after")]), &[], 4000).unwrap();
+    assert!(matches!(devs[0].take(&after), Verdict::Rejected(Rejection::Revoked { .. })));
+}
+
+#[test]
+fn events_wait_for_their_dependencies() {
+    let (mut devs, log) = workspace(2);
+    let e1 = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
+    let e2 = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "B")]), &[], 2001).unwrap().0);
+    let mut fresh = Dev::new(3);
+    assert!(matches!(fresh.take(&e2), Verdict::Pending(_)));
+    assert!(matches!(fresh.take(&e1), Verdict::Pending(_)));
+    for e in &log {
+        fresh.take(e);
+    }
+    assert_eq!(fresh.p.pending_count(), 0);
+    assert_eq!(fresh.p.assets().len(), 2);
+}
+
+#[test]
+fn forged_and_tampered_events_are_rejected() {
+    let (mut devs, _) = workspace(2);
+    let e = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
+    let mut bytes = e.bytes().to_vec();
+    let n = bytes.len();
+    bytes[n - 70] ^= 1;
+    let forged = Event::decode(bytes).unwrap();
+    assert_eq!(devs[0].take(&forged), Verdict::Rejected(Rejection::BadSignature));
+    assert_eq!(devs[0].take(&e), Verdict::Applied);
+    assert_eq!(devs[0].take(&e), Verdict::Duplicate);
+}
+
+#[test]
+fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
+    let (mut devs, log) = workspace(2);
+    let mut twin = Dev::new(2);
+    for e in &log {
+        twin.take(e);
+    }
+    let a = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
+    let b = twin.write(|w, p| w.create_asset(p, &fields(&[("name", "B")]), &[], 2000).unwrap().0);
+    assert_eq!(a.seq(), b.seq());
+    assert_eq!(devs[0].take(&a), Verdict::Applied);
+    assert_eq!(devs[0].take(&b), Verdict::Excluded);
+    assert!(devs[0].p.needs_rebuild());
+    let forks = devs[0].p.forks();
+    assert_eq!(forks.len(), 1);
+    assert_eq!(forks[0].events.len(), 2);
+    // Rebuild in the other order: both nodes project the same state, without either asset.
+    let mut order1 = Projection::new(forks.clone());
+    let mut order2 = Projection::new(forks);
+    for e in log.iter().chain([&a, &b]) {
+        order1.ingest(e.clone(), true);
+    }
+    for e in log.iter().chain([&b, &a]) {
+        order2.ingest(e.clone(), true);
+    }
+    order1.flush();
+    order2.flush();
+    assert_eq!(order1.assets().len(), 0);
+    assert_eq!(order1.state_hash(), order2.state_hash());
+    assert_eq!(order1.members().iter().find(|m| m.forked_at.is_some()).map(|m| m.device), Some(a.author()));
+}
+
+#[test]
+fn branches_diverge_and_merge() {
+    let (mut devs, _) = workspace(3);
+    let (e, asset) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "PLC")]), &[], 2000).unwrap();
+    for d in devs.iter_mut() {
+        d.take(&e);
+    }
+    let rec = |parents: Vec<VersionId>, content: &str| VersionRecord {
+        asset,
+        branch: "main".into(),
+        parents,
+        message: content.into(),
+        files: vec![FileEntry {
+            path: "main.L5X".into(),
+            blob: BlobId::of(content.as_bytes()),
+            size: content.len() as u64,
+        }],
+    };
+    let v1 = devs[1].write(|w, p| w.commit(p, rec(vec![], "v1"), 3000).unwrap());
+    devs[2].take(&v1);
+    let a = devs[1].write(|w, p| w.commit(p, rec(vec![v1.id()], "a"), 4000).unwrap());
+    let b = devs[2].write(|w, p| w.commit(p, rec(vec![v1.id()], "b"), 4000).unwrap());
+    devs[1].take(&b);
+    devs[2].take(&a);
+    let heads = devs[1].p.branch_heads(&asset, "main");
+    assert_eq!(heads.len(), 2);
+    assert_eq!(devs[1].p.state_hash(), devs[2].p.state_hash());
+    let mut parents = heads.clone();
+    parents.sort();
+    let m = devs[2].write(|w, p| w.commit(p, rec(parents, "merged"), 5000).unwrap());
+    devs[1].take(&m);
+    assert_eq!(devs[1].p.branch_heads(&asset, "main"), vec![m.id()]);
+    assert_eq!(crate::merge::merge_base(&devs[1].p, &a.id(), &b.id()), Some(v1.id()));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set { dev: usize, field: usize, value: u8 },
+    Commit { dev: usize, content: u8 },
+    Sync { from: usize, to: usize },
+}
+
+fn op(n: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..n, 0..4usize, any::<u8>()).prop_map(|(dev, field, value)| Op::Set { dev, field, value }),
+        (0..n, any::<u8>()).prop_map(|(dev, content)| Op::Commit { dev, content }),
+        (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// 2–5 devices edit the same asset concurrently with random partial syncs; all events, in
+    /// random orders, converge on one state hash.
+    #[test]
+    fn random_orders_converge(n in 2usize..=5, ops in prop::collection::vec(op(5), 1..40), seed in any::<u64>()) {
+        let (mut devs, log) = workspace(n as u8);
+        let (e, asset) = Writer::new(&devs[0].key).create_asset(&devs[0].p, &fields(&[("name", "PLC")]), &[], 1500).unwrap();
+        for d in devs.iter_mut() { d.take(&e); }
+        let mut all: Vec<Event> = log.clone();
+        all.push(e);
+        let keys = ["address", "firmware", "location", "notes"];
+        let mut t = 2000;
+        for o in ops {
+            t += 1;
+            match o {
+                Op::Set { dev, field, value } => {
+                    let dev = dev % n;
+                    // Setting a field to the value it already has is no change at all.
+                    let made = Writer::new(&devs[dev].key).edit_asset(&devs[dev].p, EventKind::AssetEdited, asset, &fields(&[(keys[field], &value.to_string())]), &[], &[], t);
+                    match made {
+                        Ok(ev) => { prop_assert_eq!(devs[dev].take(&ev), Verdict::Applied); all.push(ev); }
+                        Err(crate::writer::WriteError::Doc(crate::docs::DocError::Empty)) => {}
+                        Err(e) => prop_assert!(false, "edit failed: {e}"),
+                    }
+                }
+                Op::Commit { dev, content } => {
+                    let dev = dev % n;
+                    let parents = devs[dev].p.branch_heads(&asset, "main");
+                    let rec = VersionRecord { asset, branch: "main".into(), parents, message: String::new(), files: vec![FileEntry { path: "cfg.txt".into(), blob: BlobId::of(&[content]), size: 1 }] };
+                    all.push(devs[dev].write(|w, p| w.commit(p, rec, t).unwrap()));
+                }
+                Op::Sync { from, to } => {
+                    let (from, to) = (from % n, to % n);
+                    let evs: Vec<Event> = all.iter().filter(|e| devs[from].p.knows(&e.id())).cloned().collect();
+                    for e in &evs { devs[to].take(e); }
+                }
+            }
+        }
+        // Deliver everything to fresh projections in shuffled orders.
+        let mut hashes = std::collections::BTreeSet::new();
+        let mut rng = seed;
+        for _ in 0..3 {
+            let mut order = all.clone();
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+                order.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let mut p = Projection::new([]);
+            for e in order { p.ingest(e, true); }
+            p.flush();
+            prop_assert_eq!(p.pending_count(), 0);
+            prop_assert_eq!(p.applied_count() as usize, all.len());
+            hashes.insert(p.state_hash());
+        }
+        for d in devs.iter_mut() {
+            for e in &all { d.take(e); }
+            hashes.insert(d.p.state_hash());
+        }
+        prop_assert_eq!(hashes.len(), 1);
+    }
+}

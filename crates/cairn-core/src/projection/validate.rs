@@ -1,0 +1,350 @@
+//! Validity of one event, judged only on the event and its causal past.
+
+use automerge::Change;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{DocKey, Fork, Meta, Pos, Projection, Status, Vv};
+use crate::body::Body;
+use crate::docs::parse_change;
+use crate::domain::Role;
+use crate::error::Rejection;
+use crate::event::{Event, MAX_DEPS};
+use crate::ids::{AssetId, DeviceId, VersionId, WorkspaceId};
+use crate::keys::verifying_key;
+use crate::kind::EventKind;
+
+/// Everything [`Projection::accept`] needs from a successful validation.
+pub(crate) struct Checked {
+    pub(crate) meta: Meta,
+    pub(crate) body: Body,
+    pub(crate) changes: Vec<(DocKey, Change)>,
+    pub(crate) on_first_chain: bool,
+}
+
+type Fail = (Rejection, Option<Meta>);
+
+fn invalid(msg: impl Into<String>) -> Rejection {
+    Rejection::Invalid(msg.into())
+}
+
+impl Projection {
+    pub(crate) fn author_index(&mut self, d: DeviceId) -> u32 {
+        if let Some(i) = self.author_idx.get(&d) {
+            return *i;
+        }
+        let i = self.authors.len() as u32;
+        self.authors.push(d);
+        self.author_idx.insert(d, i);
+        self.chains.push(Vec::new());
+        i
+    }
+
+    /// Is the event at `pos` in the causal past of an event by author `a` at seq `s` with
+    /// version vector `vv`?
+    pub(crate) fn in_past(a: u32, s: u64, vv: &Vv, pos: Pos) -> bool {
+        if pos.author == a {
+            return pos.seq < s;
+        }
+        match vv.binary_search_by_key(&pos.author, |(x, _)| *x) {
+            Ok(i) => vv[i].1 >= pos.seq,
+            Err(_) => false,
+        }
+    }
+
+    fn compute_vv(&self, a: u32, prev: Option<&Meta>, deps: &[crate::ids::EventId]) -> Vv {
+        let base = prev.map(|m| m.vv.clone()).unwrap_or_default();
+        let known: Vec<&Meta> = deps.iter().filter_map(|d| self.meta.get(d)).collect();
+        if known.is_empty() {
+            return base;
+        }
+        let mut map: BTreeMap<u32, u64> = base.iter().copied().collect();
+        let mut bump = |x: u32, s: u64| {
+            let e = map.entry(x).or_insert(0);
+            if *e < s {
+                *e = s;
+            }
+        };
+        for m in known {
+            bump(m.author, m.seq);
+            for (x, s) in m.vv.iter() {
+                bump(*x, *s);
+            }
+        }
+        map.remove(&a);
+        Arc::new(map.into_iter().collect())
+    }
+
+    /// The author's role at the event's causal position.
+    fn role_at(&self, author: &DeviceId, a: u32, s: u64, vv: &Vv) -> Result<Role, Rejection> {
+        let recs = self
+            .members
+            .get(author)
+            .ok_or_else(|| Rejection::NotMember(author.short()))?;
+        let past: Vec<_> = recs
+            .iter()
+            .filter(|r| Self::in_past(a, s, vv, r.pos))
+            .collect();
+        if let Some(r) = past.iter().find(|r| r.revoke) {
+            return Err(Rejection::Revoked {
+                author: author.short(),
+                revocation: r.id,
+            });
+        }
+        past.iter()
+            .max_by_key(|r| (r.time, r.id))
+            .map(|r| r.role)
+            .ok_or_else(|| Rejection::NotMember(author.short()))
+    }
+
+    fn asset_in_past(&self, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
+        match self.registry.assets.get(asset) {
+            Some(p) if Self::in_past(a, s, vv, *p) => Ok(()),
+            _ => Err(invalid(format!("unknown asset {}", asset.short()))),
+        }
+    }
+
+    fn version_in_past(&self, v: &VersionId, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
+        match self.registry.versions.get(v) {
+            Some((p, owner)) if Self::in_past(a, s, vv, *p) => {
+                if owner == asset {
+                    Ok(())
+                } else {
+                    Err(invalid(format!("version {} belongs to another asset", v.short())))
+                }
+            }
+            _ => Err(invalid(format!("unknown version {}", v.short()))),
+        }
+    }
+
+    fn change(&mut self, a: u32, on_first_chain: bool, key: DocKey, bytes: &[u8], author: &DeviceId) -> Result<(DocKey, Change), Rejection> {
+        let c = parse_change(bytes, author).map_err(Rejection::BadChange)?;
+        if on_first_chain {
+            let expected = self.am_seq.get(&(a, key)).copied().unwrap_or(0) + 1;
+            if c.seq() != expected {
+                return Err(Rejection::BadChange(format!(
+                    "change seq {} for this document, expected {expected}",
+                    c.seq()
+                )));
+            }
+        }
+        Ok((key, c))
+    }
+
+    pub(crate) fn validate(&mut self, ev: &Event) -> Result<Checked, Fail> {
+        let env = ev.envelope();
+        let body = ev.body().map_err(|e| (Rejection::Decode(e), None))?;
+        if env.deps.len() > MAX_DEPS || env.deps.windows(2).any(|w| w[0] >= w[1]) {
+            return Err((Rejection::BadDeps { max: MAX_DEPS }, None));
+        }
+        if verifying_key(&env.author).is_none() {
+            return Err((Rejection::BadAuthorKey, None));
+        }
+        if let Some(p) = env.prev
+            && self.rejected.contains(&p)
+        {
+            return Err((Rejection::DependsOnRejected(p), None));
+        }
+        // Workspace.
+        if env.kind == EventKind::Genesis {
+            if env.seq != 1 || env.prev.is_some() || !env.deps.is_empty() || env.workspace != WorkspaceId::GENESIS {
+                return Err((Rejection::Genesis("must be seq 1 with no prev, deps or workspace"), None));
+            }
+            if self.workspace.is_some() {
+                return Err((Rejection::Genesis("the workspace already has a genesis"), None));
+            }
+        } else if Some(env.workspace) != self.workspace {
+            return Err((Rejection::WrongWorkspace, None));
+        }
+        // Chain and clock.
+        let prev_meta = match (env.seq, env.prev) {
+            (1, None) => None,
+            (s, Some(p)) if s > 1 => {
+                let m = self.meta.get(&p).cloned();
+                match m {
+                    Some(m) if self.authors[m.author as usize] == env.author && m.seq + 1 == s => Some(m),
+                    _ => {
+                        return Err((
+                            Rejection::BrokenChain(format!("prev {} is not this author's event {}", p.short(), s - 1)),
+                            None,
+                        ));
+                    }
+                }
+            }
+            (s, _) => {
+                return Err((Rejection::BrokenChain(format!("seq {s} with prev {:?}", env.prev.map(|p| p.short()))), None));
+            }
+        };
+        for m in prev_meta.iter().chain(env.deps.iter().filter_map(|d| self.meta.get(d))) {
+            if env.time <= m.time {
+                return Err((Rejection::ClockRegression(env.time.to_rfc3339()), None));
+            }
+        }
+        let a = self.author_index(env.author);
+        let s = env.seq;
+        let vv = self.compute_vv(a, prev_meta.as_ref(), &env.deps);
+        // Equivocation: a different valid event at the same seq.
+        let chain = &mut self.chains[a as usize];
+        let on_first_chain = if (s as usize) <= chain.len() {
+            let existing = chain[s as usize - 1];
+            let mut moved = !self.forks.contains_key(&env.author);
+            let fork = self.forks.entry(env.author).or_insert_with(|| Fork {
+                author: env.author,
+                seq: s,
+                events: Vec::new(),
+            });
+            if s < fork.seq {
+                fork.seq = s;
+                fork.events.clear();
+                moved = true;
+            }
+            if s == fork.seq {
+                for id in [existing, ev.id()] {
+                    if !fork.events.contains(&id) {
+                        fork.events.push(id);
+                    }
+                }
+                fork.events.sort();
+            }
+            // Events at or after a new (or earlier) fork point may already have been applied.
+            self.rebuild |= moved;
+            false
+        } else {
+            chain.push(ev.id());
+            true
+        };
+        let forked = self.forks.get(&env.author).is_some_and(|f| s >= f.seq);
+        let on_first_chain = on_first_chain
+            && prev_meta.as_ref().is_none_or(|_| env.prev == Some(self.chains[a as usize][s as usize - 2]));
+        let meta = Meta {
+            author: a,
+            seq: s,
+            time: env.time,
+            vv: vv.clone(),
+            status: if forked { Status::Excluded } else { Status::Applied },
+        };
+        let rejected_meta = || Meta {
+            status: Status::Rejected,
+            ..meta.clone()
+        };
+        let fail = |r: Rejection| (r, Some(rejected_meta()));
+
+        // Authorization at the causal position.
+        if env.kind != EventKind::Genesis {
+            let role = self.role_at(&env.author, a, s, &vv).map_err(fail)?;
+            if !env.kind.allowed_for(role) {
+                return Err(fail(Rejection::Forbidden {
+                    role: role.as_str(),
+                    kind: env.kind.label(),
+                }));
+            }
+        }
+
+        // Kind-specific checks.
+        let author = env.author;
+        let mut changes = Vec::new();
+        match &body {
+            Body::Genesis(g) => {
+                changes.push(self.change(a, true, DocKey::Workspace, &g.workspace_change, &author).map_err(fail)?);
+            }
+            Body::Member(m) => {
+                if verifying_key(&m.device).is_none() {
+                    return Err(fail(invalid("enrolled device key is not a valid Ed25519 key")));
+                }
+                if env.kind != EventKind::DeviceEnrolled {
+                    let enrolled = self
+                        .members
+                        .get(&m.device)
+                        .is_some_and(|r| r.iter().any(|r| Self::in_past(a, s, &vv, r.pos)));
+                    if !enrolled {
+                        return Err(fail(invalid(format!("device {} is not enrolled", m.device.short()))));
+                    }
+                }
+                changes.push(
+                    self.change(a, on_first_chain, DocKey::Workspace, &m.workspace_change, &author)
+                        .map_err(fail)?,
+                );
+            }
+            Body::Doc(d) => {
+                match (env.kind, d.asset) {
+                    (EventKind::SiteEdited, None) => {}
+                    (EventKind::SiteEdited, Some(_)) => return Err(fail(invalid("a site edit names no asset"))),
+                    (_, None) => return Err(fail(invalid("an asset event must name its asset"))),
+                    (EventKind::AssetCreated, Some(x)) => {
+                        if x != AssetId::derive(&author, s) {
+                            return Err(fail(invalid("asset id is not derived from author and seq")));
+                        }
+                        if d.asset_change.is_none() {
+                            return Err(fail(invalid("asset creation carries no document")));
+                        }
+                    }
+                    (_, Some(x)) => {
+                        self.asset_in_past(&x, a, s, &vv).map_err(fail)?;
+                        if d.asset_change.is_none() {
+                            return Err(fail(invalid("asset event carries no change")));
+                        }
+                    }
+                }
+                if env.kind == EventKind::SiteEdited && d.workspace_change.is_none() {
+                    return Err(fail(invalid("site edit carries no change")));
+                }
+                if let (Some(x), Some(c)) = (d.asset, &d.asset_change) {
+                    changes.push(self.change(a, on_first_chain, DocKey::Asset(x), c, &author).map_err(fail)?);
+                }
+                if let Some(c) = &d.workspace_change {
+                    changes.push(self.change(a, on_first_chain, DocKey::Workspace, c, &author).map_err(fail)?);
+                }
+            }
+            Body::Version(v) => {
+                v.validate().map_err(|e| fail(invalid(format!("version: {e}"))))?;
+                self.asset_in_past(&v.asset, a, s, &vv).map_err(fail)?;
+                for p in &v.parents {
+                    self.version_in_past(p, &v.asset, a, s, &vv).map_err(fail)?;
+                }
+                if v.branch != "main" {
+                    let known = self
+                        .registry
+                        .branches
+                        .get(&(v.asset, v.branch.clone()))
+                        .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
+                    if !known {
+                        return Err(fail(invalid(format!("unknown branch {:?}", v.branch))));
+                    }
+                }
+            }
+            Body::Branch(b) => {
+                crate::domain::validate_branch_name(&b.name).map_err(|e| fail(invalid(e)))?;
+                if b.name == "main" {
+                    return Err(fail(invalid("branch main always exists")));
+                }
+                self.asset_in_past(&b.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&b.from, &b.asset, a, s, &vv).map_err(fail)?;
+                let exists = self
+                    .registry
+                    .branches
+                    .get(&(b.asset, b.name.clone()))
+                    .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
+                if exists {
+                    return Err(fail(invalid(format!("branch {:?} already exists", b.name))));
+                }
+            }
+            Body::Restore(r) => {
+                self.asset_in_past(&r.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&r.version, &r.asset, a, s, &vv).map_err(fail)?;
+            }
+            Body::Drift(d) => {
+                self.asset_in_past(&d.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&d.golden, &d.asset, a, s, &vv).map_err(fail)?;
+                for c in &d.changes {
+                    crate::domain::validate_rel_path(&c.path).map_err(|e| fail(invalid(e)))?;
+                }
+            }
+        }
+        Ok(Checked {
+            meta,
+            body,
+            changes,
+            on_first_chain,
+        })
+    }
+}
