@@ -1,0 +1,67 @@
+//! Errors of the store.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong opening or using a device store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// File-system failure, with the path involved.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The passphrase does not unlock the key file.
+    #[error("wrong passphrase (the key file could not be unlocked)")]
+    WrongPassphrase,
+    /// The key file is damaged or not a Cairn key file.
+    #[error("key file {0} is damaged or not a Cairn key file")]
+    BadKeyFile(PathBuf),
+    /// No workspace in this directory.
+    #[error("no Cairn workspace in {0} (run `cairn init`)")]
+    NotInitialised(PathBuf),
+    /// A workspace already exists here.
+    #[error("a Cairn workspace already exists in {0}")]
+    AlreadyInitialised(PathBuf),
+    /// The database could not be opened or read.
+    #[error("database {path}: {message}")]
+    Database {
+        /// Database file.
+        path: PathBuf,
+        /// What redb said.
+        message: String,
+    },
+    /// A stored value fails authentication: tampering or corruption.
+    #[error("stored value {what} fails authentication (tampered or corrupt)")]
+    Corrupt {
+        /// Which value.
+        what: String,
+    },
+    /// A blob is missing, corrupt or truncated.
+    #[error("blob {id}: {reason}")]
+    Blob {
+        /// Blob id (hex).
+        id: String,
+        /// What is wrong, with the chunk position where known.
+        reason: String,
+    },
+    /// Building an event failed.
+    #[error(transparent)]
+    Write(#[from] cairn_core::writer::WriteError),
+    /// The local device's own event was not applied (a bug or a revoked device).
+    #[error("event refused: {0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! Cairn's device storage.
+//!
+//! - [`Store`]: one redb database per workspace holding the event log, the quarantine and the
+//!   pending set, every value sealed with the device's storage key;
+//! - [`blobs::BlobStore`]: encrypted, chunked, content-addressed files;
+//! - [`keyfile`]: the device secrets wrapped with a passphrase (Argon2id).
+//!
+//! Writes are atomic: a crash at any point loses no acknowledged event and the database opens.
+#![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod audit;
+pub mod blobs;
+pub mod error;
+pub mod fsutil;
+pub mod keyfile;
+pub mod seal;
+mod store;
+
+pub use error::{Result, StoreError};
+pub use store::{IngestReport, Quarantined, Store, StoredEvent};

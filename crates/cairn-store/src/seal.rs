@@ -1,0 +1,64 @@
+//! Authenticated encryption of values at rest (XChaCha20-Poly1305, random nonce, bound AAD).
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+/// 32-byte symmetric key.
+pub type Key = [u8; 32];
+
+/// Fresh random bytes from the OS.
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The OS RNG failing is not recoverable for a crypto tool.
+    if let Err(e) = getrandom::fill(&mut b) {
+        panic!("operating-system RNG unavailable: {e}");
+    }
+    b
+}
+
+/// Derives a purpose-specific subkey.
+pub fn subkey(key: &Key, purpose: &str) -> Key {
+    blake3::derive_key(purpose, key)
+}
+
+/// Encrypts `plain`, binding it to `aad`. Output: nonce (24) || ciphertext+tag.
+pub fn seal(key: &Key, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce: [u8; 24] = random();
+    let ct = match cipher.encrypt(&XNonce::from(nonce), Payload { msg: plain, aad }) {
+        Ok(ct) => ct,
+        Err(_) => unreachable!("XChaCha20-Poly1305 encryption cannot fail for in-memory input"),
+    };
+    let mut out = Vec::with_capacity(24 + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Decrypts what [`seal`] produced. `None` if it was tampered with or the key/AAD is wrong.
+pub fn open(key: &Key, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 24 + 16 {
+        return None;
+    }
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce = XNonce::try_from(&sealed[..24]).ok()?;
+    cipher.decrypt(&nonce, Payload { msg: &sealed[24..], aad }).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_binding() {
+        let k = [1u8; 32];
+        let s = seal(&k, b"a", b"secret");
+        assert_eq!(open(&k, b"a", &s).as_deref(), Some(&b"secret"[..]));
+        assert!(open(&k, b"b", &s).is_none());
+        assert!(open(&[2; 32], b"a", &s).is_none());
+        let mut t = s.clone();
+        t[30] ^= 1;
+        assert!(open(&k, b"a", &t).is_none());
+        assert!(open(&k, b"a", &s[..20]).is_none());
+    }
+}

@@ -1,0 +1,486 @@
+//! The device store: one redb database per workspace, every value sealed with the storage key.
+//!
+//! Tables (keys in the clear, values sealed with AAD = table name || key):
+//! - `log`: local order → event bytes, for applied and excluded events, in causal order;
+//! - `by_id`: event id → local order;
+//! - `quarantine`: event id → (reason, bytes) for rejected input, kept as evidence;
+//! - `pending`: event id → bytes for events waiting on a dependency;
+//! - `meta`: small facts (workspace id, device name).
+//!
+//! Each write command is one durable redb transaction; blobs are fsynced before the event that
+//! references them is committed.
+
+use rayon::prelude::*;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+
+use cairn_core::event::verify_signatures;
+use cairn_core::keys::DeviceKey;
+use cairn_core::projection::Projection;
+use cairn_core::writer::{WriteError, Writer};
+use cairn_core::{Event, EventId, Verdict};
+
+use crate::blobs::BlobStore;
+use crate::error::{Result, StoreError};
+use crate::keyfile::{self, Secrets};
+use crate::seal;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const BY_ID: TableDefinition<&[u8], u64> = TableDefinition::new("by_id");
+const QUARANTINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine");
+const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// File names inside a workspace directory.
+pub(crate) const KEY_FILE: &str = "device.key";
+pub(crate) const DB_FILE: &str = "cairn.redb";
+
+/// An event as stored in the log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Position in the local log.
+    pub local: u64,
+    /// Id recorded in the index.
+    pub id: EventId,
+    /// The exact stored bytes (already authenticated by the storage layer).
+    pub bytes: Vec<u8>,
+}
+
+/// A rejected event kept as evidence.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Quarantined {
+    /// Why it was rejected.
+    pub reason: String,
+    /// Its bytes, as received.
+    pub bytes: Vec<u8>,
+}
+
+/// What happened to a batch of incoming events.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct IngestReport {
+    /// Applied to the state.
+    pub applied: usize,
+    /// Kept but excluded (equivocating author).
+    pub excluded: usize,
+    /// Waiting for dependencies.
+    pub pending: usize,
+    /// Already known.
+    pub duplicates: usize,
+    /// Rejected, with reasons (also in quarantine).
+    pub rejected: Vec<(EventId, String)>,
+}
+
+/// An open workspace on this device.
+pub struct Store {
+    dir: PathBuf,
+    db: Database,
+    secrets: Secrets,
+    device: DeviceKey,
+    blobs: BlobStore,
+    projection: Projection,
+    next_local: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.dir.display())
+    }
+}
+
+fn db_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> StoreError + '_ {
+    move |e| StoreError::Database {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+macro_rules! dbe {
+    ($self:expr) => {
+        |e| db_err(&$self.dir.join(DB_FILE))(&e)
+    };
+}
+
+fn aad(table: &str, key: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(table.len() + 1 + key.len());
+    a.extend_from_slice(table.as_bytes());
+    a.push(0);
+    a.extend_from_slice(key);
+    a
+}
+
+impl Store {
+    /// Whether `dir` holds a workspace.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(KEY_FILE).exists() || dir.join(DB_FILE).exists()
+    }
+
+    /// Creates a workspace in `dir` with this device as its first admin.
+    pub fn init(dir: &Path, passphrase: &[u8], workspace: &str, device_name: &str, now_millis: u64) -> Result<Store> {
+        Self::init_with_cost(dir, passphrase, workspace, device_name, now_millis, keyfile::DEFAULT_COST)
+    }
+
+    /// [`Store::init`] with explicit Argon2id cost (tests and benchmarks use a cheap one).
+    pub fn init_with_cost(dir: &Path, passphrase: &[u8], workspace: &str, device_name: &str, now_millis: u64, cost: (u32, u32, u32)) -> Result<Store> {
+        let mut s = Self::create(dir, passphrase, device_name, cost)?;
+        let name = device_name.to_string();
+        let ws = workspace.to_string();
+        s.append(|w, p| w.genesis(p, &ws, &name, None, now_millis))?;
+        Ok(s)
+    }
+
+    /// Creates an empty store for a device that will receive an existing workspace's log.
+    pub fn create(dir: &Path, passphrase: &[u8], device_name: &str, cost: (u32, u32, u32)) -> Result<Store> {
+        if Self::exists(dir) {
+            return Err(StoreError::AlreadyInitialised(dir.into()));
+        }
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let secrets = Secrets::generate();
+        let db_path = dir.join(DB_FILE);
+        let db = Database::create(&db_path).map_err(|e| db_err(&db_path)(&e))?;
+        let mut s = Self::assemble(dir, db, secrets)?;
+        let w = s.db.begin_write().map_err(dbe!(s))?;
+        {
+            for t in [BY_ID] {
+                w.open_table(t).map_err(dbe!(s))?;
+            }
+            w.open_table(LOG).map_err(dbe!(s))?;
+            w.open_table(QUARANTINE).map_err(dbe!(s))?;
+            w.open_table(PENDING).map_err(dbe!(s))?;
+            let mut m = w.open_table(META).map_err(dbe!(s))?;
+            let sealed = seal::seal(&s.secrets.storage, &aad("meta", b"device_name"), device_name.as_bytes());
+            m.insert("device_name", sealed.as_slice()).map_err(dbe!(s))?;
+        }
+        w.commit().map_err(dbe!(s))?;
+        // The key file is written last: its presence marks a complete workspace.
+        keyfile::write(&dir.join(KEY_FILE), passphrase, &s.secrets, cost)?;
+        s.projection = Projection::new([]);
+        Ok(s)
+    }
+
+    fn assemble(dir: &Path, db: Database, secrets: Secrets) -> Result<Store> {
+        let blobs = BlobStore::open(&dir.join("blobs"), &secrets.content)?;
+        Ok(Store {
+            dir: dir.into(),
+            db,
+            device: DeviceKey::from_secret(&secrets.device),
+            secrets,
+            blobs,
+            projection: Projection::new([]),
+            next_local: 1,
+        })
+    }
+
+    /// Opens an existing workspace and rebuilds its projection from the log.
+    pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Store> {
+        let key_path = dir.join(KEY_FILE);
+        let db_path = dir.join(DB_FILE);
+        if !key_path.exists() || !db_path.exists() {
+            return Err(StoreError::NotInitialised(dir.into()));
+        }
+        let secrets = keyfile::read(&key_path, passphrase)?;
+        let db = Database::open(&db_path).map_err(|e| db_err(&db_path)(&e))?;
+        let mut s = Self::assemble(dir, db, secrets)?;
+        s.projection = s.load_projection(Projection::new([]))?;
+        if s.projection.needs_rebuild() {
+            let forks = s.projection.forks();
+            s.projection = s.load_projection(Projection::new(forks))?;
+        }
+        Ok(s)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This device's key.
+    pub fn device(&self) -> &DeviceKey {
+        &self.device
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The workspace content key (shared by members; seals blobs and relay items).
+    pub fn content_key(&self) -> &[u8; 32] {
+        &self.secrets.content
+    }
+
+    /// The current projection (flushed).
+    pub fn projection(&self) -> &Projection {
+        &self.projection
+    }
+
+    /// This device's display name.
+    pub fn device_name(&self) -> String {
+        self.read_meta("device_name").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    fn read_meta(&self, key: &str) -> Option<Vec<u8>> {
+        let r = self.db.begin_read().ok()?;
+        let t = r.open_table(META).ok()?;
+        let v = t.get(key).ok()??;
+        seal::open(&self.secrets.storage, &aad("meta", key.as_bytes()), v.value())
+    }
+
+    /// Reads the whole log in local order. Values that fail authentication are an error naming
+    /// the position.
+    pub fn log(&self) -> Result<Vec<StoredEvent>> {
+        let raw = self.raw_log()?;
+        raw.into_par_iter()
+            .map(|(local, id, sealed)| {
+                let bytes = seal::open(&self.secrets.storage, &aad("log", &local.to_be_bytes()), &sealed).ok_or_else(|| StoreError::Corrupt {
+                    what: format!("log entry {local} (event {})", id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())),
+                })?;
+                Ok(StoredEvent {
+                    local,
+                    id: id.unwrap_or_else(|| EventId::of(&bytes)),
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
+    pub fn log_entries(&self, raw: Vec<(u64, Option<EventId>, Vec<u8>)>) -> Vec<crate::audit::Entry> {
+        raw.into_iter()
+            .map(|(local, id, sealed)| {
+                let bytes = seal::open(&self.secrets.storage, &aad("log", &local.to_be_bytes()), &sealed)
+                    .ok_or_else(|| format!("log entry {local}: stored value fails authentication (tampered or corrupt)"));
+                (id, bytes)
+            })
+            .collect()
+    }
+
+    /// The sealed log with the id the index gives each position (`None` if unindexed).
+    pub fn raw_log(&self) -> Result<Vec<(u64, Option<EventId>, Vec<u8>)>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
+        let mut ids = std::collections::HashMap::new();
+        for row in idx.iter().map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            let mut id = [0u8; 32];
+            if k.value().len() == 32 {
+                id.copy_from_slice(k.value());
+                ids.insert(v.value(), EventId(id));
+            }
+        }
+        let t = r.open_table(LOG).map_err(dbe!(self))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            out.push((k.value(), ids.get(&k.value()).copied(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Ids in the index with no log entry (a deleted event).
+    pub fn dangling_index(&self) -> Result<Vec<EventId>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
+        let log = r.open_table(LOG).map_err(dbe!(self))?;
+        let mut out = Vec::new();
+        for row in idx.iter().map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            if log.get(v.value()).map_err(dbe!(self))?.is_none() && k.value().len() == 32 {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(k.value());
+                out.push(EventId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Quarantined events.
+    pub fn quarantine(&self) -> Result<Vec<(EventId, Quarantined)>> {
+        self.read_kv(QUARANTINE, "quarantine", |b| postcard::from_bytes::<Quarantined>(&b).ok())
+    }
+
+    /// Pending events (waiting for dependencies).
+    pub fn pending(&self) -> Result<Vec<(EventId, Vec<u8>)>> {
+        self.read_kv(PENDING, "pending", Some)
+    }
+
+    fn read_kv<T>(&self, def: TableDefinition<&[u8], &[u8]>, name: &str, parse: impl Fn(Vec<u8>) -> Option<T>) -> Result<Vec<(EventId, T)>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let t = r.open_table(def).map_err(dbe!(self))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            let mut id = [0u8; 32];
+            if k.value().len() != 32 {
+                return Err(StoreError::Corrupt { what: format!("{name} key") });
+            }
+            id.copy_from_slice(k.value());
+            let plain = seal::open(&self.secrets.storage, &aad(name, k.value()), v.value()).ok_or_else(|| StoreError::Corrupt {
+                what: format!("{name} entry {}", hex::encode(k.value())),
+            })?;
+            let val = parse(plain).ok_or_else(|| StoreError::Corrupt {
+                what: format!("{name} entry {}", hex::encode(k.value())),
+            })?;
+            out.push((EventId(id), val));
+        }
+        Ok(out)
+    }
+
+    fn load_projection(&mut self, mut p: Projection) -> Result<Projection> {
+        let log = self.log()?;
+        self.next_local = log.last().map(|e| e.local + 1).unwrap_or(1);
+        let events: Vec<Event> = log
+            .into_par_iter()
+            .map(|e| {
+                Event::decode(e.bytes).map_err(|err| StoreError::Corrupt {
+                    what: format!("log entry {} ({err})", e.local),
+                })
+            })
+            .collect::<Result<_>>()?;
+        for e in events {
+            // Log values are authenticated by the storage key; signatures were checked on entry
+            // and are re-checked by `cairn audit verify`.
+            for (ev, v) in p.ingest(e, true) {
+                if !v.is_logged() {
+                    tracing::warn!(event = %ev.id(), verdict = ?v, "logged event no longer validates");
+                }
+            }
+        }
+        let mut parked: Vec<Event> = self.pending()?.into_iter().filter_map(|(_, b)| Event::decode(b).ok()).collect();
+        parked.extend(self.quarantine()?.into_iter().filter_map(|(_, q)| Event::decode(q.bytes).ok()));
+        let ok = verify_signatures(&parked);
+        for (e, ok) in parked.into_iter().zip(ok) {
+            p.ingest(e, ok);
+        }
+        p.flush();
+        Ok(p)
+    }
+
+    /// Signs a new event with this device and commits it durably. The event goes through the
+    /// same validation as remote events; it is stored only if it applies.
+    pub fn append(&mut self, build: impl FnOnce(&mut Writer<'_>, &Projection) -> Result<Event, WriteError>) -> Result<Event> {
+        let event = {
+            let mut w = Writer::new(&self.device);
+            build(&mut w, &self.projection)?
+        };
+        let results = self.projection.ingest(event.clone(), true);
+        match results.first().map(|(_, v)| v) {
+            Some(Verdict::Applied) => {}
+            other => return Err(StoreError::Refused(format!("{other:?}"))),
+        }
+        self.persist(&results)?;
+        self.projection.flush();
+        Ok(event)
+    }
+
+    /// Ingests events from another device or a bundle: decodes, verifies signatures in
+    /// batches, validates, and commits every verdict in one transaction.
+    pub fn ingest(&mut self, batch: Vec<Vec<u8>>) -> Result<IngestReport> {
+        let mut report = IngestReport::default();
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut bad = Vec::new();
+        for bytes in batch {
+            match Event::decode(bytes.clone()) {
+                Ok(e) => decoded.push(e),
+                Err(err) => bad.push((EventId::of(&bytes), err.to_string(), bytes)),
+            }
+        }
+        let oks: Vec<bool> = decoded.par_chunks(256).flat_map_iter(verify_signatures).collect();
+        let mut results = Vec::new();
+        for (e, ok) in decoded.into_iter().zip(oks) {
+            results.extend(self.projection.ingest(e, ok));
+        }
+        for (e, v) in &results {
+            match v {
+                Verdict::Applied => report.applied += 1,
+                Verdict::Excluded => report.excluded += 1,
+                Verdict::Pending(_) => report.pending += 1,
+                Verdict::Duplicate => report.duplicates += 1,
+                Verdict::Rejected(r) => report.rejected.push((e.id(), r.to_string())),
+            }
+        }
+        let w = self.db.begin_write().map_err(dbe!(self))?;
+        {
+            let mut q = w.open_table(QUARANTINE).map_err(dbe!(self))?;
+            for (id, reason, bytes) in &bad {
+                let val = postcard::to_allocvec(&Quarantined {
+                    reason: reason.clone(),
+                    bytes: bytes.clone(),
+                })
+                .map_err(|e| StoreError::Corrupt { what: e.to_string() })?;
+                q.insert(&id.0[..], seal::seal(&self.secrets.storage, &aad("quarantine", &id.0), &val).as_slice()).map_err(dbe!(self))?;
+                report.rejected.push((*id, reason.clone()));
+            }
+        }
+        self.write_verdicts(&w, &results)?;
+        w.commit().map_err(dbe!(self))?;
+        if self.projection.needs_rebuild() {
+            tracing::warn!("equivocation found; rebuilding the projection without the forked device's events");
+            let forks = self.projection.forks();
+            self.projection = self.load_projection(Projection::new(forks))?;
+        }
+        self.projection.flush();
+        Ok(report)
+    }
+
+    fn persist(&mut self, results: &[(Event, Verdict)]) -> Result<()> {
+        let mut w = self.db.begin_write().map_err(dbe!(self))?;
+        w.set_durability(Durability::Immediate).map_err(dbe!(self))?;
+        self.write_verdicts(&w, results)?;
+        w.commit().map_err(dbe!(self))
+    }
+
+    fn write_verdicts(&mut self, w: &redb::WriteTransaction, results: &[(Event, Verdict)]) -> Result<()> {
+        let key = self.secrets.storage;
+        let mut log = w.open_table(LOG).map_err(dbe!(self))?;
+        let mut idx = w.open_table(BY_ID).map_err(dbe!(self))?;
+        let mut q = w.open_table(QUARANTINE).map_err(dbe!(self))?;
+        let mut pend = w.open_table(PENDING).map_err(dbe!(self))?;
+        for (e, v) in results {
+            let id = e.id();
+            match v {
+                Verdict::Applied | Verdict::Excluded => {
+                    let n = self.next_local;
+                    self.next_local += 1;
+                    log.insert(n, seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()).as_slice()).map_err(dbe!(self))?;
+                    idx.insert(&id.0[..], n).map_err(dbe!(self))?;
+                    pend.remove(&id.0[..]).map_err(dbe!(self))?;
+                }
+                Verdict::Rejected(r) => {
+                    let val = postcard::to_allocvec(&Quarantined {
+                        reason: r.to_string(),
+                        bytes: e.bytes().to_vec(),
+                    })
+                    .map_err(|e| StoreError::Corrupt { what: e.to_string() })?;
+                    q.insert(&id.0[..], seal::seal(&key, &aad("quarantine", &id.0), &val).as_slice()).map_err(dbe!(self))?;
+                    pend.remove(&id.0[..]).map_err(dbe!(self))?;
+                }
+                Verdict::Pending(_) => {
+                    pend.insert(&id.0[..], seal::seal(&key, &aad("pending", &id.0), e.bytes()).as_slice()).map_err(dbe!(self))?;
+                }
+                Verdict::Duplicate => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the stored bytes of a logged event, re-sealed with the storage key, as an
+    /// insider with the key could. Exists for tamper-evidence tests and forensic drills.
+    #[doc(hidden)]
+    pub fn tamper_with_event(&mut self, id: &EventId, bytes: Option<&[u8]>) -> Result<()> {
+        let w = self.db.begin_write().map_err(dbe!(self))?;
+        {
+            let idx = w.open_table(BY_ID).map_err(dbe!(self))?;
+            let n = idx.get(&id.0[..]).map_err(dbe!(self))?.map(|v| v.value()).ok_or_else(|| StoreError::Refused("no such event".into()))?;
+            let mut log = w.open_table(LOG).map_err(dbe!(self))?;
+            match bytes {
+                Some(b) => {
+                    log.insert(n, seal::seal(&self.secrets.storage, &aad("log", &n.to_be_bytes()), b).as_slice()).map_err(dbe!(self))?;
+                }
+                None => {
+                    log.remove(n).map_err(dbe!(self))?;
+                }
+            }
+        }
+        w.commit().map_err(dbe!(self))
+    }
+}
