@@ -362,3 +362,8 @@ mod tests {
         assert!(parse_change(b"junk", &a).is_err());
     }
 }
+
+/// A boolean scalar, for flags such as `retired`.
+pub fn scalar_bool(b: bool) -> ScalarValue {
+    ScalarValue::Boolean(b)
+}

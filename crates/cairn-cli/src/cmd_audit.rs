@@ -1,0 +1,179 @@
+//! `cairn audit …` and `cairn device …`.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+use cairn_core::Event;
+use cairn_core::hlc::parse_time;
+use cairn_core::projection::Projection;
+use cairn_store::audit;
+
+use crate::{CheckFailed, ctx, output};
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Check every signature, chain, authorization and blob hash.
+    Verify {
+        /// Verify an exported bundle instead (no workspace needed).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List audit records (time, device, user, category, kind, event, subject, result).
+    Log {
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Rebuild the estate as it was at a time (RFC 3339 UTC, a date, or Unix ms).
+    Replay {
+        #[arg(long)]
+        at: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export an audit bundle (signed events, quarantine, optionally blob plaintext).
+    Export {
+        file: PathBuf,
+        #[arg(long)]
+        with_blobs: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DeviceCmd {
+    /// List member devices with role and fork status.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
+    if json {
+        output::json(rep)?;
+    } else {
+        for p in &rep.problems {
+            println!("PROBLEM {}: {}", p.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()), p.what);
+        }
+        for f in &rep.flagged {
+            println!("FLAG    {}: {}", f.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()), f.what);
+        }
+        println!(
+            "{}: {} event(s), {} blob(s), {} problem(s), {} flagged, {} quarantined",
+            if rep.ok() { "verified" } else { "FAILED" },
+            rep.events,
+            rep.blobs,
+            rep.problems.len(),
+            rep.flagged.len(),
+            rep.quarantined
+        );
+    }
+    if rep.ok() { Ok(()) } else { Err(CheckFailed.into()) }
+}
+
+pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
+    if let AuditCmd::Verify { bundle: Some(b), json } = &cmd {
+        let bundle = audit::read_bundle(b)?;
+        return print_report(&audit::verify_bundle(&bundle), *json);
+    }
+    let store = ctx::open(dir)?;
+    match cmd {
+        AuditCmd::Verify { json, .. } => print_report(&audit::verify_store(&store)?, json),
+        AuditCmd::Log { json, csv } => {
+            let recs = audit::records(&store)?;
+            if json {
+                return output::json(&recs);
+            }
+            if csv {
+                let mut w = csv::Writer::from_writer(std::io::stdout());
+                for r in &recs {
+                    w.serialize(r)?;
+                }
+                w.flush()?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = recs
+                .iter()
+                .map(|r| vec![r.timestamp.clone(), r.user.clone(), r.category.clone(), r.kind.clone(), r.event[..12].to_string(), r.subject.clone(), r.result.clone()])
+                .collect();
+            output::table(&["TIME (claimed)", "USER", "CATEGORY", "KIND", "EVENT", "SUBJECT", "RESULT"], &rows);
+            Ok(())
+        }
+        AuditCmd::Replay { at, json } => {
+            let t = parse_time(&at).with_context(|| format!("cannot parse time {at:?} (use 2025-03-04T09:15:00Z, a date, or Unix ms)"))?;
+            let mut p = Projection::new(store.projection().forks());
+            for se in store.log()? {
+                let e = Event::decode(se.bytes).context("decoding the log")?;
+                if e.time().millis <= t {
+                    p.ingest(e, true);
+                }
+            }
+            p.flush();
+            let assets = p.assets();
+            if json {
+                let view: Vec<_> = assets
+                    .iter()
+                    .map(|a| serde_json::json!({"asset": a, "versions": p.versions_of(&a.id)}))
+                    .collect();
+                return output::json(&serde_json::json!({"at": cairn_core::hlc::format_unix_millis(t), "events": p.applied_count(), "assets": view}));
+            }
+            println!("estate as of {} ({} event(s))", cairn_core::hlc::format_unix_millis(t), p.applied_count());
+            for a in assets {
+                let versions = p.versions_of(&a.id);
+                println!(
+                    "  {:<24} {:<6} site={:<12} address={:<14} versions={} latest={}",
+                    a.name(),
+                    a.doc.get("kind"),
+                    a.doc.get("site"),
+                    a.doc.get("address"),
+                    versions.len(),
+                    versions.first().map(|v| format!("{} {:?}", v.id.short(), v.message)).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        AuditCmd::Export { file, with_blobs } => {
+            if file.exists() {
+                bail!("{} exists; refusing to overwrite", file.display());
+            }
+            let n = audit::export_bundle(&store, &file, with_blobs)?;
+            println!("exported {n} event(s) to {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn device(dir: &Path, cmd: DeviceCmd) -> Result<()> {
+    let store = ctx::open(dir)?;
+    let DeviceCmd::List { json } = cmd;
+    let members = store.projection().members();
+    if json {
+        return output::json(&members);
+    }
+    let me = store.device().device_id();
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            let mut status = Vec::new();
+            if m.revoked_by.is_some() {
+                status.push("revoked".to_string());
+            }
+            if let Some(s) = m.forked_at {
+                status.push(format!("FORKED at seq {s}"));
+            }
+            vec![
+                m.name.clone(),
+                m.role.to_string(),
+                m.events.to_string(),
+                status.join(", "),
+                format!("{}{}", m.device.short(), if m.device == me { " (this device)" } else { "" }),
+            ]
+        })
+        .collect();
+    output::table(&["NAME", "ROLE", "EVENTS", "STATUS", "DEVICE"], &rows);
+    Ok(())
+}

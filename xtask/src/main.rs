@@ -1,0 +1,66 @@
+//! `cargo xtask demo | test | bench`: the commands the README names, and what CI runs.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let st = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…]"),
+    }
+}
+
+/// Builds `cairn` (release) and creates the demo workspace.
+fn demo(args: &[String]) -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "cairn-cli"]))?;
+    let dir = args.first().map(PathBuf::from).unwrap_or_else(|| root().join("target/demo"));
+    let bin = root().join("target/release/cairn");
+    let mut c = Command::new(&bin);
+    c.args(["--data-dir"]).arg(&dir).args(["demo", "--force"]);
+    if std::env::var_os("CAIRN_PASSPHRASE").is_none() {
+        eprintln!("CAIRN_PASSPHRASE is not set; using the demo passphrase \"demo\"");
+        c.env("CAIRN_PASSPHRASE", "demo");
+    }
+    run(&mut c)?;
+    run(Command::new(&bin).args(["--data-dir"]).arg(&dir).args(["asset", "list"]).env("CAIRN_PASSPHRASE", std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| "demo".into())))
+}
+
+/// Everything CI checks: toolchain pieces, format, lints, the wasm build of the core, tests.
+fn test() -> Result<()> {
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["build", "-p", "cairn-core", "--target", "wasm32-unknown-unknown"]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+}
+
+/// Runs the benchmark scenarios in release mode (see BENCHMARKS.md).
+fn bench(args: &[String]) -> Result<()> {
+    let mut c = cargo();
+    c.args(["run", "--release", "-p", "cairn-bench", "--"]).args(args);
+    run(&mut c)
+}
