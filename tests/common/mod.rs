@@ -1,0 +1,76 @@
+//! Helpers shared by the end-to-end suites: run the real `cairn` binary in a temp workspace.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASS: &str = "correct horse battery staple";
+
+pub struct Ws {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Ws {
+    pub fn new() -> Ws {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ws");
+        Ws { tmp, dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.env("CAIRN_PASSPHRASE", PASS).env_remove("CAIRN_DATA_DIR").arg("--data-dir").arg(&self.dir);
+        c
+    }
+
+    /// Runs and returns the output, whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "cairn {args:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs, asserts the exit code, returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        assert_eq!(o.status.code(), Some(code), "cairn {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init", "--workspace", "Plant North", "--device-name", "alice@laptop"]);
+    }
+}
+
+/// The committed version id printed by `cairn commit`.
+pub fn version_id(out: &str) -> String {
+    out.split_whitespace().nth(1).unwrap().to_string()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/configs").join(name)
+}
+
+/// True if `needle` occurs anywhere in any file under `dir`.
+pub fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            hits.extend(grep_tree(&p, needle));
+        } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+            hits.push(p);
+        }
+    }
+    hits
+}
