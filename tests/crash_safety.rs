@@ -1,5 +1,6 @@
 //! SIGKILL a real `cairn` process many times during a loop of commits: the database always
 //! opens, audit verify passes, and every commit the CLI reported is there.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 use common::*;
@@ -19,9 +20,25 @@ fn kill_9_during_commits_loses_nothing_acknowledged() {
     for i in 0..120u32 {
         // A few hundred KB per commit so the kill can land while blobs and the log are written.
         for f in 0..8 {
-            std::fs::write(export.join(format!("f{f}.cfg")), format!("iteration {i} file {f}\n").repeat(4000)).unwrap();
+            std::fs::write(
+                export.join(format!("f{f}.cfg")),
+                format!("iteration {i} file {f}\n").repeat(4000),
+            )
+            .unwrap();
         }
-        let mut child = ws.cmd().args(["commit", "PLC-1", export.to_str().unwrap(), "-m", &format!("c{i}")]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = ws
+            .cmd()
+            .args([
+                "commit",
+                "PLC-1",
+                export.to_str().unwrap(),
+                "-m",
+                &format!("c{i}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -41,13 +58,24 @@ fn kill_9_during_commits_loses_nothing_acknowledged() {
         if kills >= 50 && i % 3 == 2 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(240), "crash loop too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "crash loop too slow"
+        );
     }
     assert!(kills >= 50, "only {kills} kills landed mid-run");
     let log: serde_json::Value = serde_json::from_str(&ws.ok(&["log", "PLC-1", "--json"])).unwrap();
-    let present: Vec<&str> = log.as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    let present: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
     for v in &acknowledged {
-        assert!(present.contains(&v.as_str()), "acknowledged commit {v} lost");
+        assert!(
+            present.contains(&v.as_str()),
+            "acknowledged commit {v} lost"
+        );
     }
     assert!(ws.ok(&["audit", "verify"]).contains("verified"));
 }

@@ -20,7 +20,10 @@ impl Ws {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.env("CAIRN_PASSPHRASE", PASS).env_remove("CAIRN_DATA_DIR").arg("--data-dir").arg(&self.dir);
+        c.env("CAIRN_PASSPHRASE", PASS)
+            .env_remove("CAIRN_DATA_DIR")
+            .arg("--data-dir")
+            .arg(&self.dir);
         c
     }
 
@@ -32,14 +35,25 @@ impl Ws {
     /// Runs, asserts success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(o.status.success(), "cairn {args:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "cairn {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
 
     /// Runs, asserts the exit code, returns stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let o = self.run(args);
-        assert_eq!(o.status.code(), Some(code), "cairn {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "cairn {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
@@ -48,7 +62,13 @@ impl Ws {
     }
 
     pub fn init(&self) {
-        self.ok(&["init", "--workspace", "Plant North", "--device-name", "alice@laptop"]);
+        self.ok(&[
+            "init",
+            "--workspace",
+            "Plant North",
+            "--device-name",
+            "alice@laptop",
+        ]);
     }
 }
 
@@ -58,7 +78,9 @@ pub fn version_id(out: &str) -> String {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/configs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/configs")
+        .join(name)
 }
 
 /// True if `needle` occurs anywhere in any file under `dir`.
@@ -68,7 +90,11 @@ pub fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         let p = e.unwrap().path();
         if p.is_dir() {
             hits.extend(grep_tree(&p, needle));
-        } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
             hits.push(p);
         }
     }

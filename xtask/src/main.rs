@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -36,7 +39,10 @@ fn main() -> Result<()> {
 /// Builds `cairn` (release) and creates the demo workspace.
 fn demo(args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "cairn-cli"]))?;
-    let dir = args.first().map(PathBuf::from).unwrap_or_else(|| root().join("target/demo"));
+    let dir = args
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/demo"));
     let bin = root().join("target/release/cairn");
     let mut c = Command::new(&bin);
     c.args(["--data-dir"]).arg(&dir).args(["demo", "--force"]);
@@ -45,7 +51,14 @@ fn demo(args: &[String]) -> Result<()> {
         c.env("CAIRN_PASSPHRASE", "demo");
     }
     run(&mut c)?;
-    run(Command::new(&bin).args(["--data-dir"]).arg(&dir).args(["asset", "list"]).env("CAIRN_PASSPHRASE", std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| "demo".into())))
+    run(Command::new(&bin)
+        .args(["--data-dir"])
+        .arg(&dir)
+        .args(["asset", "list"])
+        .env(
+            "CAIRN_PASSPHRASE",
+            std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| "demo".into()),
+        ))
 }
 
 /// Everything CI checks: toolchain pieces, format, lints, the wasm build of the core, tests.
@@ -53,14 +66,28 @@ fn test() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().args(["build", "-p", "cairn-core", "--target", "wasm32-unknown-unknown"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "cairn-core",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
 }
 
 /// Runs the benchmark scenarios in release mode (see BENCHMARKS.md).
 fn bench(args: &[String]) -> Result<()> {
     let mut c = cargo();
-    c.args(["run", "--release", "-p", "cairn-bench", "--"]).args(args);
+    c.args(["run", "--release", "-p", "cairn-bench", "--"])
+        .args(args);
     run(&mut c)
 }

@@ -15,7 +15,7 @@ use crate::{ctx, output};
 #[derive(Subcommand)]
 pub(crate) enum AssetCmd {
     /// Register an asset.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List assets.
     List {
         /// Only this site.
@@ -104,7 +104,9 @@ pub(crate) struct AddArgs {
 }
 
 fn kv(s: &str) -> Result<(String, String)> {
-    let (k, v) = s.split_once('=').with_context(|| format!("expected key=value, got {s:?}"))?;
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("expected key=value, got {s:?}"))?;
     if k.is_empty() {
         bail!("empty key in {s:?}");
     }
@@ -115,7 +117,10 @@ fn add_fields(a: &AddArgs) -> Result<(Vec<FieldEdit>, Vec<FieldEdit>)> {
     if a.name.trim().is_empty() {
         bail!("asset name must not be empty");
     }
-    let mut f: Vec<FieldEdit> = vec![("name".into(), Some(a.name.clone())), ("kind".into(), Some(a.kind.clone()))];
+    let mut f: Vec<FieldEdit> = vec![
+        ("name".into(), Some(a.name.clone())),
+        ("kind".into(), Some(a.kind.clone())),
+    ];
     for (k, v) in [
         ("vendor", &a.vendor),
         ("model", &a.model),
@@ -131,13 +136,25 @@ fn add_fields(a: &AddArgs) -> Result<(Vec<FieldEdit>, Vec<FieldEdit>)> {
             f.push((k.into(), Some(v.clone())));
         }
     }
-    let tags = a.tags.iter().map(|t| kv(t).map(|(k, v)| (k, Some(v)))).collect::<Result<_>>()?;
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| kv(t).map(|(k, v)| (k, Some(v))))
+        .collect::<Result<_>>()?;
     Ok((f, tags))
 }
 
 /// Creates an asset; refuses a name that already exists.
-pub(crate) fn create(store: &mut Store, fields: &[FieldEdit], tags: &[FieldEdit]) -> Result<cairn_core::AssetId> {
-    let name = fields.iter().find(|(k, _)| k == "name").and_then(|(_, v)| v.clone()).unwrap_or_default();
+pub(crate) fn create(
+    store: &mut Store,
+    fields: &[FieldEdit],
+    tags: &[FieldEdit],
+) -> Result<cairn_core::AssetId> {
+    let name = fields
+        .iter()
+        .find(|(k, _)| k == "name")
+        .and_then(|(_, v)| v.clone())
+        .unwrap_or_default();
     if store.projection().assets().iter().any(|a| a.name() == name) {
         bail!("an asset named {name:?} already exists");
     }
@@ -197,7 +214,12 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                 return output::json(&assets);
             }
             let rows: Vec<_> = assets.iter().map(row).collect();
-            output::table(&["NAME", "KIND", "VENDOR", "MODEL", "SITE", "ADDRESS", "GOLDEN", "FLAGS", "ID"], &rows);
+            output::table(
+                &[
+                    "NAME", "KIND", "VENDOR", "MODEL", "SITE", "ADDRESS", "GOLDEN", "FLAGS", "ID",
+                ],
+                &rows,
+            );
         }
         AssetCmd::Show { name, json } => {
             let p = store.projection();
@@ -210,14 +232,29 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             for f in ASSET_FIELDS {
                 if let Some(v) = a.doc.fields.get(*f) {
                     if v.conflict.len() > 1 {
-                        println!("  {f:<12} CONFLICT: {}", v.conflict.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(" | "));
+                        println!(
+                            "  {f:<12} CONFLICT: {}",
+                            v.conflict
+                                .iter()
+                                .map(|c| format!("{c:?}"))
+                                .collect::<Vec<_>>()
+                                .join(" | ")
+                        );
                     } else {
                         println!("  {f:<12} {}", v.value);
                     }
                 }
             }
             for (k, v) in &a.doc.tags {
-                println!("  tags.{k:<7} {}{}", v.value, if v.conflict.len() > 1 { format!("  CONFLICT: {:?}", v.conflict) } else { String::new() });
+                println!(
+                    "  tags.{k:<7} {}{}",
+                    v.value,
+                    if v.conflict.len() > 1 {
+                        format!("  CONFLICT: {:?}", v.conflict)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             if a.doc.retired {
                 println!("  retired");
@@ -225,14 +262,21 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             match a.doc.golden.as_slice() {
                 [] => println!("  golden       (none)"),
                 [g] => println!("  golden       {}", g.short()),
-                gs => println!("  golden       CONFLICT: {}", gs.iter().map(|g| g.short()).collect::<Vec<_>>().join(" | ")),
+                gs => println!(
+                    "  golden       CONFLICT: {}",
+                    gs.iter().map(|g| g.short()).collect::<Vec<_>>().join(" | ")
+                ),
             }
             for b in &a.branches {
                 println!(
                     "  branch {:<14} {} version(s), head {}{}",
                     b.name,
                     b.versions,
-                    b.heads.iter().map(|h| h.short()).collect::<Vec<_>>().join(", "),
+                    b.heads
+                        .iter()
+                        .map(|h| h.short())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     if b.diverged() { "  DIVERGED" } else { "" }
                 );
             }
@@ -240,7 +284,12 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                 if d.changes.is_empty() {
                     println!("  drift        clean at {} vs {}", d.time, d.golden.short());
                 } else {
-                    println!("  drift        {} difference(s) at {} vs {}", d.changes.len(), d.time, d.golden.short());
+                    println!(
+                        "  drift        {} difference(s) at {} vs {}",
+                        d.changes.len(),
+                        d.time,
+                        d.golden.short()
+                    );
                 }
             }
         }
@@ -258,12 +307,27 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                     }
                     fields.push((k, v));
                 } else {
-                    bail!("unknown field {k:?} (fields: {}; tags: tags.KEY)", ASSET_FIELDS.join(", "));
+                    bail!(
+                        "unknown field {k:?} (fields: {}; tags: tags.KEY)",
+                        ASSET_FIELDS.join(", ")
+                    );
                 }
             }
-            match store.append(|w, p| w.edit_asset(p, EventKind::AssetEdited, id, &fields, &tags, &[], ctx::now_millis())) {
+            match store.append(|w, p| {
+                w.edit_asset(
+                    p,
+                    EventKind::AssetEdited,
+                    id,
+                    &fields,
+                    &tags,
+                    &[],
+                    ctx::now_millis(),
+                )
+            }) {
                 Ok(e) => println!("updated {name} ({})", e.id().short()),
-                Err(cairn_store::StoreError::Write(cairn_core::writer::WriteError::Doc(cairn_core::docs::DocError::Empty))) => {
+                Err(cairn_store::StoreError::Write(cairn_core::writer::WriteError::Doc(
+                    cairn_core::docs::DocError::Empty,
+                ))) => {
                     println!("nothing changed")
                 }
                 Err(e) => return Err(e.into()),
@@ -274,25 +338,54 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             let a = store.projection().asset(&id).context("asset vanished")?;
             let conflicted = a.doc.conflicts();
             if !conflicted.contains(&field) {
-                bail!("field {field:?} of {name} has no conflict (conflicts: {})", if conflicted.is_empty() { "none".into() } else { conflicted.join(", ") });
+                bail!(
+                    "field {field:?} of {name} has no conflict (conflicts: {})",
+                    if conflicted.is_empty() {
+                        "none".into()
+                    } else {
+                        conflicted.join(", ")
+                    }
+                );
             }
             let (fields, tags) = match field.strip_prefix("tags.") {
                 Some(t) => (vec![], vec![(t.to_string(), Some(value.clone()))]),
                 None => (vec![(field.clone(), Some(value.clone()))], vec![]),
             };
-            let e = store.append(|w, p| w.edit_asset(p, EventKind::ConflictResolved, id, &fields, &tags, &[], ctx::now_millis()))?;
+            let e = store.append(|w, p| {
+                w.edit_asset(
+                    p,
+                    EventKind::ConflictResolved,
+                    id,
+                    &fields,
+                    &tags,
+                    &[],
+                    ctx::now_millis(),
+                )
+            })?;
             println!("resolved {name}.{field} = {value:?} ({})", e.id().short());
         }
         AssetCmd::Retire { name } => {
             let id = output::asset(store.projection(), &name)?;
             let e = store.append(|w, p| {
-                w.edit_asset(p, EventKind::AssetRetired, id, &[], &[], &[("retired", cairn_core::docs::scalar_bool(true))], ctx::now_millis())
+                w.edit_asset(
+                    p,
+                    EventKind::AssetRetired,
+                    id,
+                    &[],
+                    &[],
+                    &[("retired", cairn_core::docs::scalar_bool(true))],
+                    ctx::now_millis(),
+                )
             })?;
             println!("retired {name} ({})", e.id().short());
         }
         AssetCmd::Import { file } => {
-            let mut rdr = csv::Reader::from_path(&file).with_context(|| format!("opening {}", file.display()))?;
-            let headers = rdr.headers().with_context(|| format!("reading header of {}", file.display()))?.clone();
+            let mut rdr = csv::Reader::from_path(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let headers = rdr
+                .headers()
+                .with_context(|| format!("reading header of {}", file.display()))?
+                .clone();
             for h in headers.iter() {
                 if h != "tags" && !ASSET_FIELDS.contains(&h) {
                     bail!("{}: unknown column {h:?}", file.display());
@@ -321,9 +414,19 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                         fields.push((h.to_string(), Some(v.to_string())));
                     }
                 }
-                let name = fields.iter().find(|(k, _)| k == "name").and_then(|(_, v)| v.clone()).with_context(|| format!("{}: row {} has no name", file.display(), i + 2))?;
-                if !names.insert(name.clone()) || store.projection().assets().iter().any(|a| a.name() == name) {
-                    bail!("{}: row {}: asset {name:?} already exists", file.display(), i + 2);
+                let name = fields
+                    .iter()
+                    .find(|(k, _)| k == "name")
+                    .and_then(|(_, v)| v.clone())
+                    .with_context(|| format!("{}: row {} has no name", file.display(), i + 2))?;
+                if !names.insert(name.clone())
+                    || store.projection().assets().iter().any(|a| a.name() == name)
+                {
+                    bail!(
+                        "{}: row {}: asset {name:?} already exists",
+                        file.display(),
+                        i + 2
+                    );
                 }
                 rows.push((fields, tags));
             }
@@ -341,8 +444,18 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             header.push("tags");
             w.write_record(&header)?;
             for a in store.projection().assets() {
-                let mut r: Vec<String> = ASSET_FIELDS.iter().map(|f| a.doc.get(f).to_string()).collect();
-                r.push(a.doc.tags.iter().map(|(k, v)| format!("{k}={}", v.value)).collect::<Vec<_>>().join(";"));
+                let mut r: Vec<String> = ASSET_FIELDS
+                    .iter()
+                    .map(|f| a.doc.get(f).to_string())
+                    .collect();
+                r.push(
+                    a.doc
+                        .tags
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.value))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                );
                 w.write_record(&r)?;
             }
             w.flush()?;

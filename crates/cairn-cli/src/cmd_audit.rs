@@ -57,10 +57,18 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
         output::json(rep)?;
     } else {
         for p in &rep.problems {
-            println!("PROBLEM {}: {}", p.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()), p.what);
+            println!(
+                "PROBLEM {}: {}",
+                p.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()),
+                p.what
+            );
         }
         for f in &rep.flagged {
-            println!("FLAG    {}: {}", f.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()), f.what);
+            println!(
+                "FLAG    {}: {}",
+                f.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()),
+                f.what
+            );
         }
         println!(
             "{}: {} event(s), {} blob(s), {} problem(s), {} flagged, {} quarantined",
@@ -72,11 +80,19 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
             rep.quarantined
         );
     }
-    if rep.ok() { Ok(()) } else { Err(CheckFailed.into()) }
+    if rep.ok() {
+        Ok(())
+    } else {
+        Err(CheckFailed.into())
+    }
 }
 
 pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
-    if let AuditCmd::Verify { bundle: Some(b), json } = &cmd {
+    if let AuditCmd::Verify {
+        bundle: Some(b),
+        json,
+    } = &cmd
+    {
         let bundle = audit::read_bundle(b)?;
         return print_report(&audit::verify_bundle(&bundle), *json);
     }
@@ -98,13 +114,36 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
             }
             let rows: Vec<Vec<String>> = recs
                 .iter()
-                .map(|r| vec![r.timestamp.clone(), r.user.clone(), r.category.clone(), r.kind.clone(), r.event[..12].to_string(), r.subject.clone(), r.result.clone()])
+                .map(|r| {
+                    vec![
+                        r.timestamp.clone(),
+                        r.user.clone(),
+                        r.category.clone(),
+                        r.kind.clone(),
+                        r.event[..12].to_string(),
+                        r.subject.clone(),
+                        r.result.clone(),
+                    ]
+                })
                 .collect();
-            output::table(&["TIME (claimed)", "USER", "CATEGORY", "KIND", "EVENT", "SUBJECT", "RESULT"], &rows);
+            output::table(
+                &[
+                    "TIME (claimed)",
+                    "USER",
+                    "CATEGORY",
+                    "KIND",
+                    "EVENT",
+                    "SUBJECT",
+                    "RESULT",
+                ],
+                &rows,
+            );
             Ok(())
         }
         AuditCmd::Replay { at, json } => {
-            let t = parse_time(&at).with_context(|| format!("cannot parse time {at:?} (use 2025-03-04T09:15:00Z, a date, or Unix ms)"))?;
+            let t = parse_time(&at).with_context(|| {
+                format!("cannot parse time {at:?} (use 2025-03-04T09:15:00Z, a date, or Unix ms)")
+            })?;
             let mut p = Projection::new(store.projection().forks());
             for se in store.log()? {
                 let e = Event::decode(se.bytes).context("decoding the log")?;
@@ -119,9 +158,15 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
                     .iter()
                     .map(|a| serde_json::json!({"asset": a, "versions": p.versions_of(&a.id)}))
                     .collect();
-                return output::json(&serde_json::json!({"at": cairn_core::hlc::format_unix_millis(t), "events": p.applied_count(), "assets": view}));
+                return output::json(
+                    &serde_json::json!({"at": cairn_core::hlc::format_unix_millis(t), "events": p.applied_count(), "assets": view}),
+                );
             }
-            println!("estate as of {} ({} event(s))", cairn_core::hlc::format_unix_millis(t), p.applied_count());
+            println!(
+                "estate as of {} ({} event(s))",
+                cairn_core::hlc::format_unix_millis(t),
+                p.applied_count()
+            );
             for a in assets {
                 let versions = p.versions_of(&a.id);
                 println!(
@@ -131,7 +176,10 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
                     a.doc.get("site"),
                     a.doc.get("address"),
                     versions.len(),
-                    versions.first().map(|v| format!("{} {:?}", v.id.short(), v.message)).unwrap_or_default()
+                    versions
+                        .first()
+                        .map(|v| format!("{} {:?}", v.id.short(), v.message))
+                        .unwrap_or_default()
                 );
             }
             Ok(())
@@ -170,7 +218,11 @@ pub(crate) fn device(dir: &Path, cmd: DeviceCmd) -> Result<()> {
                 m.role.to_string(),
                 m.events.to_string(),
                 status.join(", "),
-                format!("{}{}", m.device.short(), if m.device == me { " (this device)" } else { "" }),
+                format!(
+                    "{}{}",
+                    m.device.short(),
+                    if m.device == me { " (this device)" } else { "" }
+                ),
             ]
         })
         .collect();

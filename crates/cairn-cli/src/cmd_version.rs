@@ -141,7 +141,11 @@ pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
             "branch {} has diverged ({} heads: {}); merge first: cairn merge {} {} --into {}",
             a.branch,
             parents.len(),
-            parents.iter().map(|h| h.short()).collect::<Vec<_>>().join(", "),
+            parents
+                .iter()
+                .map(|h| h.short())
+                .collect::<Vec<_>>()
+                .join(", "),
             a.asset,
             a.branch,
             a.branch
@@ -161,7 +165,12 @@ pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
     let n = record.files.len();
     let size = record.total_size();
     let e = store.append(|w, p| w.commit(p, record, ctx::now_millis()))?;
-    println!("committed {} to {}@{}: {n} file(s), {size} bytes", e.id(), a.asset, a.branch);
+    println!(
+        "committed {} to {}@{}: {n} file(s), {size} bytes",
+        e.id(),
+        a.asset,
+        a.branch
+    );
     Ok(())
 }
 
@@ -170,8 +179,15 @@ pub(crate) fn log(dir: &Path, a: LogArgs) -> Result<()> {
     let p = store.projection();
     let asset = output::asset(p, &a.asset)?;
     let golden = p.asset(&asset).map(|x| x.doc.golden).unwrap_or_default();
-    let heads: Vec<VersionId> = p.asset(&asset).map(|x| x.branches.iter().flat_map(|b| b.heads.clone()).collect()).unwrap_or_default();
-    let versions: Vec<_> = p.versions_of(&asset).into_iter().filter(|v| a.branch.as_deref().is_none_or(|b| v.branch == b)).collect();
+    let heads: Vec<VersionId> = p
+        .asset(&asset)
+        .map(|x| x.branches.iter().flat_map(|b| b.heads.clone()).collect())
+        .unwrap_or_default();
+    let versions: Vec<_> = p
+        .versions_of(&asset)
+        .into_iter()
+        .filter(|v| a.branch.as_deref().is_none_or(|b| v.branch == b))
+        .collect();
     if a.json {
         return output::json(&versions);
     }
@@ -193,7 +209,11 @@ pub(crate) fn log(dir: &Path, a: LogArgs) -> Result<()> {
             v.branch,
             v.author_name,
             v.message,
-            if marks.is_empty() { String::new() } else { format!("  ({})", marks.join(", ")) }
+            if marks.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", marks.join(", "))
+            }
         );
     }
     Ok(())
@@ -207,9 +227,15 @@ pub(crate) fn diff(dir: &Path, a: DiffArgs) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
     let asset = output::asset(p, &a.asset)?;
-    let va = p.version(&output::version(p, &asset, &a.a)?).context("version vanished")?;
-    let vb = p.version(&output::version(p, &asset, &a.b)?).context("version vanished")?;
-    let idx = |fs: &[FileEntry]| -> BTreeMap<String, FileEntry> { fs.iter().map(|f| (f.path.clone(), f.clone())).collect() };
+    let va = p
+        .version(&output::version(p, &asset, &a.a)?)
+        .context("version vanished")?;
+    let vb = p
+        .version(&output::version(p, &asset, &a.b)?)
+        .context("version vanished")?;
+    let idx = |fs: &[FileEntry]| -> BTreeMap<String, FileEntry> {
+        fs.iter().map(|f| (f.path.clone(), f.clone())).collect()
+    };
     let (ma, mb) = (idx(&va.files), idx(&vb.files));
     let mut paths: Vec<&String> = ma.keys().chain(mb.keys()).collect();
     paths.sort();
@@ -219,16 +245,30 @@ pub(crate) fn diff(dir: &Path, a: DiffArgs) -> Result<()> {
         if fa.map(|f| f.blob) == fb.map(|f| f.blob) {
             continue;
         }
-        let read = |f: Option<&FileEntry>| -> Result<Vec<u8>> { f.map(|f| store.blobs().read(&f.blob).map_err(anyhow::Error::from)).unwrap_or(Ok(Vec::new())) };
+        let read = |f: Option<&FileEntry>| -> Result<Vec<u8>> {
+            f.map(|f| store.blobs().read(&f.blob).map_err(anyhow::Error::from))
+                .unwrap_or(Ok(Vec::new()))
+        };
         let (ba, bb) = (read(fa)?, read(fb)?);
         if is_text(&ba) && is_text(&bb) {
             let (ta, tb) = (String::from_utf8_lossy(&ba), String::from_utf8_lossy(&bb));
             let d = similar::TextDiff::from_lines(ta.as_ref(), tb.as_ref());
-            let old = if fa.is_some() { format!("a/{path}") } else { "/dev/null".into() };
-            let new = if fb.is_some() { format!("b/{path}") } else { "/dev/null".into() };
+            let old = if fa.is_some() {
+                format!("a/{path}")
+            } else {
+                "/dev/null".into()
+            };
+            let new = if fb.is_some() {
+                format!("b/{path}")
+            } else {
+                "/dev/null".into()
+            };
             print!("{}", d.unified_diff().context_radius(3).header(&old, &new));
         } else {
-            let desc = |f: Option<&FileEntry>| f.map(|f| format!("{} bytes, blake3 {}", f.size, f.blob.short())).unwrap_or_else(|| "absent".into());
+            let desc = |f: Option<&FileEntry>| {
+                f.map(|f| format!("{} bytes, blake3 {}", f.size, f.blob.short()))
+                    .unwrap_or_else(|| "absent".into())
+            };
             println!("binary {path}: {} -> {}", desc(fa), desc(fb));
         }
     }
@@ -262,8 +302,16 @@ pub(crate) fn branch(dir: &Path, c: BranchCmd) -> Result<()> {
                     vec![
                         b.name.clone(),
                         b.versions.to_string(),
-                        b.heads.iter().map(|h| h.short()).collect::<Vec<_>>().join(","),
-                        if b.diverged() { "diverged".into() } else { String::new() },
+                        b.heads
+                            .iter()
+                            .map(|h| h.short())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        if b.diverged() {
+                            "diverged".into()
+                        } else {
+                            String::new()
+                        },
                     ]
                 })
                 .collect();
@@ -298,14 +346,19 @@ pub(crate) fn merge(dir: &Path, a: MergeArgs) -> Result<()> {
     let tree = |v: &VersionId| p.version(v).map(|x| x.files).unwrap_or_default();
     // Fold the heads pairwise: ours = the target's first head.
     let into_heads = p.branch_heads(&asset, &a.into);
-    let ours_first = heads.iter().position(|h| into_heads.contains(h)).unwrap_or(0);
+    let ours_first = heads
+        .iter()
+        .position(|h| into_heads.contains(h))
+        .unwrap_or(0);
     let mut order = heads.clone();
     order.swap(0, ours_first);
     let mut acc = tree(&order[0]);
     let mut acc_id = order[0];
     let mut conflicts = Vec::new();
     for other in &order[1..] {
-        let base = merge_base(p, &acc_id, other).map(|b| tree(&b)).unwrap_or_default();
+        let base = merge_base(p, &acc_id, other)
+            .map(|b| tree(&b))
+            .unwrap_or_default();
         let theirs = tree(other);
         let m = merge_trees(&base, &acc, &theirs);
         let mut files = m.files;
@@ -331,7 +384,9 @@ pub(crate) fn merge(dir: &Path, a: MergeArgs) -> Result<()> {
             conflicts.join(", ")
         );
     }
-    let message = a.message.unwrap_or_else(|| format!("Merge {} into {}", a.branch, a.into));
+    let message = a
+        .message
+        .unwrap_or_else(|| format!("Merge {} into {}", a.branch, a.into));
     let record = VersionRecord {
         asset,
         branch: a.into.clone(),
@@ -370,11 +425,19 @@ pub(crate) fn restore(dir: &Path, a: RestoreArgs) -> Result<()> {
         (Some(v), false) => output::version(store.projection(), &asset, v)?,
         (None, false) => bail!("name a version or pass --golden"),
     };
-    let files = store.projection().version(&v).context("version vanished")?.files;
+    let files = store
+        .projection()
+        .version(&v)
+        .context("version vanished")?
+        .files;
     files::restore(&store, &files, &a.to)?;
     let target = a.to.display().to_string();
     store.append(|w, p| w.restored(p, asset, v, &target, ctx::now_millis()))?;
-    println!("restored {} ({} file(s)) to {target}", v.short(), files.len());
+    println!(
+        "restored {} ({} file(s)) to {target}",
+        v.short(),
+        files.len()
+    );
     Ok(())
 }
 
@@ -387,17 +450,26 @@ pub(crate) fn compare(golden: &[FileEntry], path: &Path) -> Result<Vec<DriftEntr
     for s in &sources {
         seen.insert(s.rel.as_str());
         match g.get(s.rel.as_str()) {
-            None => out.push(DriftEntry { path: s.rel.clone(), change: DriftChange::Added }),
+            None => out.push(DriftEntry {
+                path: s.rel.clone(),
+                change: DriftChange::Added,
+            }),
             Some(f) => {
                 if f.size != s.size || files::hash_file(&s.disk)? != f.blob {
-                    out.push(DriftEntry { path: s.rel.clone(), change: DriftChange::Modified });
+                    out.push(DriftEntry {
+                        path: s.rel.clone(),
+                        change: DriftChange::Modified,
+                    });
                 }
             }
         }
     }
     for f in golden {
         if !seen.contains(f.path.as_str()) {
-            out.push(DriftEntry { path: f.path.clone(), change: DriftChange::Removed });
+            out.push(DriftEntry {
+                path: f.path.clone(),
+                change: DriftChange::Removed,
+            });
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -408,19 +480,34 @@ pub(crate) fn drift(dir: &Path, a: DriftArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
     let asset = output::asset(store.projection(), &a.asset)?;
     let g = golden_of(&store, &asset)?;
-    let golden = store.projection().version(&g).context("version vanished")?.files;
+    let golden = store
+        .projection()
+        .version(&g)
+        .context("version vanished")?
+        .files;
     let changes = compare(&golden, &a.path)?;
     let drifted = !changes.is_empty();
     let e = store.append(|w, p| w.drift(p, asset, g, changes.clone(), ctx::now_millis()))?;
     if a.json {
-        output::json(&serde_json::json!({"asset": a.asset, "golden": g, "event": e.id(), "changes": changes}))?;
+        output::json(
+            &serde_json::json!({"asset": a.asset, "golden": g, "event": e.id(), "changes": changes}),
+        )?;
     } else if drifted {
-        println!("DRIFT: {} differs from golden {} in {} file(s):", a.asset, g.short(), changes.len());
+        println!(
+            "DRIFT: {} differs from golden {} in {} file(s):",
+            a.asset,
+            g.short(),
+            changes.len()
+        );
         for c in &changes {
             println!("  {} {}", c.change.marker(), c.path);
         }
     } else {
         println!("clean: {} matches golden {}", a.asset, g.short());
     }
-    if drifted { Err(CheckFailed.into()) } else { Ok(()) }
+    if drifted {
+        Err(CheckFailed.into())
+    } else {
+        Ok(())
+    }
 }

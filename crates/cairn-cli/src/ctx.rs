@@ -28,7 +28,10 @@ pub(crate) fn passphrase() -> Result<String> {
     }
     eprint!("passphrase: ");
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the passphrase from standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the passphrase from standard input")?;
     let p = line.trim_end_matches(['\r', '\n']).to_string();
     if p.is_empty() {
         bail!("no passphrase given (set CAIRN_PASSPHRASE for non-interactive use)");

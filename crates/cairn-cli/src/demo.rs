@@ -34,9 +34,24 @@ fn estate() -> Vec<Spec> {
     let codes = ["NF", "NU", "SP"];
     let kinds: [(&str, &str, &str, (&str, &str)); 5] = [
         ("plc", "Rockwell", "1756-L83E", ("Controller.L5X", L5X)),
-        ("plc", "Siemens", "S7-1516-3 PN/DP", ("FB_PumpControl.xml", TIA)),
-        ("plc", "Beckhoff", "CX5140 (CODESYS)", ("POU_TankLevel.xml", PLCOPEN)),
-        ("switch", "Hirschmann", "RSP35", ("running-config.cfg", SWITCH)),
+        (
+            "plc",
+            "Siemens",
+            "S7-1516-3 PN/DP",
+            ("FB_PumpControl.xml", TIA),
+        ),
+        (
+            "plc",
+            "Beckhoff",
+            "CX5140 (CODESYS)",
+            ("POU_TankLevel.xml", PLCOPEN),
+        ),
+        (
+            "switch",
+            "Hirschmann",
+            "RSP35",
+            ("running-config.cfg", SWITCH),
+        ),
         ("drive", "ABB", "ACS880-01", ("parameters.csv", DRIVE)),
     ];
     let prefix = ["PLC", "PLC", "PLC", "SW", "VFD"];
@@ -59,7 +74,15 @@ fn estate() -> Vec<Spec> {
     out
 }
 
-fn commit_text(store: &mut Store, asset: AssetId, branch: &str, name: &str, content: &str, msg: &str, tmp: &Path) -> Result<cairn_core::VersionId> {
+fn commit_text(
+    store: &mut Store,
+    asset: AssetId,
+    branch: &str,
+    name: &str,
+    content: &str,
+    msg: &str,
+    tmp: &Path,
+) -> Result<cairn_core::VersionId> {
     let f = tmp.join(name);
     std::fs::write(&f, content).with_context(|| format!("writing {}", f.display()))?;
     let sources = files::collect(&[f], None)?;
@@ -73,13 +96,19 @@ fn commit_text(store: &mut Store, asset: AssetId, branch: &str, name: &str, cont
         message: msg.into(),
         files,
     };
-    Ok(store.append(|w, p| w.commit(p, rec, ctx::now_millis()))?.id())
+    Ok(store
+        .append(|w, p| w.commit(p, rec, ctx::now_millis()))?
+        .id())
 }
 
 /// Sends every event `from` has to `to`.
 fn exchange(from: &Store, to: &mut Store) -> Result<()> {
     // Blobs first (as plaintext, re-encrypted under the receiver's key), then events.
-    for v in from.projection().asset_ids().flat_map(|a| from.projection().versions_of(a)) {
+    for v in from
+        .projection()
+        .asset_ids()
+        .flat_map(|a| from.projection().versions_of(a))
+    {
         for f in v.files {
             if !to.blobs().contains(&f.blob) {
                 to.blobs().put_bytes(&from.blobs().read(&f.blob)?)?;
@@ -97,13 +126,20 @@ fn exchange(from: &Store, to: &mut Store) -> Result<()> {
 /// Builds the estate in a sibling directory and moves it into place only when complete.
 pub(crate) fn run(dir: &Path, force: bool) -> Result<()> {
     if Store::exists(dir) && !force {
-        bail!("{} already holds a workspace; pass --force to replace it", dir.display());
+        bail!(
+            "{} already holds a workspace; pass --force to replace it",
+            dir.display()
+        );
     }
     let pass = ctx::passphrase()?;
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("workspace");
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("workspace");
     let building = dir.with_file_name(format!(".{name}.building"));
     if building.exists() {
-        std::fs::remove_dir_all(&building).with_context(|| format!("removing {}", building.display()))?;
+        std::fs::remove_dir_all(&building)
+            .with_context(|| format!("removing {}", building.display()))?;
     }
     let res = build(&building, &pass);
     if res.is_err() {
@@ -113,12 +149,16 @@ pub(crate) fn run(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    std::fs::rename(&building, dir).with_context(|| format!("moving the demo into {}", dir.display()))?;
+    std::fs::rename(&building, dir)
+        .with_context(|| format!("moving the demo into {}", dir.display()))?;
     let d = dir.display();
     println!("explore it (CAIRN_PASSPHRASE must be set to the passphrase you used):");
     for (cmd, note) in [
         ("asset list".to_string(), ""),
-        ("asset show SW-NF-04".into(), "  # diverged main and an address conflict"),
+        (
+            "asset show SW-NF-04".into(),
+            "  # diverged main and an address conflict",
+        ),
         ("log PLC-NF-01".into(), ""),
         ("branch list PLC-NF-01".into(), ""),
         ("asset show VFD-NF-05".into(), "  # drift against golden"),
@@ -131,13 +171,34 @@ pub(crate) fn run(dir: &Path, force: bool) -> Result<()> {
 }
 
 fn build(dir: &Path, pass: &str) -> Result<()> {
-    let mut alice = Store::init(dir, pass.as_bytes(), "Plant North", "alice@eng-laptop", ctx::now_millis())?;
+    let mut alice = Store::init(
+        dir,
+        pass.as_bytes(),
+        "Plant North",
+        "alice@eng-laptop",
+        ctx::now_millis(),
+    )?;
     let scratch = dir.join(".demo-scratch");
     let peer_dir = scratch.join("bob");
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let mut bob = Store::create(&peer_dir, pass.as_bytes(), "bob@site-server", cairn_store::keyfile::DEFAULT_COST)?;
+    let mut bob = Store::create(
+        &peer_dir,
+        pass.as_bytes(),
+        "bob@site-server",
+        cairn_store::keyfile::DEFAULT_COST,
+    )?;
     let bob_id = bob.device().device_id();
-    alice.append(|w, p| w.member(p, EventKind::DeviceEnrolled, bob_id, Role::Engineer, "bob@site-server", None, ctx::now_millis()))?;
+    alice.append(|w, p| {
+        w.member(
+            p,
+            EventKind::DeviceEnrolled,
+            bob_id,
+            Role::Engineer,
+            "bob@site-server",
+            None,
+            ctx::now_millis(),
+        )
+    })?;
 
     let specs = estate();
     let bar = crate::progress::items(specs.len() as u64, "building estate");
@@ -150,16 +211,49 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
             ("model".into(), Some(s.model.into())),
             ("site".into(), Some(s.site.into())),
             ("address".into(), Some(s.address.clone())),
-            ("criticality".into(), Some(if s.kind == "plc" { "high" } else { "medium" }.into())),
+            (
+                "criticality".into(),
+                Some(if s.kind == "plc" { "high" } else { "medium" }.into()),
+            ),
         ];
         let tags = vec![("line".to_string(), Some(format!("L{}", ids.len() % 4 + 1)))];
         let id = cmd_asset::create(&mut alice, &fields, &tags)?;
         let tmp = scratch.join(id.to_hex());
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let v1 = commit_text(&mut alice, id, "main", s.file.0, s.file.1, "Initial export from vendor tool", &tmp)?;
-        let v2content = s.file.1.replacen("500.0", "520.0", 1).replacen("4.5", "4.8", 1).replacen("10.000", "8.000", 1).replacen("logging trap informational", "logging trap warnings", 1) + "\n";
-        let v2 = commit_text(&mut alice, id, "main", s.file.0, &v2content, "Tune setpoints after FAT", &tmp)?;
-        alice.append(|w, p| w.set_golden(p, id, if ids.len() % 3 == 0 { v1 } else { v2 }, ctx::now_millis()))?;
+        let v1 = commit_text(
+            &mut alice,
+            id,
+            "main",
+            s.file.0,
+            s.file.1,
+            "Initial export from vendor tool",
+            &tmp,
+        )?;
+        let v2content = s
+            .file
+            .1
+            .replacen("500.0", "520.0", 1)
+            .replacen("4.5", "4.8", 1)
+            .replacen("10.000", "8.000", 1)
+            .replacen("logging trap informational", "logging trap warnings", 1)
+            + "\n";
+        let v2 = commit_text(
+            &mut alice,
+            id,
+            "main",
+            s.file.0,
+            &v2content,
+            "Tune setpoints after FAT",
+            &tmp,
+        )?;
+        alice.append(|w, p| {
+            w.set_golden(
+                p,
+                id,
+                if ids.len() % 3 == 0 { v1 } else { v2 },
+                ctx::now_millis(),
+            )
+        })?;
         ids.push((id, s, v2content));
         bar.inc(1);
     }
@@ -171,15 +265,49 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
     alice.append(|w, p| w.create_branch(p, plc, "commissioning", from, ctx::now_millis()))?;
     let tmp = scratch.join("branch");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    commit_text(&mut alice, plc, "commissioning", spec.file.0, &v2content.replace("2500", "3000"), "Longer valve travel timeout for SAT", &tmp)?;
+    commit_text(
+        &mut alice,
+        plc,
+        "commissioning",
+        spec.file.0,
+        &v2content.replace("2500", "3000"),
+        "Longer valve travel timeout for SAT",
+        &tmp,
+    )?;
 
     // Offline work on two devices: bob gets the log, then both edit and commit concurrently.
     exchange(&alice, &mut bob)?;
     let (sw, sw_spec, sw_content) = (ids[3].0, ids[3].1, ids[3].2.clone());
-    commit_text(&mut alice, sw, "main", sw_spec.file.0, &sw_content.replace("vlan 99", "vlan 99\n name MGMT-NEW"), "alice: rename mgmt VLAN", &tmp)?;
-    commit_text(&mut bob, sw, "main", sw_spec.file.0, &sw_content.replace("ntp server 10.31.0.5 prefer", "ntp server 10.31.0.6 prefer"), "bob: new NTP server", &tmp)?;
+    commit_text(
+        &mut alice,
+        sw,
+        "main",
+        sw_spec.file.0,
+        &sw_content.replace("vlan 99", "vlan 99\n name MGMT-NEW"),
+        "alice: rename mgmt VLAN",
+        &tmp,
+    )?;
+    commit_text(
+        &mut bob,
+        sw,
+        "main",
+        sw_spec.file.0,
+        &sw_content.replace("ntp server 10.31.0.5 prefer", "ntp server 10.31.0.6 prefer"),
+        "bob: new NTP server",
+        &tmp,
+    )?;
     let edit = |s: &mut Store, v: &str| -> Result<()> {
-        s.append(|w, p| w.edit_asset(p, EventKind::AssetEdited, sw, &[("address".into(), Some(v.into()))], &[], &[], ctx::now_millis()))?;
+        s.append(|w, p| {
+            w.edit_asset(
+                p,
+                EventKind::AssetEdited,
+                sw,
+                &[("address".into(), Some(v.into()))],
+                &[],
+                &[],
+                ctx::now_millis(),
+            )
+        })?;
         Ok(())
     };
     edit(&mut alice, "10.31.99.2")?;
@@ -188,11 +316,26 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
 
     // A drift check: the running config on one drive no longer matches golden.
     let (vfd, vfd_spec, _) = (ids[4].0, ids[4].1, ids[4].2.clone());
-    let g = alice.projection().asset(&vfd).and_then(|a| a.doc.golden.first().copied()).context("golden missing")?;
-    let golden_files = alice.projection().version(&g).context("golden version missing")?.files;
+    let g = alice
+        .projection()
+        .asset(&vfd)
+        .and_then(|a| a.doc.golden.first().copied())
+        .context("golden missing")?;
+    let golden_files = alice
+        .projection()
+        .version(&g)
+        .context("golden version missing")?
+        .files;
     let export = scratch.join("field-export");
     std::fs::create_dir_all(&export).with_context(|| format!("creating {}", export.display()))?;
-    std::fs::write(export.join(vfd_spec.file.0), DRIVE.replace("23.12,Acceleration time 1,10.000", "23.12,Acceleration time 1,3.000")).context("writing export")?;
+    std::fs::write(
+        export.join(vfd_spec.file.0),
+        DRIVE.replace(
+            "23.12,Acceleration time 1,10.000",
+            "23.12,Acceleration time 1,3.000",
+        ),
+    )
+    .context("writing export")?;
     let changes = cmd_version::compare(&golden_files, &export)?;
     alice.append(|w, p| w.drift(p, vfd, g, changes, ctx::now_millis()))?;
 
@@ -207,7 +350,10 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
         assets.len(),
         p.applied_count(),
         assets.iter().filter(|a| a.diverged()).count(),
-        assets.iter().filter(|a| !a.doc.conflicts().is_empty()).count(),
+        assets
+            .iter()
+            .filter(|a| !a.doc.conflicts().is_empty())
+            .count(),
         assets.iter().filter(|a| a.drifted()).count()
     );
     Ok(())

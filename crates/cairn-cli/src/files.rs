@@ -15,7 +15,8 @@ pub(crate) struct Source {
 }
 
 fn utf8_name(p: &Path) -> Result<&str> {
-    p.to_str().with_context(|| format!("file name is not valid UTF-8: {}", p.to_string_lossy()))
+    p.to_str()
+        .with_context(|| format!("file name is not valid UTF-8: {}", p.to_string_lossy()))
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
@@ -26,18 +27,32 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<()> {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let ft = e.file_type().with_context(|| format!("inspecting {}", path.display()))?;
+        let ft = e
+            .file_type()
+            .with_context(|| format!("inspecting {}", path.display()))?;
         if ft.is_symlink() {
-            bail!("refusing symbolic link {} (a version holds regular files only)", path.display());
+            bail!(
+                "refusing symbolic link {} (a version holds regular files only)",
+                path.display()
+            );
         }
         if ft.is_dir() {
             walk(root, &path, out)?;
         } else if ft.is_file() {
-            let rel = path.strip_prefix(root).with_context(|| format!("{} is outside {}", path.display(), root.display()))?;
+            let rel = path
+                .strip_prefix(root)
+                .with_context(|| format!("{} is outside {}", path.display(), root.display()))?;
             let rel = utf8_name(rel)?.replace(std::path::MAIN_SEPARATOR, "/");
             validate_rel_path(&rel).map_err(anyhow::Error::msg)?;
-            let size = e.metadata().with_context(|| format!("inspecting {}", path.display()))?.len();
-            out.push(Source { rel, disk: path, size });
+            let size = e
+                .metadata()
+                .with_context(|| format!("inspecting {}", path.display()))?
+                .len();
+            out.push(Source {
+                rel,
+                disk: path,
+                size,
+            });
         } else {
             bail!("refusing special file {}", path.display());
         }
@@ -53,7 +68,8 @@ pub(crate) fn collect(paths: &[PathBuf], rename: Option<&str>) -> Result<Vec<Sou
     }
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::symlink_metadata(p).with_context(|| format!("{}: no such file or directory", p.display()))?;
+        let meta = std::fs::symlink_metadata(p)
+            .with_context(|| format!("{}: no such file or directory", p.display()))?;
         if meta.file_type().is_symlink() {
             bail!("refusing symbolic link {}", p.display());
         }
@@ -65,10 +81,18 @@ pub(crate) fn collect(paths: &[PathBuf], rename: Option<&str>) -> Result<Vec<Sou
         } else if meta.is_file() {
             let rel = match rename {
                 Some(r) => r.to_string(),
-                None => utf8_name(Path::new(p.file_name().with_context(|| format!("{} has no file name", p.display()))?))?.to_string(),
+                None => utf8_name(Path::new(
+                    p.file_name()
+                        .with_context(|| format!("{} has no file name", p.display()))?,
+                ))?
+                .to_string(),
             };
             validate_rel_path(&rel).map_err(|e| anyhow::anyhow!("invalid stored path: {e}"))?;
-            out.push(Source { rel, disk: p.clone(), size: meta.len() });
+            out.push(Source {
+                rel,
+                disk: p.clone(),
+                size: meta.len(),
+            });
         } else {
             bail!("refusing special file {}", p.display());
         }
@@ -79,7 +103,12 @@ pub(crate) fn collect(paths: &[PathBuf], rename: Option<&str>) -> Result<Vec<Sou
     let mut seen = BTreeMap::new();
     for s in &out {
         if let Some(prev) = seen.insert(s.rel.clone(), s.disk.clone()) {
-            bail!("two files would be stored as {:?}: {} and {}", s.rel, prev.display(), s.disk.display());
+            bail!(
+                "two files would be stored as {:?}: {} and {}",
+                s.rel,
+                prev.display(),
+                s.disk.display()
+            );
         }
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -93,10 +122,15 @@ pub(crate) fn ingest(store: &Store, sources: &[Source]) -> Result<Vec<FileEntry>
     let mut done = 0u64;
     let mut files = Vec::with_capacity(sources.len());
     for s in sources {
-        let f = std::fs::File::open(&s.disk).with_context(|| format!("opening {}", s.disk.display()))?;
+        let f = std::fs::File::open(&s.disk)
+            .with_context(|| format!("opening {}", s.disk.display()))?;
         let (blob, size) = store.blobs().put(f, |n| bar.set_position(done + n))?;
         done += size;
-        files.push(FileEntry { path: s.rel.clone(), blob, size });
+        files.push(FileEntry {
+            path: s.rel.clone(),
+            blob,
+            size,
+        });
     }
     bar.finish_and_clear();
     Ok(files)
@@ -117,7 +151,10 @@ pub(crate) fn restore(store: &Store, files: &[FileEntry], target: &Path) -> Resu
         validate_rel_path(&f.path).map_err(|e| anyhow::anyhow!("refusing to restore: {e}"))?;
     }
     if target.exists() {
-        let empty = target.is_dir() && std::fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = target.is_dir()
+            && std::fs::read_dir(target)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
         if !empty {
             bail!("{} exists and is not an empty directory", target.display());
         }
@@ -129,7 +166,10 @@ pub(crate) fn restore(store: &Store, files: &[FileEntry], target: &Path) -> Resu
     if !parent.is_dir() {
         bail!("{}: parent directory does not exist", target.display());
     }
-    let tmp = parent.join(format!(".cairn-restore-{}", hex::encode(cairn_store::seal::random::<6>())));
+    let tmp = parent.join(format!(
+        ".cairn-restore-{}",
+        hex::encode(cairn_store::seal::random::<6>())
+    ));
     let res = (|| -> Result<()> {
         std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let total: u64 = files.iter().map(|f| f.size).sum();
@@ -139,16 +179,20 @@ pub(crate) fn restore(store: &Store, files: &[FileEntry], target: &Path) -> Resu
             if let Some(d) = dest.parent() {
                 std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             }
-            let mut out = std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+            let mut out = std::fs::File::create(&dest)
+                .with_context(|| format!("creating {}", dest.display()))?;
             store.blobs().read_to(&f.blob, &mut out)?;
-            out.sync_all().with_context(|| format!("writing {}", dest.display()))?;
+            out.sync_all()
+                .with_context(|| format!("writing {}", dest.display()))?;
             bar.inc(f.size);
         }
         bar.finish_and_clear();
         if target.exists() {
-            std::fs::remove_dir(target).with_context(|| format!("replacing empty {}", target.display()))?;
+            std::fs::remove_dir(target)
+                .with_context(|| format!("replacing empty {}", target.display()))?;
         }
-        std::fs::rename(&tmp, target).with_context(|| format!("moving restored files to {}", target.display()))?;
+        std::fs::rename(&tmp, target)
+            .with_context(|| format!("moving restored files to {}", target.display()))?;
         Ok(())
     })();
     if res.is_err() {

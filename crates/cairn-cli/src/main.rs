@@ -29,7 +29,11 @@ impl std::fmt::Display for CheckFailed {
 impl std::error::Error for CheckFailed {}
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "Configuration management for OT assets: signed, offline-first, auditable.")]
+#[command(
+    name = "cairn",
+    version,
+    about = "Configuration management for OT assets: signed, offline-first, auditable."
+)]
 struct Cli {
     /// Workspace directory [env: CAIRN_DATA_DIR] (default: $XDG_DATA_HOME/cairn/default).
     #[arg(long, global = true, env = "CAIRN_DATA_DIR")]
@@ -88,7 +92,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -105,12 +112,28 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = ctx::data_dir(cli.data_dir)?;
     match cli.cmd {
-        Cmd::Init { workspace, device_name } => {
+        Cmd::Init {
+            workspace,
+            device_name,
+        } => {
             let name = device_name.unwrap_or_else(default_device_name);
             let pass = ctx::passphrase()?;
-            let store = cairn_store::Store::init(&dir, pass.as_bytes(), &workspace, &name, ctx::now_millis())?;
-            let ws = store.projection().workspace().map(|w| w.to_hex()).unwrap_or_default();
-            println!("initialised workspace {workspace:?} ({ws}) in {}", dir.display());
+            let store = cairn_store::Store::init(
+                &dir,
+                pass.as_bytes(),
+                &workspace,
+                &name,
+                ctx::now_millis(),
+            )?;
+            let ws = store
+                .projection()
+                .workspace()
+                .map(|w| w.to_hex())
+                .unwrap_or_default();
+            println!(
+                "initialised workspace {workspace:?} ({ws}) in {}",
+                dir.display()
+            );
             println!("this device: {name} {} (admin)", store.device().device_id());
             Ok(())
         }
@@ -136,6 +159,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn default_device_name() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "engineer".into());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "device".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "device".into());
     format!("{user}@{host}")
 }

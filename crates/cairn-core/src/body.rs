@@ -118,9 +118,12 @@ impl Body {
         Ok(match kind {
             K::Genesis => Body::Genesis(strict(kind, b)?),
             K::DeviceEnrolled | K::RoleChanged | K::DeviceRevoked => Body::Member(strict(kind, b)?),
-            K::SiteEdited | K::AssetCreated | K::AssetEdited | K::AssetRetired | K::ConflictResolved | K::GoldenSet => {
-                Body::Doc(strict(kind, b)?)
-            }
+            K::SiteEdited
+            | K::AssetCreated
+            | K::AssetEdited
+            | K::AssetRetired
+            | K::ConflictResolved
+            | K::GoldenSet => Body::Doc(strict(kind, b)?),
             K::VersionCommitted => Body::Version(strict(kind, b)?),
             K::BranchCreated => Body::Branch(strict(kind, b)?),
             K::Restored => Body::Restore(strict(kind, b)?),

@@ -49,7 +49,9 @@ pub fn make_change(
     doc: &Automerge,
     author: &DeviceId,
     time_millis: u64,
-    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), automerge::AutomergeError>,
+    f: impl FnOnce(
+        &mut automerge::transaction::Transaction<'_>,
+    ) -> Result<(), automerge::AutomergeError>,
 ) -> Result<Vec<u8>, DocError> {
     let mut fork = doc.fork().with_actor(actor_for(author));
     let mut tx = fork.transaction();
@@ -292,7 +294,11 @@ pub fn read_members(ws: &Automerge) -> BTreeMap<String, (String, String, String)
     if let Ok(Some((Value::Object(ObjType::Map), members))) = ws.get(ROOT, "members") {
         for k in ws.keys(&members) {
             if let Ok(Some((Value::Object(ObjType::Map), m))) = ws.get(&members, k.as_str()) {
-                let get = |f: &str| read_scalar_all(ws, &m, f).map(|v| v.value).unwrap_or_default();
+                let get = |f: &str| {
+                    read_scalar_all(ws, &m, f)
+                        .map(|v| v.value)
+                        .unwrap_or_default()
+                };
                 out.insert(k.clone(), (get("name"), get("role"), get("status")));
             }
         }
@@ -310,7 +316,14 @@ pub fn read_sites(ws: &Automerge) -> Vec<String> {
 
 /// The workspace name.
 pub fn read_name(ws: &Automerge) -> String {
-    read_scalar_all(ws, &ROOT, "name").map(|v| v.value).unwrap_or_default()
+    read_scalar_all(ws, &ROOT, "name")
+        .map(|v| v.value)
+        .unwrap_or_default()
+}
+
+/// A boolean scalar, for flags such as `retired`.
+pub fn scalar_bool(b: bool) -> ScalarValue {
+    ScalarValue::Boolean(b)
 }
 
 #[cfg(test)]
@@ -324,30 +337,66 @@ mod tests {
     #[test]
     fn concurrent_same_field_edits_are_a_visible_conflict() {
         let (a, b) = (dev(1), dev(2));
-        let base = asset_change(&Automerge::new(), &a, 1, &[("name".into(), Some("PLC-1".into()))], &[], &[]).unwrap();
+        let base = asset_change(
+            &Automerge::new(),
+            &a,
+            1,
+            &[("name".into(), Some("PLC-1".into()))],
+            &[],
+            &[],
+        )
+        .unwrap();
         let mut doc = Automerge::new();
-        doc.apply_changes([parse_change(&base, &a).unwrap()]).unwrap();
-        let ca = asset_change(&doc, &a, 2, &[("address".into(), Some("10.0.0.1".into()))], &[], &[]).unwrap();
+        doc.apply_changes([parse_change(&base, &a).unwrap()])
+            .unwrap();
+        let ca = asset_change(
+            &doc,
+            &a,
+            2,
+            &[("address".into(), Some("10.0.0.1".into()))],
+            &[],
+            &[],
+        )
+        .unwrap();
         let cb = asset_change(
             &doc,
             &b,
             2,
-            &[("address".into(), Some("10.0.0.2".into())), ("vendor".into(), Some("Siemens".into()))],
+            &[
+                ("address".into(), Some("10.0.0.2".into())),
+                ("vendor".into(), Some("Siemens".into())),
+            ],
             &[],
             &[],
         )
         .unwrap();
         let mut d1 = doc.clone();
-        d1.apply_changes([parse_change(&ca, &a).unwrap(), parse_change(&cb, &b).unwrap()]).unwrap();
+        d1.apply_changes([
+            parse_change(&ca, &a).unwrap(),
+            parse_change(&cb, &b).unwrap(),
+        ])
+        .unwrap();
         let mut d2 = doc.clone();
-        d2.apply_changes([parse_change(&cb, &b).unwrap(), parse_change(&ca, &a).unwrap()]).unwrap();
+        d2.apply_changes([
+            parse_change(&cb, &b).unwrap(),
+            parse_change(&ca, &a).unwrap(),
+        ])
+        .unwrap();
         let (f1, f2) = (read_asset(&d1), read_asset(&d2));
         assert_eq!(f1, f2);
         assert_eq!(f1.get("vendor"), "Siemens");
         assert_eq!(f1.fields["address"].conflict.len(), 2);
         assert_eq!(f1.conflicts(), vec!["address".to_string()]);
         // Writing after seeing both values resolves the conflict.
-        let r = asset_change(&d1, &a, 3, &[("address".into(), Some("10.0.0.9".into()))], &[], &[]).unwrap();
+        let r = asset_change(
+            &d1,
+            &a,
+            3,
+            &[("address".into(), Some("10.0.0.9".into()))],
+            &[],
+            &[],
+        )
+        .unwrap();
         d1.apply_changes([parse_change(&r, &a).unwrap()]).unwrap();
         assert!(read_asset(&d1).conflicts().is_empty());
         assert_eq!(read_asset(&d1).get("address"), "10.0.0.9");
@@ -356,14 +405,21 @@ mod tests {
     #[test]
     fn a_change_must_name_its_author() {
         let (a, b) = (dev(1), dev(2));
-        let c = asset_change(&Automerge::new(), &a, 1, &[("name".into(), Some("x".into()))], &[], &[]).unwrap();
+        let c = asset_change(
+            &Automerge::new(),
+            &a,
+            1,
+            &[("name".into(), Some("x".into()))],
+            &[],
+            &[],
+        )
+        .unwrap();
         assert!(parse_change(&c, &a).is_ok());
-        assert!(parse_change(&c, &b).unwrap_err().contains("not the event author"));
+        assert!(
+            parse_change(&c, &b)
+                .unwrap_err()
+                .contains("not the event author")
+        );
         assert!(parse_change(b"junk", &a).is_err());
     }
-}
-
-/// A boolean scalar, for flags such as `retired`.
-pub fn scalar_bool(b: bool) -> ScalarValue {
-    ScalarValue::Boolean(b)
 }

@@ -62,7 +62,17 @@ pub const ASSET_FIELDS: &[&str] = &[
 ];
 
 /// Known asset kinds. Others are accepted but these are what the UI groups by.
-pub const ASSET_KINDS: &[&str] = &["plc", "hmi", "rtu", "drive", "switch", "router", "firewall", "historian", "other"];
+pub const ASSET_KINDS: &[&str] = &[
+    "plc",
+    "hmi",
+    "rtu",
+    "drive",
+    "switch",
+    "router",
+    "firewall",
+    "historian",
+    "other",
+];
 
 /// One file of a configuration version. Content lives in the blob store, never in Automerge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -131,7 +141,10 @@ pub fn validate_rel_path(p: &str) -> Result<(), String> {
         return Err("empty path".into());
     }
     if p.len() > 4096 {
-        return Err(format!("path longer than 4096 bytes: {}…", &p[..p.floor_char_boundary(40)]));
+        return Err(format!(
+            "path longer than 4096 bytes: {}…",
+            &p[..p.floor_char_boundary(40)]
+        ));
     }
     if p.starts_with('/') || p.contains(':') && p.as_bytes().get(1) == Some(&b':') {
         return Err(format!("absolute path not allowed: {p:?}"));
@@ -158,11 +171,14 @@ pub fn validate_branch_name(b: &str) -> Result<(), String> {
         && b.len() <= 100
         && !b.starts_with(['-', '/'])
         && !b.contains("..")
-        && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c));
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c));
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid branch name {b:?} (use letters, digits, . _ / -)"))
+        Err(format!(
+            "invalid branch name {b:?} (use letters, digits, . _ / -)"
+        ))
     }
 }
 
@@ -203,7 +219,17 @@ mod tests {
 
     #[test]
     fn rejects_traversal_and_absolute_paths() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "C:/x", "", "a\nb"] {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "C:/x",
+            "",
+            "a\nb",
+        ] {
             assert!(validate_rel_path(bad).is_err(), "{bad:?} must be rejected");
         }
         for good in ["a.L5X", "export/main/OB1.xml", "x..y", "ümlaut.csv"] {

@@ -71,7 +71,8 @@ impl Event {
     /// Encodes and signs an envelope.
     pub fn sign(env: Envelope, key: &DeviceKey) -> Event {
         debug_assert_eq!(env.author, key.device_id());
-        let mut bytes = Vec::with_capacity(HEADER + 96 + env.body.len() + 32 * env.deps.len() + SIG);
+        let mut bytes =
+            Vec::with_capacity(HEADER + 96 + env.body.len() + 32 * env.deps.len() + SIG);
         bytes.extend_from_slice(MAGIC);
         bytes.push(FORMAT_VERSION);
         // Writing into a Vec cannot fail for these plain types.
@@ -214,7 +215,10 @@ mod tests {
                 seq: 2,
                 prev: Some(EventId([1; 32])),
                 deps: vec![EventId([2; 32])],
-                time: Hlc { millis: 5, counter: 1 },
+                time: Hlc {
+                    millis: 5,
+                    counter: 1,
+                },
                 kind: EventKind::AssetEdited,
                 body: body.encode(),
             },
@@ -241,7 +245,10 @@ mod tests {
             b[i] ^= 0x40;
             match Event::decode(b) {
                 Err(_) => {}
-                Ok(d) => assert!(!d.verify_signature() || d.id() != e.id(), "flip at {i} undetected"),
+                Ok(d) => assert!(
+                    !d.verify_signature() || d.id() != e.id(),
+                    "flip at {i} undetected"
+                ),
             }
         }
     }
@@ -254,7 +261,13 @@ mod tests {
             let r = Event::decode(e.bytes()[..n].to_vec());
             assert!(r.is_err() || !r.as_ref().is_ok_and(|d| d.verify_signature()));
         }
-        assert!(matches!(Event::decode(vec![0u8; 10]), Err(DecodeError::Truncated(10))));
-        assert!(matches!(Event::decode(vec![0u8; 100]), Err(DecodeError::BadMagic)));
+        assert!(matches!(
+            Event::decode(vec![0u8; 10]),
+            Err(DecodeError::Truncated(10))
+        ));
+        assert!(matches!(
+            Event::decode(vec![0u8; 100]),
+            Err(DecodeError::BadMagic)
+        ));
     }
 }

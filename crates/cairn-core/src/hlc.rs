@@ -143,11 +143,20 @@ mod tests {
 
     #[test]
     fn tick_is_monotonic_even_when_the_wall_clock_goes_back() {
-        let a = Hlc { millis: 1000, counter: 0 };
+        let a = Hlc {
+            millis: 1000,
+            counter: 0,
+        };
         let b = a.tick(900);
         assert!(b > a);
         let c = b.tick(2000);
-        assert_eq!(c, Hlc { millis: 2000, counter: 0 });
+        assert_eq!(
+            c,
+            Hlc {
+                millis: 2000,
+                counter: 0
+            }
+        );
     }
 
     #[test]

@@ -200,7 +200,10 @@ mod tests {
             PrefixMatch::Ambiguous(vec![a, b])
         );
         assert_eq!(resolve_prefix("cd", ids, |i| i.to_hex()), PrefixMatch::None);
-        assert_eq!(resolve_prefix(&a.to_hex(), ids, |i| i.to_hex()), PrefixMatch::One(a));
+        assert_eq!(
+            resolve_prefix(&a.to_hex(), ids, |i| i.to_hex()),
+            PrefixMatch::One(a)
+        );
         assert_eq!(resolve_prefix("", ids, |i| i.to_hex()), PrefixMatch::None);
     }
 

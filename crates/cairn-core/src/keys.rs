@@ -1,7 +1,7 @@
 //! Device signing keys and signature verification.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use crate::ids::DeviceId;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// 32 secret bytes. `SigningKey` wipes its copy on drop (dalek feature `zeroize`).
 type Secret = [u8; 32];
@@ -61,12 +61,15 @@ pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
     const BATCH: usize = 64;
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(BATCH) {
-        let keys: Option<Vec<VerifyingKey>> = chunk.iter().map(|(a, _, _)| verifying_key(a)).collect();
+        let keys: Option<Vec<VerifyingKey>> =
+            chunk.iter().map(|(a, _, _)| verifying_key(a)).collect();
         let ok = match keys {
             Some(keys) => {
                 let msgs: Vec<&[u8]> = chunk.iter().map(|(_, m, _)| *m).collect();
-                let sigs: Vec<Signature> =
-                    chunk.iter().map(|(_, _, s)| Signature::from_bytes(s)).collect();
+                let sigs: Vec<Signature> = chunk
+                    .iter()
+                    .map(|(_, _, s)| Signature::from_bytes(s))
+                    .collect();
                 ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
             }
             None => false,

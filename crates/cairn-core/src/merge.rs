@@ -17,7 +17,9 @@ pub struct TreeMerge {
 
 /// Merges `theirs` into `ours` relative to `base`, per path and by content hash.
 pub fn merge_trees(base: &[FileEntry], ours: &[FileEntry], theirs: &[FileEntry]) -> TreeMerge {
-    let idx = |t: &[FileEntry]| -> BTreeMap<String, FileEntry> { t.iter().map(|f| (f.path.clone(), f.clone())).collect() };
+    let idx = |t: &[FileEntry]| -> BTreeMap<String, FileEntry> {
+        t.iter().map(|f| (f.path.clone(), f.clone())).collect()
+    };
     let (b, o, t) = (idx(base), idx(ours), idx(theirs));
     let paths: BTreeSet<&String> = b.keys().chain(o.keys()).chain(t.keys()).collect();
     let mut files = Vec::new();

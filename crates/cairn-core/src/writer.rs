@@ -47,7 +47,13 @@ impl<'k> Writer<'k> {
         }
     }
 
-    fn sign(&self, p: &Projection, kind: EventKind, body: &Body, now_millis: u64) -> Result<Event, WriteError> {
+    fn sign(
+        &self,
+        p: &Projection,
+        kind: EventKind,
+        body: &Body,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
         let workspace = if kind == EventKind::Genesis {
             WorkspaceId::GENESIS
         } else {
@@ -60,7 +66,12 @@ impl<'k> Writer<'k> {
             }
             None => (1, None),
         };
-        let deps: Vec<_> = p.heads.iter().filter(|h| Some(**h) != prev).copied().collect();
+        let deps: Vec<_> = p
+            .heads
+            .iter()
+            .filter(|h| Some(**h) != prev)
+            .copied()
+            .collect();
         let time = p.max_time().tick(now_millis);
         Ok(Event::sign(
             Envelope {
@@ -86,7 +97,14 @@ impl<'k> Writer<'k> {
     }
 
     /// The genesis event of a new workspace; this device becomes its first admin.
-    pub fn genesis(&mut self, p: &Projection, name: &str, admin_name: &str, x25519: Option<[u8; 32]>, now_millis: u64) -> Result<Event, WriteError> {
+    pub fn genesis(
+        &mut self,
+        p: &Projection,
+        name: &str,
+        admin_name: &str,
+        x25519: Option<[u8; 32]>,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
         if p.workspace().is_some() {
             return Err(WriteError::AlreadyInitialised);
         }
@@ -101,10 +119,35 @@ impl<'k> Writer<'k> {
     }
 
     /// Enrols, re-roles or revokes a device.
-    pub fn member(&mut self, p: &Projection, kind: EventKind, device: DeviceId, role: Role, name: &str, x25519: Option<[u8; 32]>, now_millis: u64) -> Result<Event, WriteError> {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the event body one to one"
+    )]
+    pub fn member(
+        &mut self,
+        p: &Projection,
+        kind: EventKind,
+        device: DeviceId,
+        role: Role,
+        name: &str,
+        x25519: Option<[u8; 32]>,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
         let empty = Automerge::new();
-        let status = if kind == EventKind::DeviceRevoked { "revoked" } else { "active" };
-        let change = docs::member_change(Self::ws(p, &empty), &self.me, Self::now(p, now_millis), &device, name, role, status)?;
+        let status = if kind == EventKind::DeviceRevoked {
+            "revoked"
+        } else {
+            "active"
+        };
+        let change = docs::member_change(
+            Self::ws(p, &empty),
+            &self.me,
+            Self::now(p, now_millis),
+            &device,
+            name,
+            role,
+            status,
+        )?;
         let body = Body::Member(MemberBody {
             device,
             role,
@@ -126,36 +169,85 @@ impl<'k> Writer<'k> {
     }
 
     /// Registers an asset. `fields` must include `name`.
-    pub fn create_asset(&mut self, p: &Projection, fields: &[FieldEdit], tags: &[FieldEdit], now_millis: u64) -> Result<(Event, AssetId), WriteError> {
+    pub fn create_asset(
+        &mut self,
+        p: &Projection,
+        fields: &[FieldEdit],
+        tags: &[FieldEdit],
+        now_millis: u64,
+    ) -> Result<(Event, AssetId), WriteError> {
         let id = self.next_asset_id(p);
         let t = Self::now(p, now_millis);
         let asset_change = docs::asset_change(&Automerge::new(), &self.me, t, fields, tags, &[])?;
-        let get = |k: &str| fields.iter().find(|(f, _)| f == k).and_then(|(_, v)| v.clone());
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == k)
+                .and_then(|(_, v)| v.clone())
+        };
         let name = get("name").unwrap_or_default();
         let empty = Automerge::new();
-        let ws_change = docs::index_change(Self::ws(p, &empty), &self.me, t, &id.to_hex(), &name, get("site").as_deref())?;
+        let ws_change = docs::index_change(
+            Self::ws(p, &empty),
+            &self.me,
+            t,
+            &id.to_hex(),
+            &name,
+            get("site").as_deref(),
+        )?;
         let body = Body::Doc(DocBody {
             asset: Some(id),
             asset_change: Some(asset_change),
             workspace_change: Some(ws_change),
         });
-        Ok((self.sign(p, EventKind::AssetCreated, &body, now_millis)?, id))
+        Ok((
+            self.sign(p, EventKind::AssetCreated, &body, now_millis)?,
+            id,
+        ))
     }
 
     /// Edits fields and tags (`kind` is `AssetEdited` or `ConflictResolved`), or sets flags
     /// (`AssetRetired`, `GoldenSet`).
-    pub fn edit_asset(&mut self, p: &Projection, kind: EventKind, asset: AssetId, fields: &[FieldEdit], tags: &[FieldEdit], flags: &[(&str, ScalarValue)], now_millis: u64) -> Result<Event, WriteError> {
-        let doc = p.doc(DocKey::Asset(asset)).ok_or_else(|| WriteError::UnknownAsset(asset.short()))?;
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the event body one to one"
+    )]
+    pub fn edit_asset(
+        &mut self,
+        p: &Projection,
+        kind: EventKind,
+        asset: AssetId,
+        fields: &[FieldEdit],
+        tags: &[FieldEdit],
+        flags: &[(&str, ScalarValue)],
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        let doc = p
+            .doc(DocKey::Asset(asset))
+            .ok_or_else(|| WriteError::UnknownAsset(asset.short()))?;
         let t = Self::now(p, now_millis);
         let asset_change = docs::asset_change(doc, &self.me, t, fields, tags, flags)?;
         // Keep the workspace index in step with the name and site.
-        let name = fields.iter().find(|(k, _)| k == "name").and_then(|(_, v)| v.clone());
-        let site = fields.iter().find(|(k, _)| k == "site").and_then(|(_, v)| v.clone());
+        let name = fields
+            .iter()
+            .find(|(k, _)| k == "name")
+            .and_then(|(_, v)| v.clone());
+        let site = fields
+            .iter()
+            .find(|(k, _)| k == "site")
+            .and_then(|(_, v)| v.clone());
         let workspace_change = if name.is_some() || site.is_some() {
             let current = docs::read_asset(doc);
             let name = name.unwrap_or_else(|| current.get("name").to_string());
             let empty = Automerge::new();
-            Some(docs::index_change(Self::ws(p, &empty), &self.me, t, &asset.to_hex(), &name, site.as_deref())?)
+            Some(docs::index_change(
+                Self::ws(p, &empty),
+                &self.me,
+                t,
+                &asset.to_hex(),
+                &name,
+                site.as_deref(),
+            )?)
         } else {
             None
         };
@@ -168,17 +260,48 @@ impl<'k> Writer<'k> {
     }
 
     /// Designates the golden version.
-    pub fn set_golden(&mut self, p: &Projection, asset: AssetId, version: VersionId, now_millis: u64) -> Result<Event, WriteError> {
-        self.edit_asset(p, EventKind::GoldenSet, asset, &[], &[], &[("golden", ScalarValue::Str(version.to_hex().into()))], now_millis)
+    pub fn set_golden(
+        &mut self,
+        p: &Projection,
+        asset: AssetId,
+        version: VersionId,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        self.edit_asset(
+            p,
+            EventKind::GoldenSet,
+            asset,
+            &[],
+            &[],
+            &[("golden", ScalarValue::Str(version.to_hex().into()))],
+            now_millis,
+        )
     }
 
     /// Commits a version.
-    pub fn commit(&mut self, p: &Projection, record: VersionRecord, now_millis: u64) -> Result<Event, WriteError> {
-        self.sign(p, EventKind::VersionCommitted, &Body::Version(record), now_millis)
+    pub fn commit(
+        &mut self,
+        p: &Projection,
+        record: VersionRecord,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        self.sign(
+            p,
+            EventKind::VersionCommitted,
+            &Body::Version(record),
+            now_millis,
+        )
     }
 
     /// Creates a branch.
-    pub fn create_branch(&mut self, p: &Projection, asset: AssetId, name: &str, from: VersionId, now_millis: u64) -> Result<Event, WriteError> {
+    pub fn create_branch(
+        &mut self,
+        p: &Projection,
+        asset: AssetId,
+        name: &str,
+        from: VersionId,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
         let body = Body::Branch(BranchBody {
             asset,
             name: name.into(),
@@ -188,7 +311,14 @@ impl<'k> Writer<'k> {
     }
 
     /// Records a restore.
-    pub fn restored(&mut self, p: &Projection, asset: AssetId, version: VersionId, target: &str, now_millis: u64) -> Result<Event, WriteError> {
+    pub fn restored(
+        &mut self,
+        p: &Projection,
+        asset: AssetId,
+        version: VersionId,
+        target: &str,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
         let body = Body::Restore(RestoreBody {
             asset,
             version,
@@ -198,8 +328,19 @@ impl<'k> Writer<'k> {
     }
 
     /// Records a drift check.
-    pub fn drift(&mut self, p: &Projection, asset: AssetId, golden: VersionId, changes: Vec<DriftEntry>, now_millis: u64) -> Result<Event, WriteError> {
-        let body = Body::Drift(DriftBody { asset, golden, changes });
+    pub fn drift(
+        &mut self,
+        p: &Projection,
+        asset: AssetId,
+        golden: VersionId,
+        changes: Vec<DriftEntry>,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        let body = Body::Drift(DriftBody {
+            asset,
+            golden,
+            changes,
+        });
         self.sign(p, EventKind::DriftChecked, &body, now_millis)
     }
 }

@@ -54,7 +54,10 @@ pub type Entry = (Option<EventId>, std::result::Result<Vec<u8>, String>);
 
 /// Verifies entries: storage integrity, content hash, signatures, chains (gaps, broken links,
 /// equivocation), authorization by re-projection, and blob hashes through `blob`.
-pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>) -> Report {
+pub fn verify_entries(
+    entries: Vec<Entry>,
+    mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+) -> Report {
     let mut rep = Report {
         events: entries.len(),
         ..Default::default()
@@ -64,7 +67,10 @@ pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std:
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                rep.problems.push(Problem { event: claimed, what: e });
+                rep.problems.push(Problem {
+                    event: claimed,
+                    what: e,
+                });
                 continue;
             }
         };
@@ -74,7 +80,10 @@ pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std:
         {
             rep.problems.push(Problem {
                 event: Some(c),
-                what: format!("content hash mismatch: stored bytes hash to {} (tampered)", actual.short()),
+                what: format!(
+                    "content hash mismatch: stored bytes hash to {} (tampered)",
+                    actual.short()
+                ),
             });
             continue;
         }
@@ -101,7 +110,12 @@ pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std:
     // Chains: per author, seqs must be contiguous from 1 and each prev must name seq-1.
     let mut by_author: BTreeMap<_, BTreeMap<u64, Vec<&Event>>> = BTreeMap::new();
     for e in &good {
-        by_author.entry(e.author()).or_default().entry(e.seq()).or_default().push(e);
+        by_author
+            .entry(e.author())
+            .or_default()
+            .entry(e.seq())
+            .or_default()
+            .push(e);
     }
     for (author, seqs) in &by_author {
         let mut expect = 1u64;
@@ -109,14 +123,22 @@ pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std:
             if *seq != expect {
                 rep.problems.push(Problem {
                     event: evs.first().map(|e| e.id()),
-                    what: format!("gap in the chain of device {}: seq {expect}..{} missing before this event", author.short(), seq - 1),
+                    what: format!(
+                        "gap in the chain of device {}: seq {expect}..{} missing before this event",
+                        author.short(),
+                        seq - 1
+                    ),
                 });
             }
             if evs.len() > 1 {
                 for e in evs {
                     rep.problems.push(Problem {
                         event: Some(e.id()),
-                        what: format!("equivocation: device {} signed {} different events at seq {seq}", author.short(), evs.len()),
+                        what: format!(
+                            "equivocation: device {} signed {} different events at seq {seq}",
+                            author.short(),
+                            evs.len()
+                        ),
                     });
                 }
             }
@@ -179,7 +201,10 @@ pub fn verify_entries(entries: Vec<Entry>, mut blob: impl FnMut(&BlobId) -> std:
                         Ok(n) if n == f.size => {}
                         Ok(n) => rep.problems.push(Problem {
                             event: Some(e.id()),
-                            what: format!("file {}: blob has {n} bytes, version says {}", f.path, f.size),
+                            what: format!(
+                                "file {}: blob has {n} bytes, version says {}",
+                                f.path, f.size
+                            ),
                         }),
                         Err(err) => rep.problems.push(Problem {
                             event: Some(e.id()),
@@ -199,9 +224,16 @@ pub fn verify_store(store: &Store) -> Result<Report> {
     let entries: Vec<Entry> = store
         .log_entries(raw)
         .into_iter()
-        .chain(store.dangling_index()?.into_iter().map(|id| (Some(id), Err("listed in the index but missing from the log (deleted)".to_string()))))
+        .chain(store.dangling_index()?.into_iter().map(|id| {
+            (
+                Some(id),
+                Err("listed in the index but missing from the log (deleted)".to_string()),
+            )
+        }))
         .collect();
-    let mut rep = verify_entries(entries, |b| store.blobs().verify(b).map_err(|e| e.to_string()));
+    let mut rep = verify_entries(entries, |b| {
+        store.blobs().verify(b).map_err(|e| e.to_string())
+    });
     rep.quarantined = store.quarantine()?.len();
     Ok(rep)
 }
@@ -233,12 +265,19 @@ fn subject(p: &Projection, e: &Event) -> String {
         Ok(Body::Member(m)) => format!("device {} ({}, {})", m.device.short(), m.name, m.role),
         Ok(b) => match b.asset() {
             Some(a) => {
-                let name = p.asset(&a).map(|v| v.name().to_string()).unwrap_or_else(|| a.short());
+                let name = p
+                    .asset(&a)
+                    .map(|v| v.name().to_string())
+                    .unwrap_or_else(|| a.short());
                 match &b {
                     Body::Version(v) => format!("{name} @{} {:?}", v.branch, v.message),
                     Body::Branch(br) => format!("{name} branch {}", br.name),
                     Body::Restore(r) => format!("{name} {} -> {}", r.version.short(), r.target),
-                    Body::Drift(d) => format!("{name} vs {}: {} difference(s)", d.golden.short(), d.changes.len()),
+                    Body::Drift(d) => format!(
+                        "{name} vs {}: {} difference(s)",
+                        d.golden.short(),
+                        d.changes.len()
+                    ),
                     _ => name,
                 }
             }
@@ -253,10 +292,15 @@ pub fn records(store: &Store) -> Result<Vec<Record>> {
     let p = store.projection();
     let mut out = Vec::new();
     for se in store.log()? {
-        let Ok(e) = Event::decode(se.bytes) else { continue };
+        let Ok(e) = Event::decode(se.bytes) else {
+            continue;
+        };
         let mut result = p.status_of(&e.id()).unwrap_or("unknown").to_string();
         if let Some(r) = p.concurrent_revocation(&e.id()) {
-            result = format!("{result} (flagged: concurrent with revocation {})", r.short());
+            result = format!(
+                "{result} (flagged: concurrent with revocation {})",
+                r.short()
+            );
         }
         out.push(record(p, &e, result));
     }
@@ -328,14 +372,19 @@ pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usi
             }
         }
         for (_, q) in store.quarantine()? {
-            let b = postcard::to_allocvec(&q).map_err(|e| StoreError::Corrupt { what: e.to_string() })?;
+            let b = postcard::to_allocvec(&q).map_err(|e| StoreError::Corrupt {
+                what: e.to_string(),
+            })?;
             frame(&mut w, 2, &[&b]).map_err(io(&tmp))?;
         }
         for b in blobs {
             let data = store.blobs().read(&b)?;
             frame(&mut w, 3, &[&b.0, &data]).map_err(io(&tmp))?;
         }
-        let f = w.into_inner().map_err(|e| StoreError::Io { path: tmp.clone(), source: e.into_error() })?;
+        let f = w.into_inner().map_err(|e| StoreError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         f.sync_all().map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(StoreError::io(path))?;
         Ok(n)
@@ -362,9 +411,12 @@ pub fn read_bundle(path: &Path) -> Result<Bundle> {
     let f = std::fs::File::open(path).map_err(StoreError::io(path))?;
     let size = f.metadata().map_err(StoreError::io(path))?.len();
     let mut r = BufReader::new(f);
-    let bad = |what: String| StoreError::Corrupt { what: format!("bundle {}: {what}", path.display()) };
+    let bad = |what: String| StoreError::Corrupt {
+        what: format!("bundle {}: {what}", path.display()),
+    };
     let mut head = [0u8; 9];
-    r.read_exact(&mut head).map_err(|_| bad("too short".into()))?;
+    r.read_exact(&mut head)
+        .map_err(|_| bad("too short".into()))?;
     if &head[..8] != BUNDLE_MAGIC || head[8] != BUNDLE_VERSION {
         return Err(bad("not a Cairn audit bundle (bad magic or version)".into()));
     }
@@ -374,18 +426,27 @@ pub fn read_bundle(path: &Path) -> Result<Bundle> {
         match r.read(&mut th[..1]) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) => return Err(StoreError::Io { path: path.into(), source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: path.into(),
+                    source: e,
+                });
+            }
         }
-        r.read_exact(&mut th[1..]).map_err(|_| bad("truncated frame header".into()))?;
+        r.read_exact(&mut th[1..])
+            .map_err(|_| bad("truncated frame header".into()))?;
         let len = u64::from_le_bytes([th[1], th[2], th[3], th[4], th[5], th[6], th[7], th[8]]);
         if len > size {
             return Err(bad(format!("frame of {len} bytes is longer than the file")));
         }
         let mut data = vec![0u8; len as usize];
-        r.read_exact(&mut data).map_err(|_| bad("truncated frame".into()))?;
+        r.read_exact(&mut data)
+            .map_err(|_| bad("truncated frame".into()))?;
         match th[0] {
             1 => b.events.push(data),
-            2 => b.quarantined.push(postcard::from_bytes(&data).map_err(|e| bad(format!("quarantine frame: {e}")))?),
+            2 => b.quarantined.push(
+                postcard::from_bytes(&data).map_err(|e| bad(format!("quarantine frame: {e}")))?,
+            ),
             3 if data.len() >= 32 => {
                 let mut id = [0u8; 32];
                 id.copy_from_slice(&data[..32]);

@@ -105,7 +105,12 @@ impl BlobStore {
         res
     }
 
-    fn put_inner(&self, src: &mut impl Read, tmp_path: &Path, progress: &mut impl FnMut(u64)) -> Result<(BlobId, u64)> {
+    fn put_inner(
+        &self,
+        src: &mut impl Read,
+        tmp_path: &Path,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<(BlobId, u64)> {
         let file_nonce: [u8; 16] = seal::random();
         let mut header = Vec::with_capacity(HEADER);
         header.extend_from_slice(MAGIC);
@@ -123,12 +128,20 @@ impl BlobStore {
         let mut total = 0u64;
         let mut i = 0u64;
         loop {
-            let m = if n == CHUNK { fill(src, &mut next).map_err(StoreError::io(tmp_path))? } else { 0 };
+            let m = if n == CHUNK {
+                fill(src, &mut next).map_err(StoreError::io(tmp_path))?
+            } else {
+                0
+            };
             let last = m == 0;
             let chunk = &mut cur[..n];
             hasher.update(chunk);
             let tag: Tag = cipher
-                .encrypt_inout_detached(&nonce(&file_nonce, i), &aad(&header, i, last), chunk.into())
+                .encrypt_inout_detached(
+                    &nonce(&file_nonce, i),
+                    &aad(&header, i, last),
+                    chunk.into(),
+                )
                 .map_err(|_| StoreError::Blob {
                     id: "(new)".into(),
                     reason: "encryption failed".into(),
@@ -171,18 +184,27 @@ impl BlobStore {
     /// Streams the verified plaintext of a blob into `dst`. Every chunk is authenticated before
     /// it is written; the whole-blob hash is checked at the end. Errors name the bad chunk.
     pub fn read_to(&self, id: &BlobId, dst: &mut impl Write) -> Result<u64> {
-        let err = |reason: String| StoreError::Blob { id: id.to_hex(), reason };
+        let err = |reason: String| StoreError::Blob {
+            id: id.to_hex(),
+            reason,
+        };
         let path = self.path(id);
         let mut f = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 err("missing from the blob store".into())
             } else {
-                StoreError::Io { path: path.clone(), source: e }
+                StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                }
             }
         })?;
         let len = f.metadata().map_err(StoreError::io(&path))?.len();
         let mut header = [0u8; HEADER];
-        if fill(&mut f, &mut header).map_err(StoreError::io(&path))? != HEADER || &header[..8] != MAGIC || header[8] != VERSION {
+        if fill(&mut f, &mut header).map_err(StoreError::io(&path))? != HEADER
+            || &header[..8] != MAGIC
+            || header[8] != VERSION
+        {
             return Err(err("not a Cairn blob file (bad header)".into()));
         }
         let cs = u32::from_le_bytes([header[9], header[10], header[11], header[12]]) as usize;
@@ -198,20 +220,36 @@ impl BlobStore {
         let mut total = 0u64;
         for i in 0..chunks {
             let last = i + 1 == chunks;
-            let want = if last { (body - i * per) as usize } else { cs + TAG };
+            let want = if last {
+                (body - i * per) as usize
+            } else {
+                cs + TAG
+            };
             let got = fill(&mut f, &mut buf[..want]).map_err(StoreError::io(&path))?;
             if got < TAG || got != want {
-                return Err(err(format!("truncated at chunk {i} (offset {})", i * cs as u64)));
+                return Err(err(format!(
+                    "truncated at chunk {i} (offset {})",
+                    i * cs as u64
+                )));
             }
             let (data, tag) = buf[..got].split_at_mut(got - TAG);
             let tag = Tag::try_from(&*tag).map_err(|_| err(format!("chunk {i}: bad tag")))?;
             cipher
-                .decrypt_inout_detached(&nonce(&header[13..], i), &aad(&header, i, last), data.into(), &tag)
+                .decrypt_inout_detached(
+                    &nonce(&header[13..], i),
+                    &aad(&header, i, last),
+                    data.into(),
+                    &tag,
+                )
                 .map_err(|_| {
                     err(format!(
                         "chunk {i} (plaintext offset {}) fails authentication{}",
                         i * cs as u64,
-                        if last { " — truncated or corrupt" } else { "" }
+                        if last {
+                            " — truncated or corrupt"
+                        } else {
+                            ""
+                        }
                     ))
                 })?;
             hasher.update(data);

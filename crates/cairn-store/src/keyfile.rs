@@ -56,7 +56,12 @@ fn kek(passphrase: &[u8], salt: &[u8], (m, t, p): (u32, u32, u32)) -> Option<Key
 }
 
 /// Wraps and writes secrets atomically (temp file, fsync, rename).
-pub fn write(path: &Path, passphrase: &[u8], secrets: &Secrets, cost: (u32, u32, u32)) -> Result<()> {
+pub fn write(
+    path: &Path,
+    passphrase: &[u8],
+    secrets: &Secrets,
+    cost: (u32, u32, u32),
+) -> Result<()> {
     let salt: [u8; 16] = seal::random();
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
@@ -122,7 +127,10 @@ mod tests {
         let s = Secrets::generate();
         write(&p, b"right", &s, (64, 1, 1)).unwrap();
         assert_eq!(read(&p, b"right").unwrap().device, s.device);
-        assert!(matches!(read(&p, b"wrong"), Err(StoreError::WrongPassphrase)));
+        assert!(matches!(
+            read(&p, b"wrong"),
+            Err(StoreError::WrongPassphrase)
+        ));
         std::fs::write(&p, b"garbage").unwrap();
         assert!(matches!(read(&p, b"right"), Err(StoreError::BadKeyFile(_))));
     }

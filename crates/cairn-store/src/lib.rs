@@ -18,4 +18,4 @@ pub mod seal;
 mod store;
 
 pub use error::{Result, StoreError};
-pub use store::{IngestReport, Quarantined, Store, StoredEvent};
+pub use store::{IngestReport, Quarantined, RawEntry, Store, StoredEvent};

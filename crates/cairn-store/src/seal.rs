@@ -42,7 +42,15 @@ pub fn open(key: &Key, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     }
     let cipher = XChaCha20Poly1305::new(key.into());
     let nonce = XNonce::try_from(&sealed[..24]).ok()?;
-    cipher.decrypt(&nonce, Payload { msg: &sealed[24..], aad }).ok()
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: &sealed[24..],
+                aad,
+            },
+        )
+        .ok()
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const KEY_FILE: &str = "device.key";
 pub(crate) const DB_FILE: &str = "cairn.redb";
 
+/// A sealed log entry: local position, the id the index gives it, sealed bytes.
+pub type RawEntry = (u64, Option<EventId>, Vec<u8>);
+
 /// An event as stored in the log.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -115,12 +118,32 @@ impl Store {
     }
 
     /// Creates a workspace in `dir` with this device as its first admin.
-    pub fn init(dir: &Path, passphrase: &[u8], workspace: &str, device_name: &str, now_millis: u64) -> Result<Store> {
-        Self::init_with_cost(dir, passphrase, workspace, device_name, now_millis, keyfile::DEFAULT_COST)
+    pub fn init(
+        dir: &Path,
+        passphrase: &[u8],
+        workspace: &str,
+        device_name: &str,
+        now_millis: u64,
+    ) -> Result<Store> {
+        Self::init_with_cost(
+            dir,
+            passphrase,
+            workspace,
+            device_name,
+            now_millis,
+            keyfile::DEFAULT_COST,
+        )
     }
 
     /// [`Store::init`] with explicit Argon2id cost (tests and benchmarks use a cheap one).
-    pub fn init_with_cost(dir: &Path, passphrase: &[u8], workspace: &str, device_name: &str, now_millis: u64, cost: (u32, u32, u32)) -> Result<Store> {
+    pub fn init_with_cost(
+        dir: &Path,
+        passphrase: &[u8],
+        workspace: &str,
+        device_name: &str,
+        now_millis: u64,
+        cost: (u32, u32, u32),
+    ) -> Result<Store> {
         let mut s = Self::create(dir, passphrase, device_name, cost)?;
         let name = device_name.to_string();
         let ws = workspace.to_string();
@@ -129,7 +152,12 @@ impl Store {
     }
 
     /// Creates an empty store for a device that will receive an existing workspace's log.
-    pub fn create(dir: &Path, passphrase: &[u8], device_name: &str, cost: (u32, u32, u32)) -> Result<Store> {
+    pub fn create(
+        dir: &Path,
+        passphrase: &[u8],
+        device_name: &str,
+        cost: (u32, u32, u32),
+    ) -> Result<Store> {
         if Self::exists(dir) {
             return Err(StoreError::AlreadyInitialised(dir.into()));
         }
@@ -140,15 +168,18 @@ impl Store {
         let mut s = Self::assemble(dir, db, secrets)?;
         let w = s.db.begin_write().map_err(dbe!(s))?;
         {
-            for t in [BY_ID] {
-                w.open_table(t).map_err(dbe!(s))?;
-            }
+            w.open_table(BY_ID).map_err(dbe!(s))?;
             w.open_table(LOG).map_err(dbe!(s))?;
             w.open_table(QUARANTINE).map_err(dbe!(s))?;
             w.open_table(PENDING).map_err(dbe!(s))?;
             let mut m = w.open_table(META).map_err(dbe!(s))?;
-            let sealed = seal::seal(&s.secrets.storage, &aad("meta", b"device_name"), device_name.as_bytes());
-            m.insert("device_name", sealed.as_slice()).map_err(dbe!(s))?;
+            let sealed = seal::seal(
+                &s.secrets.storage,
+                &aad("meta", b"device_name"),
+                device_name.as_bytes(),
+            );
+            m.insert("device_name", sealed.as_slice())
+                .map_err(dbe!(s))?;
         }
         w.commit().map_err(dbe!(s))?;
         // The key file is written last: its presence marks a complete workspace.
@@ -215,14 +246,20 @@ impl Store {
 
     /// This device's display name.
     pub fn device_name(&self) -> String {
-        self.read_meta("device_name").map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        self.read_meta("device_name")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     fn read_meta(&self, key: &str) -> Option<Vec<u8>> {
         let r = self.db.begin_read().ok()?;
         let t = r.open_table(META).ok()?;
         let v = t.get(key).ok()??;
-        seal::open(&self.secrets.storage, &aad("meta", key.as_bytes()), v.value())
+        seal::open(
+            &self.secrets.storage,
+            &aad("meta", key.as_bytes()),
+            v.value(),
+        )
     }
 
     /// Reads the whole log in local order. Values that fail authentication are an error naming
@@ -231,8 +268,16 @@ impl Store {
         let raw = self.raw_log()?;
         raw.into_par_iter()
             .map(|(local, id, sealed)| {
-                let bytes = seal::open(&self.secrets.storage, &aad("log", &local.to_be_bytes()), &sealed).ok_or_else(|| StoreError::Corrupt {
-                    what: format!("log entry {local} (event {})", id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())),
+                let bytes = seal::open(
+                    &self.secrets.storage,
+                    &aad("log", &local.to_be_bytes()),
+                    &sealed,
+                )
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!(
+                        "log entry {local} (event {})",
+                        id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
+                    ),
                 })?;
                 Ok(StoredEvent {
                     local,
@@ -244,18 +289,29 @@ impl Store {
     }
 
     /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
-    pub fn log_entries(&self, raw: Vec<(u64, Option<EventId>, Vec<u8>)>) -> Vec<crate::audit::Entry> {
+    pub fn log_entries(
+        &self,
+        raw: Vec<(u64, Option<EventId>, Vec<u8>)>,
+    ) -> Vec<crate::audit::Entry> {
         raw.into_iter()
             .map(|(local, id, sealed)| {
-                let bytes = seal::open(&self.secrets.storage, &aad("log", &local.to_be_bytes()), &sealed)
-                    .ok_or_else(|| format!("log entry {local}: stored value fails authentication (tampered or corrupt)"));
+                let bytes = seal::open(
+                    &self.secrets.storage,
+                    &aad("log", &local.to_be_bytes()),
+                    &sealed,
+                )
+                .ok_or_else(|| {
+                    format!(
+                        "log entry {local}: stored value fails authentication (tampered or corrupt)"
+                    )
+                });
                 (id, bytes)
             })
             .collect()
     }
 
     /// The sealed log with the id the index gives each position (`None` if unindexed).
-    pub fn raw_log(&self) -> Result<Vec<(u64, Option<EventId>, Vec<u8>)>> {
+    pub fn raw_log(&self) -> Result<Vec<RawEntry>> {
         let r = self.db.begin_read().map_err(dbe!(self))?;
         let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
         let mut ids = std::collections::HashMap::new();
@@ -295,7 +351,9 @@ impl Store {
 
     /// Quarantined events.
     pub fn quarantine(&self) -> Result<Vec<(EventId, Quarantined)>> {
-        self.read_kv(QUARANTINE, "quarantine", |b| postcard::from_bytes::<Quarantined>(&b).ok())
+        self.read_kv(QUARANTINE, "quarantine", |b| {
+            postcard::from_bytes::<Quarantined>(&b).ok()
+        })
     }
 
     /// Pending events (waiting for dependencies).
@@ -303,7 +361,12 @@ impl Store {
         self.read_kv(PENDING, "pending", Some)
     }
 
-    fn read_kv<T>(&self, def: TableDefinition<&[u8], &[u8]>, name: &str, parse: impl Fn(Vec<u8>) -> Option<T>) -> Result<Vec<(EventId, T)>> {
+    fn read_kv<T>(
+        &self,
+        def: TableDefinition<&[u8], &[u8]>,
+        name: &str,
+        parse: impl Fn(Vec<u8>) -> Option<T>,
+    ) -> Result<Vec<(EventId, T)>> {
         let r = self.db.begin_read().map_err(dbe!(self))?;
         let t = r.open_table(def).map_err(dbe!(self))?;
         let mut out = Vec::new();
@@ -311,12 +374,15 @@ impl Store {
             let (k, v) = row.map_err(dbe!(self))?;
             let mut id = [0u8; 32];
             if k.value().len() != 32 {
-                return Err(StoreError::Corrupt { what: format!("{name} key") });
+                return Err(StoreError::Corrupt {
+                    what: format!("{name} key"),
+                });
             }
             id.copy_from_slice(k.value());
-            let plain = seal::open(&self.secrets.storage, &aad(name, k.value()), v.value()).ok_or_else(|| StoreError::Corrupt {
-                what: format!("{name} entry {}", hex::encode(k.value())),
-            })?;
+            let plain = seal::open(&self.secrets.storage, &aad(name, k.value()), v.value())
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("{name} entry {}", hex::encode(k.value())),
+                })?;
             let val = parse(plain).ok_or_else(|| StoreError::Corrupt {
                 what: format!("{name} entry {}", hex::encode(k.value())),
             })?;
@@ -345,8 +411,16 @@ impl Store {
                 }
             }
         }
-        let mut parked: Vec<Event> = self.pending()?.into_iter().filter_map(|(_, b)| Event::decode(b).ok()).collect();
-        parked.extend(self.quarantine()?.into_iter().filter_map(|(_, q)| Event::decode(q.bytes).ok()));
+        let mut parked: Vec<Event> = self
+            .pending()?
+            .into_iter()
+            .filter_map(|(_, b)| Event::decode(b).ok())
+            .collect();
+        parked.extend(
+            self.quarantine()?
+                .into_iter()
+                .filter_map(|(_, q)| Event::decode(q.bytes).ok()),
+        );
         let ok = verify_signatures(&parked);
         for (e, ok) in parked.into_iter().zip(ok) {
             p.ingest(e, ok);
@@ -357,7 +431,10 @@ impl Store {
 
     /// Signs a new event with this device and commits it durably. The event goes through the
     /// same validation as remote events; it is stored only if it applies.
-    pub fn append(&mut self, build: impl FnOnce(&mut Writer<'_>, &Projection) -> Result<Event, WriteError>) -> Result<Event> {
+    pub fn append(
+        &mut self,
+        build: impl FnOnce(&mut Writer<'_>, &Projection) -> Result<Event, WriteError>,
+    ) -> Result<Event> {
         let event = {
             let mut w = Writer::new(&self.device);
             build(&mut w, &self.projection)?
@@ -384,7 +461,10 @@ impl Store {
                 Err(err) => bad.push((EventId::of(&bytes), err.to_string(), bytes)),
             }
         }
-        let oks: Vec<bool> = decoded.par_chunks(256).flat_map_iter(verify_signatures).collect();
+        let oks: Vec<bool> = decoded
+            .par_chunks(256)
+            .flat_map_iter(verify_signatures)
+            .collect();
         let mut results = Vec::new();
         for (e, ok) in decoded.into_iter().zip(oks) {
             results.extend(self.projection.ingest(e, ok));
@@ -406,15 +486,23 @@ impl Store {
                     reason: reason.clone(),
                     bytes: bytes.clone(),
                 })
-                .map_err(|e| StoreError::Corrupt { what: e.to_string() })?;
-                q.insert(&id.0[..], seal::seal(&self.secrets.storage, &aad("quarantine", &id.0), &val).as_slice()).map_err(dbe!(self))?;
+                .map_err(|e| StoreError::Corrupt {
+                    what: e.to_string(),
+                })?;
+                q.insert(
+                    &id.0[..],
+                    seal::seal(&self.secrets.storage, &aad("quarantine", &id.0), &val).as_slice(),
+                )
+                .map_err(dbe!(self))?;
                 report.rejected.push((*id, reason.clone()));
             }
         }
         self.write_verdicts(&w, &results)?;
         w.commit().map_err(dbe!(self))?;
         if self.projection.needs_rebuild() {
-            tracing::warn!("equivocation found; rebuilding the projection without the forked device's events");
+            tracing::warn!(
+                "equivocation found; rebuilding the projection without the forked device's events"
+            );
             let forks = self.projection.forks();
             self.projection = self.load_projection(Projection::new(forks))?;
         }
@@ -424,12 +512,17 @@ impl Store {
 
     fn persist(&mut self, results: &[(Event, Verdict)]) -> Result<()> {
         let mut w = self.db.begin_write().map_err(dbe!(self))?;
-        w.set_durability(Durability::Immediate).map_err(dbe!(self))?;
+        w.set_durability(Durability::Immediate)
+            .map_err(dbe!(self))?;
         self.write_verdicts(&w, results)?;
         w.commit().map_err(dbe!(self))
     }
 
-    fn write_verdicts(&mut self, w: &redb::WriteTransaction, results: &[(Event, Verdict)]) -> Result<()> {
+    fn write_verdicts(
+        &mut self,
+        w: &redb::WriteTransaction,
+        results: &[(Event, Verdict)],
+    ) -> Result<()> {
         let key = self.secrets.storage;
         let mut log = w.open_table(LOG).map_err(dbe!(self))?;
         let mut idx = w.open_table(BY_ID).map_err(dbe!(self))?;
@@ -441,7 +534,11 @@ impl Store {
                 Verdict::Applied | Verdict::Excluded => {
                     let n = self.next_local;
                     self.next_local += 1;
-                    log.insert(n, seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()).as_slice()).map_err(dbe!(self))?;
+                    log.insert(
+                        n,
+                        seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()).as_slice(),
+                    )
+                    .map_err(dbe!(self))?;
                     idx.insert(&id.0[..], n).map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
@@ -450,12 +547,22 @@ impl Store {
                         reason: r.to_string(),
                         bytes: e.bytes().to_vec(),
                     })
-                    .map_err(|e| StoreError::Corrupt { what: e.to_string() })?;
-                    q.insert(&id.0[..], seal::seal(&key, &aad("quarantine", &id.0), &val).as_slice()).map_err(dbe!(self))?;
+                    .map_err(|e| StoreError::Corrupt {
+                        what: e.to_string(),
+                    })?;
+                    q.insert(
+                        &id.0[..],
+                        seal::seal(&key, &aad("quarantine", &id.0), &val).as_slice(),
+                    )
+                    .map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
                 Verdict::Pending(_) => {
-                    pend.insert(&id.0[..], seal::seal(&key, &aad("pending", &id.0), e.bytes()).as_slice()).map_err(dbe!(self))?;
+                    pend.insert(
+                        &id.0[..],
+                        seal::seal(&key, &aad("pending", &id.0), e.bytes()).as_slice(),
+                    )
+                    .map_err(dbe!(self))?;
                 }
                 Verdict::Duplicate => {}
             }
@@ -470,11 +577,20 @@ impl Store {
         let w = self.db.begin_write().map_err(dbe!(self))?;
         {
             let idx = w.open_table(BY_ID).map_err(dbe!(self))?;
-            let n = idx.get(&id.0[..]).map_err(dbe!(self))?.map(|v| v.value()).ok_or_else(|| StoreError::Refused("no such event".into()))?;
+            let n = idx
+                .get(&id.0[..])
+                .map_err(dbe!(self))?
+                .map(|v| v.value())
+                .ok_or_else(|| StoreError::Refused("no such event".into()))?;
             let mut log = w.open_table(LOG).map_err(dbe!(self))?;
             match bytes {
                 Some(b) => {
-                    log.insert(n, seal::seal(&self.secrets.storage, &aad("log", &n.to_be_bytes()), b).as_slice()).map_err(dbe!(self))?;
+                    log.insert(
+                        n,
+                        seal::seal(&self.secrets.storage, &aad("log", &n.to_be_bytes()), b)
+                            .as_slice(),
+                    )
+                    .map_err(dbe!(self))?;
                 }
                 None => {
                     log.remove(n).map_err(dbe!(self))?;

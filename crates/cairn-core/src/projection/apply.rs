@@ -1,11 +1,13 @@
 //! Folding a validated event into the projected state.
 
 use super::validate::Checked;
-use super::{BranchState, DocKey, DriftState, MemberRec, Pos, Projection, Status, VersionState, Verdict};
+use super::{
+    BranchState, DocKey, DriftState, MemberRec, Pos, Projection, Status, Verdict, VersionState,
+};
 use crate::body::Body;
+use crate::domain::Role;
 use crate::event::Event;
 use crate::kind::EventKind;
-use crate::domain::Role;
 
 impl Projection {
     pub(crate) fn accept(&mut self, ev: &Event, c: Checked) -> Verdict {
@@ -65,7 +67,11 @@ impl Projection {
                 self.registry.versions.insert(id, (pos, v.asset));
             }
             Body::Branch(b) => {
-                self.registry.branches.entry((b.asset, b.name.clone())).or_default().push(pos);
+                self.registry
+                    .branches
+                    .entry((b.asset, b.name.clone()))
+                    .or_default()
+                    .push(pos);
             }
             _ => {}
         }
@@ -103,7 +109,12 @@ impl Projection {
                 );
             }
             Body::Branch(br) => {
-                let b: &mut BranchState = self.branches.entry(br.asset).or_default().entry(br.name).or_default();
+                let b: &mut BranchState = self
+                    .branches
+                    .entry(br.asset)
+                    .or_default()
+                    .entry(br.name)
+                    .or_default();
                 b.from.insert(br.from);
                 if !b.parents.contains(&br.from) {
                     b.heads.insert(br.from);

@@ -241,7 +241,10 @@ impl Projection {
         while let Some((ev, ok)) = work.pop() {
             let id = ev.id();
             let verdict = self.decide(&ev, ok);
-            if matches!(verdict, Verdict::Applied | Verdict::Excluded | Verdict::Rejected(_)) {
+            if matches!(
+                verdict,
+                Verdict::Applied | Verdict::Excluded | Verdict::Rejected(_)
+            ) {
                 self.pending_ids.remove(&id);
                 if let Some(waiters) = self.pending.remove(&id) {
                     // Waiters were signature-checked before they were parked; they may park

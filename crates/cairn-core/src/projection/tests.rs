@@ -23,27 +23,49 @@ impl Dev {
     fn take(&mut self, e: &Event) -> Verdict {
         let v = self.p.ingest(e.clone(), e.verify_signature());
         self.p.flush();
-        v.into_iter().next().map(|(_, v)| v).unwrap_or(Verdict::Duplicate)
+        v.into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or(Verdict::Duplicate)
     }
     fn write(&mut self, f: impl FnOnce(&mut Writer<'_>, &Projection) -> Event) -> Event {
         let mut w = Writer::new(&self.key);
         let e = f(&mut w, &self.p);
-        assert_eq!(self.take(&e), Verdict::Applied, "own event must apply: {e:?}");
+        assert_eq!(
+            self.take(&e),
+            Verdict::Applied,
+            "own event must apply: {e:?}"
+        );
         e
     }
 }
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<crate::docs::FieldEdit> {
-    pairs.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+        .collect()
 }
 
 /// Admin (1) creates the workspace and enrols devices 2..=n as engineers.
 fn workspace(n: u8) -> (Vec<Dev>, Vec<Event>) {
     let mut admin = Dev::new(1);
-    let mut log = vec![admin.write(|w, p| w.genesis(p, "Plant North", "admin", None, 1000).unwrap())];
+    let mut log =
+        vec![admin.write(|w, p| w.genesis(p, "Plant North", "admin", None, 1000).unwrap())];
     for i in 2..=n {
         let d = DeviceKey::from_secret(&[i; 32]).device_id();
-        log.push(admin.write(|w, p| w.member(p, EventKind::DeviceEnrolled, d, Role::Engineer, &format!("eng{i}"), None, 1000).unwrap()));
+        log.push(admin.write(|w, p| {
+            w.member(
+                p,
+                EventKind::DeviceEnrolled,
+                d,
+                Role::Engineer,
+                &format!("eng{i}"),
+                None,
+                1000,
+            )
+            .unwrap()
+        }));
     }
     let mut devs = vec![admin];
     for i in 2..=n {
@@ -61,7 +83,13 @@ fn genesis_enrolment_and_asset_edit() {
     let (mut devs, _) = workspace(2);
     let (e, id) = {
         let mut w = Writer::new(&devs[1].key);
-        w.create_asset(&devs[1].p, &fields(&[("name", "PLC-1"), ("kind", "plc"), ("site", "North")]), &[], 2000).unwrap()
+        w.create_asset(
+            &devs[1].p,
+            &fields(&[("name", "PLC-1"), ("kind", "plc"), ("site", "North")]),
+            &[],
+            2000,
+        )
+        .unwrap()
     };
     assert_eq!(devs[1].take(&e), Verdict::Applied);
     assert_eq!(devs[0].take(&e), Verdict::Applied);
@@ -80,33 +108,85 @@ fn non_members_viewers_and_revoked_devices_are_rejected() {
     for e in &log {
         stranger.take(e);
     }
-    let (e, _) = Writer::new(&stranger.key).create_asset(&stranger.p, &fields(&[("name", "X")]), &[], 3000).unwrap();
-    assert!(matches!(devs[0].take(&e), Verdict::Rejected(Rejection::NotMember(_))));
+    let (e, _) = Writer::new(&stranger.key)
+        .create_asset(&stranger.p, &fields(&[("name", "X")]), &[], 3000)
+        .unwrap();
+    assert!(matches!(
+        devs[0].take(&e),
+        Verdict::Rejected(Rejection::NotMember(_))
+    ));
 
     // Admin makes device 2 a viewer; its later asset creation is forbidden.
     let d2 = devs[1].key.device_id();
-    let role = devs[0].write(|w, p| w.member(p, EventKind::RoleChanged, d2, Role::Viewer, "eng2", None, 4000).unwrap());
+    let role = devs[0].write(|w, p| {
+        w.member(
+            p,
+            EventKind::RoleChanged,
+            d2,
+            Role::Viewer,
+            "eng2",
+            None,
+            4000,
+        )
+        .unwrap()
+    });
     devs[1].take(&role);
-    let (e, _) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "Y")]), &[], 5000).unwrap();
-    assert!(matches!(devs[0].take(&e), Verdict::Rejected(Rejection::Forbidden { .. })));
+    let (e, _) = Writer::new(&devs[1].key)
+        .create_asset(&devs[1].p, &fields(&[("name", "Y")]), &[], 5000)
+        .unwrap();
+    assert!(matches!(
+        devs[0].take(&e),
+        Verdict::Rejected(Rejection::Forbidden { .. })
+    ));
 
     // Revoked: an event authored after seeing the revocation is rejected.
     let (mut devs, _) = workspace(2);
     let d2 = devs[1].key.device_id();
-    let concurrent = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "before")]), &[], 2000).unwrap().0);
-    let rev = devs[0].write(|w, p| w.member(p, EventKind::DeviceRevoked, d2, Role::Engineer, "eng2", None, 3000).unwrap());
+    let concurrent = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "before")]), &[], 2000)
+            .unwrap()
+            .0
+    });
+    let rev = devs[0].write(|w, p| {
+        w.member(
+            p,
+            EventKind::DeviceRevoked,
+            d2,
+            Role::Engineer,
+            "eng2",
+            None,
+            3000,
+        )
+        .unwrap()
+    });
     assert_eq!(devs[0].take(&concurrent), Verdict::Applied);
-    assert_eq!(devs[0].p.concurrent_revocation(&concurrent.id()), Some(rev.id()));
+    assert_eq!(
+        devs[0].p.concurrent_revocation(&concurrent.id()),
+        Some(rev.id())
+    );
     devs[1].take(&rev);
-    let (after, _) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "after")]), &[], 4000).unwrap();
-    assert!(matches!(devs[0].take(&after), Verdict::Rejected(Rejection::Revoked { .. })));
+    let (after, _) = Writer::new(&devs[1].key)
+        .create_asset(&devs[1].p, &fields(&[("name", "after")]), &[], 4000)
+        .unwrap();
+    assert!(matches!(
+        devs[0].take(&after),
+        Verdict::Rejected(Rejection::Revoked { .. })
+    ));
 }
 
 #[test]
 fn events_wait_for_their_dependencies() {
     let (mut devs, log) = workspace(2);
-    let e1 = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
-    let e2 = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "B")]), &[], 2001).unwrap().0);
+    let e1 = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "A")]), &[], 2000)
+            .unwrap()
+            .0
+    });
+    let e2 = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "B")]), &[], 2001)
+            .unwrap()
+            .0
+    });
     let mut fresh = Dev::new(3);
     assert!(matches!(fresh.take(&e2), Verdict::Pending(_)));
     assert!(matches!(fresh.take(&e1), Verdict::Pending(_)));
@@ -120,12 +200,19 @@ fn events_wait_for_their_dependencies() {
 #[test]
 fn forged_and_tampered_events_are_rejected() {
     let (mut devs, _) = workspace(2);
-    let e = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
+    let e = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "A")]), &[], 2000)
+            .unwrap()
+            .0
+    });
     let mut bytes = e.bytes().to_vec();
     let n = bytes.len();
     bytes[n - 70] ^= 1;
     let forged = Event::decode(bytes).unwrap();
-    assert_eq!(devs[0].take(&forged), Verdict::Rejected(Rejection::BadSignature));
+    assert_eq!(
+        devs[0].take(&forged),
+        Verdict::Rejected(Rejection::BadSignature)
+    );
     assert_eq!(devs[0].take(&e), Verdict::Applied);
     assert_eq!(devs[0].take(&e), Verdict::Duplicate);
 }
@@ -137,8 +224,16 @@ fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
     for e in &log {
         twin.take(e);
     }
-    let a = devs[1].write(|w, p| w.create_asset(p, &fields(&[("name", "A")]), &[], 2000).unwrap().0);
-    let b = twin.write(|w, p| w.create_asset(p, &fields(&[("name", "B")]), &[], 2000).unwrap().0);
+    let a = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "A")]), &[], 2000)
+            .unwrap()
+            .0
+    });
+    let b = twin.write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "B")]), &[], 2000)
+            .unwrap()
+            .0
+    });
     assert_eq!(a.seq(), b.seq());
     assert_eq!(devs[0].take(&a), Verdict::Applied);
     assert_eq!(devs[0].take(&b), Verdict::Excluded);
@@ -159,13 +254,22 @@ fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
     order2.flush();
     assert_eq!(order1.assets().len(), 0);
     assert_eq!(order1.state_hash(), order2.state_hash());
-    assert_eq!(order1.members().iter().find(|m| m.forked_at.is_some()).map(|m| m.device), Some(a.author()));
+    assert_eq!(
+        order1
+            .members()
+            .iter()
+            .find(|m| m.forked_at.is_some())
+            .map(|m| m.device),
+        Some(a.author())
+    );
 }
 
 #[test]
 fn branches_diverge_and_merge() {
     let (mut devs, _) = workspace(3);
-    let (e, asset) = Writer::new(&devs[1].key).create_asset(&devs[1].p, &fields(&[("name", "PLC")]), &[], 2000).unwrap();
+    let (e, asset) = Writer::new(&devs[1].key)
+        .create_asset(&devs[1].p, &fields(&[("name", "PLC")]), &[], 2000)
+        .unwrap();
     for d in devs.iter_mut() {
         d.take(&e);
     }
@@ -194,7 +298,10 @@ fn branches_diverge_and_merge() {
     let m = devs[2].write(|w, p| w.commit(p, rec(parents, "merged"), 5000).unwrap());
     devs[1].take(&m);
     assert_eq!(devs[1].p.branch_heads(&asset, "main"), vec![m.id()]);
-    assert_eq!(crate::merge::merge_base(&devs[1].p, &a.id(), &b.id()), Some(v1.id()));
+    assert_eq!(
+        crate::merge::merge_base(&devs[1].p, &a.id(), &b.id()),
+        Some(v1.id())
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -206,7 +313,11 @@ enum Op {
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..n, 0..4usize, any::<u8>()).prop_map(|(dev, field, value)| Op::Set { dev, field, value }),
+        (0..n, 0..4usize, any::<u8>()).prop_map(|(dev, field, value)| Op::Set {
+            dev,
+            field,
+            value
+        }),
         (0..n, any::<u8>()).prop_map(|(dev, content)| Op::Commit { dev, content }),
         (0..n, 0..n).prop_map(|(from, to)| Op::Sync { from, to }),
     ]

@@ -104,20 +104,37 @@ impl Projection {
         }
     }
 
-    fn version_in_past(&self, v: &VersionId, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
+    fn version_in_past(
+        &self,
+        v: &VersionId,
+        asset: &AssetId,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+    ) -> Result<(), Rejection> {
         match self.registry.versions.get(v) {
             Some((p, owner)) if Self::in_past(a, s, vv, *p) => {
                 if owner == asset {
                     Ok(())
                 } else {
-                    Err(invalid(format!("version {} belongs to another asset", v.short())))
+                    Err(invalid(format!(
+                        "version {} belongs to another asset",
+                        v.short()
+                    )))
                 }
             }
             _ => Err(invalid(format!("unknown version {}", v.short()))),
         }
     }
 
-    fn change(&mut self, a: u32, on_first_chain: bool, key: DocKey, bytes: &[u8], author: &DeviceId) -> Result<(DocKey, Change), Rejection> {
+    fn change(
+        &mut self,
+        a: u32,
+        on_first_chain: bool,
+        key: DocKey,
+        bytes: &[u8],
+        author: &DeviceId,
+    ) -> Result<(DocKey, Change), Rejection> {
         let c = parse_change(bytes, author).map_err(Rejection::BadChange)?;
         if on_first_chain {
             let expected = self.am_seq.get(&(a, key)).copied().unwrap_or(0) + 1;
@@ -147,11 +164,21 @@ impl Projection {
         }
         // Workspace.
         if env.kind == EventKind::Genesis {
-            if env.seq != 1 || env.prev.is_some() || !env.deps.is_empty() || env.workspace != WorkspaceId::GENESIS {
-                return Err((Rejection::Genesis("must be seq 1 with no prev, deps or workspace"), None));
+            if env.seq != 1
+                || env.prev.is_some()
+                || !env.deps.is_empty()
+                || env.workspace != WorkspaceId::GENESIS
+            {
+                return Err((
+                    Rejection::Genesis("must be seq 1 with no prev, deps or workspace"),
+                    None,
+                ));
             }
             if self.workspace.is_some() {
-                return Err((Rejection::Genesis("the workspace already has a genesis"), None));
+                return Err((
+                    Rejection::Genesis("the workspace already has a genesis"),
+                    None,
+                ));
             }
         } else if Some(env.workspace) != self.workspace {
             return Err((Rejection::WrongWorkspace, None));
@@ -162,20 +189,35 @@ impl Projection {
             (s, Some(p)) if s > 1 => {
                 let m = self.meta.get(&p).cloned();
                 match m {
-                    Some(m) if self.authors[m.author as usize] == env.author && m.seq + 1 == s => Some(m),
+                    Some(m) if self.authors[m.author as usize] == env.author && m.seq + 1 == s => {
+                        Some(m)
+                    }
                     _ => {
                         return Err((
-                            Rejection::BrokenChain(format!("prev {} is not this author's event {}", p.short(), s - 1)),
+                            Rejection::BrokenChain(format!(
+                                "prev {} is not this author's event {}",
+                                p.short(),
+                                s - 1
+                            )),
                             None,
                         ));
                     }
                 }
             }
             (s, _) => {
-                return Err((Rejection::BrokenChain(format!("seq {s} with prev {:?}", env.prev.map(|p| p.short()))), None));
+                return Err((
+                    Rejection::BrokenChain(format!(
+                        "seq {s} with prev {:?}",
+                        env.prev.map(|p| p.short())
+                    )),
+                    None,
+                ));
             }
         };
-        for m in prev_meta.iter().chain(env.deps.iter().filter_map(|d| self.meta.get(d))) {
+        for m in prev_meta
+            .iter()
+            .chain(env.deps.iter().filter_map(|d| self.meta.get(d)))
+        {
             if env.time <= m.time {
                 return Err((Rejection::ClockRegression(env.time.to_rfc3339()), None));
             }
@@ -215,13 +257,19 @@ impl Projection {
         };
         let forked = self.forks.get(&env.author).is_some_and(|f| s >= f.seq);
         let on_first_chain = on_first_chain
-            && prev_meta.as_ref().is_none_or(|_| env.prev == Some(self.chains[a as usize][s as usize - 2]));
+            && prev_meta
+                .as_ref()
+                .is_none_or(|_| env.prev == Some(self.chains[a as usize][s as usize - 2]));
         let meta = Meta {
             author: a,
             seq: s,
             time: env.time,
             vv: vv.clone(),
-            status: if forked { Status::Excluded } else { Status::Applied },
+            status: if forked {
+                Status::Excluded
+            } else {
+                Status::Applied
+            },
         };
         let rejected_meta = || Meta {
             status: Status::Rejected,
@@ -245,11 +293,16 @@ impl Projection {
         let mut changes = Vec::new();
         match &body {
             Body::Genesis(g) => {
-                changes.push(self.change(a, true, DocKey::Workspace, &g.workspace_change, &author).map_err(fail)?);
+                changes.push(
+                    self.change(a, true, DocKey::Workspace, &g.workspace_change, &author)
+                        .map_err(fail)?,
+                );
             }
             Body::Member(m) => {
                 if verifying_key(&m.device).is_none() {
-                    return Err(fail(invalid("enrolled device key is not a valid Ed25519 key")));
+                    return Err(fail(invalid(
+                        "enrolled device key is not a valid Ed25519 key",
+                    )));
                 }
                 if env.kind != EventKind::DeviceEnrolled {
                     let enrolled = self
@@ -257,22 +310,35 @@ impl Projection {
                         .get(&m.device)
                         .is_some_and(|r| r.iter().any(|r| Self::in_past(a, s, &vv, r.pos)));
                     if !enrolled {
-                        return Err(fail(invalid(format!("device {} is not enrolled", m.device.short()))));
+                        return Err(fail(invalid(format!(
+                            "device {} is not enrolled",
+                            m.device.short()
+                        ))));
                     }
                 }
                 changes.push(
-                    self.change(a, on_first_chain, DocKey::Workspace, &m.workspace_change, &author)
-                        .map_err(fail)?,
+                    self.change(
+                        a,
+                        on_first_chain,
+                        DocKey::Workspace,
+                        &m.workspace_change,
+                        &author,
+                    )
+                    .map_err(fail)?,
                 );
             }
             Body::Doc(d) => {
                 match (env.kind, d.asset) {
                     (EventKind::SiteEdited, None) => {}
-                    (EventKind::SiteEdited, Some(_)) => return Err(fail(invalid("a site edit names no asset"))),
+                    (EventKind::SiteEdited, Some(_)) => {
+                        return Err(fail(invalid("a site edit names no asset")));
+                    }
                     (_, None) => return Err(fail(invalid("an asset event must name its asset"))),
                     (EventKind::AssetCreated, Some(x)) => {
                         if x != AssetId::derive(&author, s) {
-                            return Err(fail(invalid("asset id is not derived from author and seq")));
+                            return Err(fail(invalid(
+                                "asset id is not derived from author and seq",
+                            )));
                         }
                         if d.asset_change.is_none() {
                             return Err(fail(invalid("asset creation carries no document")));
@@ -289,14 +355,21 @@ impl Projection {
                     return Err(fail(invalid("site edit carries no change")));
                 }
                 if let (Some(x), Some(c)) = (d.asset, &d.asset_change) {
-                    changes.push(self.change(a, on_first_chain, DocKey::Asset(x), c, &author).map_err(fail)?);
+                    changes.push(
+                        self.change(a, on_first_chain, DocKey::Asset(x), c, &author)
+                            .map_err(fail)?,
+                    );
                 }
                 if let Some(c) = &d.workspace_change {
-                    changes.push(self.change(a, on_first_chain, DocKey::Workspace, c, &author).map_err(fail)?);
+                    changes.push(
+                        self.change(a, on_first_chain, DocKey::Workspace, c, &author)
+                            .map_err(fail)?,
+                    );
                 }
             }
             Body::Version(v) => {
-                v.validate().map_err(|e| fail(invalid(format!("version: {e}"))))?;
+                v.validate()
+                    .map_err(|e| fail(invalid(format!("version: {e}"))))?;
                 self.asset_in_past(&v.asset, a, s, &vv).map_err(fail)?;
                 for p in &v.parents {
                     self.version_in_past(p, &v.asset, a, s, &vv).map_err(fail)?;
@@ -318,7 +391,8 @@ impl Projection {
                     return Err(fail(invalid("branch main always exists")));
                 }
                 self.asset_in_past(&b.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&b.from, &b.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&b.from, &b.asset, a, s, &vv)
+                    .map_err(fail)?;
                 let exists = self
                     .registry
                     .branches
@@ -330,11 +404,13 @@ impl Projection {
             }
             Body::Restore(r) => {
                 self.asset_in_past(&r.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&r.version, &r.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&r.version, &r.asset, a, s, &vv)
+                    .map_err(fail)?;
             }
             Body::Drift(d) => {
                 self.asset_in_past(&d.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&d.golden, &d.asset, a, s, &vv).map_err(fail)?;
+                self.version_in_past(&d.golden, &d.asset, a, s, &vv)
+                    .map_err(fail)?;
                 for c in &d.changes {
                     crate::domain::validate_rel_path(&c.path).map_err(|e| fail(invalid(e)))?;
                 }

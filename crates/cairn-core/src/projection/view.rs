@@ -122,7 +122,11 @@ impl Projection {
     fn member_name(&self, d: &DeviceId) -> String {
         self.members
             .get(d)
-            .and_then(|r| r.iter().filter(|r| !r.revoke).max_by_key(|r| (r.time, r.id)))
+            .and_then(|r| {
+                r.iter()
+                    .filter(|r| !r.revoke)
+                    .max_by_key(|r| (r.time, r.id))
+            })
             .map(|r| r.name.clone())
             .unwrap_or_else(|| d.short())
     }
@@ -138,7 +142,10 @@ impl Projection {
             .iter()
             .filter_map(|(d, recs)| {
                 let applied: Vec<_> = recs.iter().filter(|r| r.applied).collect();
-                let latest = applied.iter().filter(|r| !r.revoke).max_by_key(|r| (r.time, r.id))?;
+                let latest = applied
+                    .iter()
+                    .filter(|r| !r.revoke)
+                    .max_by_key(|r| (r.time, r.id))?;
                 let events = self
                     .author_idx
                     .get(d)
@@ -159,17 +166,23 @@ impl Projection {
 
     /// The workspace name from its document.
     pub fn workspace_name(&self) -> String {
-        self.doc(DocKey::Workspace).map(read_name).unwrap_or_default()
+        self.doc(DocKey::Workspace)
+            .map(read_name)
+            .unwrap_or_default()
     }
 
     /// Sites from the workspace document.
     pub fn sites(&self) -> Vec<String> {
-        self.doc(DocKey::Workspace).map(read_sites).unwrap_or_default()
+        self.doc(DocKey::Workspace)
+            .map(read_sites)
+            .unwrap_or_default()
     }
 
     /// Members as the workspace document records them (device hex → name, role, status).
     pub fn member_doc(&self) -> std::collections::BTreeMap<String, (String, String, String)> {
-        self.doc(DocKey::Workspace).map(read_members).unwrap_or_default()
+        self.doc(DocKey::Workspace)
+            .map(read_members)
+            .unwrap_or_default()
     }
 
     /// Ids of applied assets.
@@ -264,7 +277,7 @@ impl Projection {
             .filter(|(_, s)| s.record.asset == *asset)
             .filter_map(|(id, _)| self.version(id))
             .collect();
-        v.sort_by(|a, b| (b.time, b.id).cmp(&(a.time, a.id)));
+        v.sort_by_key(|x| std::cmp::Reverse((x.time, x.id)));
         v
     }
 
@@ -291,7 +304,11 @@ impl Projection {
 
     /// Whether a branch exists (main always does).
     pub fn branch_exists(&self, asset: &AssetId, branch: &str) -> bool {
-        branch == "main" || self.branches.get(asset).is_some_and(|b| b.contains_key(branch))
+        branch == "main"
+            || self
+                .branches
+                .get(asset)
+                .is_some_and(|b| b.contains_key(branch))
     }
 
     /// Ancestors of a version, including itself.
@@ -319,7 +336,15 @@ impl Projection {
         let recs = self.members.get(&author)?;
         recs.iter().filter(|r| r.revoke && r.applied).find_map(|r| {
             let rm = self.meta.get(&r.id)?;
-            let e_before_r = Self::in_past(rm.author, rm.seq, &rm.vv, Pos { author: m.author, seq: m.seq });
+            let e_before_r = Self::in_past(
+                rm.author,
+                rm.seq,
+                &rm.vv,
+                Pos {
+                    author: m.author,
+                    seq: m.seq,
+                },
+            );
             (!e_before_r).then_some(r.id)
         })
     }

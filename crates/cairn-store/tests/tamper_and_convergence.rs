@@ -1,0 +1,154 @@
+//! Tamper evidence on a real store, and convergence of several stores in random orders.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use cairn_core::EventKind;
+use cairn_core::docs::FieldEdit;
+use cairn_core::domain::Role;
+use cairn_store::Store;
+use cairn_store::audit::verify_store;
+use proptest::prelude::*;
+
+const CHEAP: (u32, u32, u32) = (64, 1, 1);
+
+fn f(k: &str, v: &str) -> FieldEdit {
+    (k.into(), Some(v.into()))
+}
+
+fn populated(dir: &std::path::Path) -> Store {
+    let mut s = Store::init_with_cost(dir, b"pw", "Plant", "alice", 1000, CHEAP).unwrap();
+    for i in 0..6 {
+        s.append(|w, p| {
+            w.create_asset(p, &[f("name", &format!("A{i}"))], &[], 2000 + i)
+                .map(|x| x.0)
+        })
+        .unwrap();
+    }
+    s
+}
+
+#[test]
+fn every_flipped_byte_names_the_event_and_a_deletion_is_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path());
+    assert!(verify_store(&s).unwrap().ok());
+    let log = s.log().unwrap();
+    let victim = log[3].clone();
+    // Flip a sample of byte positions across the whole event (every 7th, plus first and last).
+    let positions: Vec<usize> = (0..victim.bytes.len())
+        .step_by(7)
+        .chain([victim.bytes.len() - 1])
+        .collect();
+    for i in positions {
+        let mut b = victim.bytes.clone();
+        b[i] ^= 0x01;
+        s.tamper_with_event(&victim.id, Some(&b)).unwrap();
+        let rep = verify_store(&s).unwrap();
+        assert!(!rep.ok(), "flip at {i} undetected");
+        assert!(
+            rep.problems.iter().any(|p| p.event == Some(victim.id)),
+            "flip at {i}: problems do not name the event: {:?}",
+            rep.problems
+        );
+    }
+    s.tamper_with_event(&victim.id, Some(&victim.bytes))
+        .unwrap();
+    assert!(verify_store(&s).unwrap().ok());
+    // Delete it: reported as missing from the log and as a gap in the author's chain.
+    s.tamper_with_event(&victim.id, None).unwrap();
+    let rep = verify_store(&s).unwrap();
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.event == Some(victim.id) && p.what.contains("missing")),
+        "{:?}",
+        rep.problems
+    );
+    assert!(
+        rep.problems.iter().any(|p| p.what.contains("gap")),
+        "{:?}",
+        rep.problems
+    );
+}
+
+#[test]
+fn reopening_rebuilds_the_same_state_and_rejected_input_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let mut s = populated(dir.path());
+        // Garbage and a forged event are rejected, kept, and change nothing.
+        let mut forged = s.log().unwrap()[2].bytes.clone();
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        let before = s.projection().state_hash();
+        let rep = s.ingest(vec![b"not an event".to_vec(), forged]).unwrap();
+        assert_eq!(rep.rejected.len(), 2);
+        assert_eq!(before, s.projection().state_hash());
+        assert_eq!(s.quarantine().unwrap().len(), 2);
+        before
+    };
+    let s = Store::open(dir.path(), b"pw").unwrap();
+    assert_eq!(s.projection().state_hash(), hash);
+    assert_eq!(verify_store(&s).unwrap().quarantined, 2);
+    assert!(matches!(
+        Store::open(dir.path(), b"nope"),
+        Err(cairn_store::StoreError::WrongPassphrase)
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// 2–5 devices, each with its own store, edit the same assets concurrently; every store
+    /// that receives all events, in any order, reaches one state hash; same-field edits show
+    /// as conflicts.
+    #[test]
+    fn stores_converge(n in 2usize..=5, edits in prop::collection::vec((0usize..5, 0usize..2, 0u8..4), 2..16), seed in any::<u64>()) {
+        let root = tempfile::tempdir().unwrap();
+        let mut stores = vec![populated(&root.path().join("d0"))];
+        for i in 1..n {
+            let s = Store::create(&root.path().join(format!("d{i}")), b"pw", &format!("dev{i}"), CHEAP).unwrap();
+            let id = s.device().device_id();
+            stores[0].append(|w, p| w.member(p, EventKind::DeviceEnrolled, id, Role::Engineer, &format!("dev{i}"), None, 3000)).unwrap();
+            stores.push(s);
+        }
+        let base: Vec<Vec<u8>> = stores[0].log().unwrap().into_iter().map(|e| e.bytes).collect();
+        for s in stores.iter_mut().skip(1) {
+            s.ingest(base.clone()).unwrap();
+        }
+        let asset_ids: Vec<_> = stores[0].projection().asset_ids().copied().collect();
+        for (t, (dev, asset, value)) in (4001..).zip(edits) {
+            let s = &mut stores[dev % n];
+            let _ = s.append(|w, p| w.edit_asset(p, EventKind::AssetEdited, asset_ids[asset], &[f("address", &format!("10.0.0.{value}"))], &[], &[], t));
+        }
+        // Two devices set the same field of the same asset to different values, offline.
+        for (i, s) in stores.iter_mut().take(2).enumerate() {
+            s.append(|w, p| w.edit_asset(p, EventKind::AssetEdited, asset_ids[5], &[f("notes", &format!("from device {i}"))], &[], &[], 9000)).unwrap();
+        }
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        for s in &stores {
+            for e in s.log().unwrap() {
+                if !all.contains(&e.bytes) { all.push(e.bytes); }
+            }
+        }
+        let mut rng = seed | 1;
+        let mut hashes = std::collections::BTreeSet::new();
+        for s in stores.iter_mut() {
+            let mut order = all.clone();
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+                order.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let rep = s.ingest(order).unwrap();
+            prop_assert!(rep.rejected.is_empty(), "{:?}", rep.rejected);
+            hashes.insert(s.projection().state_hash());
+        }
+        prop_assert_eq!(hashes.len(), 1);
+        // The concurrent same-field edit shows as a conflict with both values, everywhere.
+        for s in &stores {
+            let a = s.projection().asset(&asset_ids[5]).unwrap();
+            let mut values = a.doc.fields["notes"].conflict.clone();
+            values.sort();
+            prop_assert_eq!(values, vec!["from device 0".to_string(), "from device 1".to_string()]);
+        }
+    }
+}
