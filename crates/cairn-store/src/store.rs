@@ -262,23 +262,29 @@ impl Store {
         )
     }
 
+    /// Opens one sealed log value (AAD binds it to its position).
+    fn open_log_value(&self, local: u64, sealed: &[u8]) -> Option<Vec<u8>> {
+        seal::open(
+            &self.secrets.storage,
+            &aad("log", &local.to_be_bytes()),
+            sealed,
+        )
+    }
+
     /// Reads the whole log in local order. Values that fail authentication are an error naming
     /// the position.
     pub fn log(&self) -> Result<Vec<StoredEvent>> {
         let raw = self.raw_log()?;
         raw.into_par_iter()
             .map(|(local, id, sealed)| {
-                let bytes = seal::open(
-                    &self.secrets.storage,
-                    &aad("log", &local.to_be_bytes()),
-                    &sealed,
-                )
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: format!(
-                        "log entry {local} (event {})",
-                        id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
-                    ),
-                })?;
+                let bytes =
+                    self.open_log_value(local, &sealed)
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: format!(
+                                "log entry {local} (event {})",
+                                id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
+                            ),
+                        })?;
                 Ok(StoredEvent {
                     local,
                     id: id.unwrap_or_else(|| EventId::of(&bytes)),
@@ -289,18 +295,10 @@ impl Store {
     }
 
     /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
-    pub fn log_entries(
-        &self,
-        raw: Vec<(u64, Option<EventId>, Vec<u8>)>,
-    ) -> Vec<crate::audit::Entry> {
+    pub fn log_entries(&self, raw: Vec<RawEntry>) -> Vec<crate::audit::Entry> {
         raw.into_iter()
             .map(|(local, id, sealed)| {
-                let bytes = seal::open(
-                    &self.secrets.storage,
-                    &aad("log", &local.to_be_bytes()),
-                    &sealed,
-                )
-                .ok_or_else(|| {
+                let bytes = self.open_log_value(local, &sealed).ok_or_else(|| {
                     format!(
                         "log entry {local}: stored value fails authentication (tampered or corrupt)"
                     )
