@@ -2,6 +2,7 @@
 //! Medians over repeated runs; git is measured in the same run as the baseline.
 
 use anyhow::{Context, Result};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -30,18 +31,38 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("replay-child") {
+        let dir = args.get(1).context("replay-child DIR open|verify")?;
+        let what = args.get(2).context("replay-child DIR open|verify")?;
+        return replay_child(Path::new(dir), what);
+    }
     let events: usize = args
         .iter()
         .position(|a| a == "events")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(100_000);
-    let tmp = tempfile::tempdir()?;
+    // Scenario names given on the command line select scenarios; none selects all.
+    const SCENARIOS: [&str; 4] = ["append", "commit", "blob", "replay"];
+    let chosen: Vec<&str> = SCENARIOS
+        .into_iter()
+        .filter(|s| args.iter().any(|a| a == s))
+        .collect();
+    let want = |s: &str| chosen.is_empty() || chosen.contains(&s);
+    // CAIRN_BENCH_DIR keeps the generated stores for profiling; the default is a temp dir.
+    let guard = tempfile::tempdir()?;
+    let root = match std::env::var_os("CAIRN_BENCH_DIR") {
+        Some(d) => tempfile::Builder::new()
+            .prefix("bench")
+            .tempdir_in(d)?
+            .keep(),
+        None => guard.path().to_path_buf(),
+    };
     println!("| scenario | result | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
 
     // 1. Durable append: sign + validate + one fsynced redb transaction per event.
     let mut s = Store::init_with_cost(
-        &tmp.path().join("append"),
+        &root.as_path().join("append"),
         b"pw",
         "Bench",
         "bench",
@@ -57,127 +78,162 @@ fn main() -> Result<()> {
         })?;
         ((), id.context("asset")?)
     };
-    let mut lat = Vec::new();
-    let t0 = Instant::now();
-    for i in 0..500u64 {
-        let t = Instant::now();
-        s.append(|w, p| {
-            w.edit_asset(
-                p,
-                EventKind::AssetEdited,
-                asset,
-                &[("notes".into(), Some(format!("n{i}")))],
-                &[],
-                &[],
-                3 + i,
-            )
-        })?;
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    if want("append") {
+        let mut lat = Vec::new();
+        let t0 = Instant::now();
+        for i in 0..500u64 {
+            let t = Instant::now();
+            s.append(|w, p| {
+                w.edit_asset(
+                    p,
+                    EventKind::AssetEdited,
+                    asset,
+                    &[("notes".into(), Some(format!("n{i}")))],
+                    &[],
+                    &[],
+                    3 + i,
+                )
+            })?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let eps = 500.0 / t0.elapsed().as_secs_f64();
+        println!(
+            "| append+sign+store, durable commit per event | {eps:.0} events/s (p50 {:.2} ms) | | |",
+            median(lat)
+        );
     }
-    let eps = 500.0 / t0.elapsed().as_secs_f64();
-    println!(
-        "| append+sign+store, durable commit per event | {eps:.0} events/s (p50 {:.2} ms) | | |",
-        median(lat)
-    );
 
     // 2. Commit latency for a 1 MB directory export, against `git add && git commit`.
-    let export = tmp.path().join("export");
-    std::fs::create_dir_all(&export)?;
-    let git = tmp.path().join("git");
-    std::fs::create_dir_all(&git)?;
-    let g = |a: &[&str]| Command::new("git").current_dir(&git).args(a).output();
-    g(&["init", "-q"])?;
-    g(&["config", "user.email", "b@b"])?;
-    g(&["config", "user.name", "b"])?;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for r in 0..20 {
-        for f in 0..20 {
-            let body = format!("<Tag Name=\"T{f}\" Value=\"{r}\"/>\n").repeat(50_000 / 30);
-            std::fs::write(export.join(format!("f{f}.xml")), &body)?;
-            std::fs::write(git.join(format!("f{f}.xml")), &body)?;
+    if want("commit") {
+        let export = root.as_path().join("export");
+        std::fs::create_dir_all(&export)?;
+        let git = root.as_path().join("git");
+        std::fs::create_dir_all(&git)?;
+        let g = |a: &[&str]| Command::new("git").current_dir(&git).args(a).output();
+        g(&["init", "-q"])?;
+        g(&["config", "user.email", "b@b"])?;
+        g(&["config", "user.name", "b"])?;
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for r in 0..20 {
+            for f in 0..20 {
+                let body = format!("<Tag Name=\"T{f}\" Value=\"{r}\"/>\n").repeat(50_000 / 30);
+                std::fs::write(export.join(format!("f{f}.xml")), &body)?;
+                std::fs::write(git.join(format!("f{f}.xml")), &body)?;
+            }
+            let t = Instant::now();
+            let mut files = Vec::new();
+            for f in 0..20 {
+                let (blob, size) = s.blobs().put(
+                    std::fs::File::open(export.join(format!("f{f}.xml")))?,
+                    |_| {},
+                )?;
+                files.push(FileEntry {
+                    path: format!("f{f}.xml"),
+                    blob,
+                    size,
+                });
+            }
+            files.sort();
+            let mut parents = s.projection().branch_heads(&asset, "main");
+            parents.sort();
+            let rec = VersionRecord {
+                asset,
+                branch: "main".into(),
+                parents,
+                message: format!("r{r}"),
+                files,
+            };
+            s.append(|w, p| w.commit(p, rec, 10_000 + r))?;
+            ours.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            g(&["add", "-A"])?;
+            g(&["commit", "-q", "-m", "r"])?;
+            theirs.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        let t = Instant::now();
-        let mut files = Vec::new();
-        for f in 0..20 {
-            let (blob, size) = s.blobs().put(
-                std::fs::File::open(export.join(format!("f{f}.xml")))?,
-                |_| {},
-            )?;
-            files.push(FileEntry {
-                path: format!("f{f}.xml"),
-                blob,
-                size,
-            });
-        }
-        files.sort();
-        let mut parents = s.projection().branch_heads(&asset, "main");
-        parents.sort();
-        let rec = VersionRecord {
-            asset,
-            branch: "main".into(),
-            parents,
-            message: format!("r{r}"),
-            files,
-        };
-        s.append(|w, p| w.commit(p, rec, 10_000 + r))?;
-        ours.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        g(&["add", "-A"])?;
-        g(&["commit", "-q", "-m", "r"])?;
-        theirs.push(t.elapsed().as_secs_f64() * 1e3);
+        let (o, t) = (median(ours), median(theirs));
+        println!(
+            "| commit of a 1 MB, 20-file export (p50, durable) | {o:.2} ms | git add+commit {t:.2} ms | {:.2}x |",
+            o / t
+        );
     }
-    let (o, t) = (median(ours), median(theirs));
-    println!(
-        "| commit of a 1 MB, 20-file export (p50, durable) | {o:.2} ms | git add+commit {t:.2} ms | {:.2}x |",
-        o / t
-    );
 
     // 3. Blob ingest of a 1 GiB file (hash + encrypt + write + fsync).
-    let big = tmp.path().join("big.bin");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&big)?);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for _ in 0..1024 {
-            for c in buf.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_le_bytes());
+    if want("blob") {
+        let big = root.as_path().join("big.bin");
+        {
+            use std::io::Write;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&big)?);
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut buf = vec![0u8; 1 << 20];
+            for _ in 0..1024 {
+                for c in buf.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    c.copy_from_slice(&x.to_le_bytes());
+                }
+                f.write_all(&buf)?;
             }
-            f.write_all(&buf)?;
         }
+        let t = Instant::now();
+        s.blobs().put(std::fs::File::open(&big)?, |_| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "| blob ingest, 1 GiB | {:.0} MB/s | | |",
+            1024.0 * 1.048_576 / secs
+        );
+        std::fs::remove_file(&big)?;
     }
-    let t = Instant::now();
-    s.blobs().put(std::fs::File::open(&big)?, |_| {})?;
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "| blob ingest, 1 GiB | {:.0} MB/s | | |",
-        1024.0 * 1.048_576 / secs
-    );
-    std::fs::remove_file(&big)?;
+
     drop(s);
 
-    // 4. Verify + replay of N events (signature batch check, hash, chain, authorization, projection).
+    // 4. Verify + replay of N events, measured in a fresh child process so that its peak RSS
+    //    is the cost of opening (replay) and verifying, not of generating the log.
+    if want("replay") {
+        replay_scenario(root.as_path(), events)?;
+    }
+    Ok(())
+}
+
+/// Generates `n` events (1000 assets, then field edits round-robin) into a real store, then
+/// runs `cairn-bench replay-child DIR` and the git baselines.
+fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
+    let dir = tmp.join("replay");
     let key = cairn_core::keys::DeviceKey::from_secret(&[7; 32]);
     let mut p = cairn_core::Projection::new([]);
     let mut w = cairn_core::writer::Writer::new(&key);
-    let mut log = Vec::with_capacity(events);
+    let mut store = Store::create(&dir, b"pw", "bench", CHEAP)?;
+    let mut batch = Vec::with_capacity(10_000);
+    let mut total = 0usize;
+    let mut push = |e: cairn_core::Event, store: &mut Store, force: bool| -> Result<()> {
+        batch.push(e.bytes().to_vec());
+        total += 1;
+        if force || batch.len() == 10_000 {
+            let r = store.ingest(std::mem::take(&mut batch))?;
+            anyhow::ensure!(
+                r.rejected.is_empty(),
+                "generator made bad events: {:?}",
+                r.rejected
+            );
+        }
+        Ok(())
+    };
+    let t = Instant::now();
     let g0 = w.genesis(&p, "Bench", "bench", None, 1)?;
     p.ingest(g0.clone(), true);
-    log.push(g0);
+    p.flush();
+    push(g0, &mut store, false)?;
     let mut assets = Vec::new();
     for i in 0..1000u64 {
         let (e, a) = w.create_asset(&p, &[("name".into(), Some(format!("A{i}")))], &[], 2 + i)?;
         p.ingest(e.clone(), true);
         p.flush(); // the writer reads flushed documents
-        log.push(e);
+        push(e, &mut store, false)?;
         assets.push(a);
     }
     p.flush();
     let mut i = 0u64;
-    while log.len() < events {
+    while 1001 + (i as usize) < n {
         let a = assets[(i % 1000) as usize];
         let e = w.edit_asset(
             &p,
@@ -192,23 +248,171 @@ fn main() -> Result<()> {
         if i % 1000 == 999 {
             p.flush();
         }
-        log.push(e);
+        let last = 1002 + (i as usize) >= n;
+        push(e, &mut store, last)?;
         i += 1;
     }
-    drop(p);
-    let entries: Vec<cairn_store::audit::Entry> = log
-        .iter()
-        .map(|e| (Some(e.id()), Ok(e.bytes().to_vec())))
-        .collect();
-    drop(log);
-    let t = Instant::now();
-    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(0));
-    let secs = t.elapsed().as_secs_f64();
-    assert!(rep.ok(), "{:?}", rep.problems.first());
+    drop((p, store));
+    eprintln!(
+        "generated {total} events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let child = |what: &str| -> Result<(f64, f64)> {
+        let out = Command::new(std::env::current_exe()?)
+            .arg("replay-child")
+            .arg(&dir)
+            .arg(what)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "replay child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match f[..] {
+            [secs, rss] => Ok((secs, rss)),
+            _ => anyhow::bail!("unexpected child output {line:?}"),
+        }
+    };
+    // Three runs each; medians.
+    let mut opens = Vec::new();
+    let mut verifies = Vec::new();
+    for _ in 0..3 {
+        opens.push(child("open")?);
+        verifies.push(child("verify")?);
+    }
+    let open_s = median(opens.iter().map(|x| x.0).collect());
+    let open_rss = median(opens.iter().map(|x| x.1).collect());
+    let verify_s = median(verifies.iter().map(|x| x.0).collect());
+    let rss = median(verifies.iter().map(|x| x.1).collect());
+
+    // git baselines: reading history (`git log`) over the same number of commits, and
+    // signature verification (`git log --show-signature`, SSH-signed) over a sample.
+    let (log_rate, verify_rate) = git_history_baseline(tmp, n)?;
+    let open_rate = total as f64 / open_s;
+    let verify_eps = total as f64 / verify_s;
     println!(
-        "| verify+replay, {events} events | {:.0} events/s ({secs:.2} s), peak RSS {:.0} MB | | |",
-        events as f64 / secs,
-        peak_rss_mb()
+        "| replay (open store: decrypt, decode, project), {total} events | {open_rate:.0} events/s ({open_s:.2} s), peak RSS {open_rss:.0} MB | git log {log_rate:.0} commits/s | {:.2}x |",
+        open_rate / log_rate
+    );
+    println!(
+        "| verify+replay (`audit verify`: decrypt, batch Ed25519, chain, authorize, project), {total} events | {verify_eps:.0} events/s ({verify_s:.2} s), peak RSS {rss:.0} MB | git log --show-signature {verify_rate:.0} commits/s | {:.0}x |",
+        verify_eps / verify_rate
     );
     Ok(())
+}
+
+/// The child half of the replay scenario, one process per measurement so that each peak RSS
+/// is its own: `open` rebuilds the projection as `Store::open` does (replay); `verify` runs
+/// `cairn audit verify` (decrypt, hash, batch signatures, chains, re-projection).
+/// Prints `seconds peak_rss_mb`.
+fn replay_child(dir: &Path, what: &str) -> Result<()> {
+    let t = Instant::now();
+    if what == "open" {
+        let s = Store::open(dir, b"pw")?;
+        anyhow::ensure!(s.projection().applied_count() > 0, "nothing replayed");
+    } else {
+        let store = Store::open_for_audit(dir, b"pw")?;
+        let rep = cairn_store::audit::verify_store(&store)?;
+        anyhow::ensure!(rep.ok(), "verify failed: {:?}", rep.problems.first());
+    }
+    println!("{} {}", t.elapsed().as_secs_f64(), peak_rss_mb());
+    Ok(())
+}
+
+/// Builds a git repository with `n` commits by fast-import and times `git log`; builds 300
+/// SSH-signed commits and times `git log --show-signature`. Returns commits/s for each.
+fn git_history_baseline(tmp: &Path, n: usize) -> Result<(f64, f64)> {
+    use std::io::Write;
+    let repo = tmp.join("git-history");
+    std::fs::create_dir_all(&repo)?;
+    let git = |a: &[&str]| -> Result<std::process::Output> {
+        let o = Command::new("git").current_dir(&repo).args(a).output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "git {a:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(o)
+    };
+    git(&["init", "-q"])?;
+    let mut fi = Command::new("git")
+        .current_dir(&repo)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        let stdin = fi.stdin.as_mut().context("fast-import stdin")?;
+        let mut w = std::io::BufWriter::new(stdin);
+        for i in 0..n {
+            let msg = format!("edit {i}");
+            writeln!(w, "commit refs/heads/main")?;
+            writeln!(w, "committer b <b@b> {} +0000", 1_700_000_000 + i)?;
+            writeln!(w, "data {}\n{msg}", msg.len())?;
+            writeln!(w, "M 644 inline notes/{}", i % 1000)?;
+            writeln!(w, "data {}\n{i}", i.to_string().len())?;
+        }
+    }
+    anyhow::ensure!(fi.wait()?.success(), "git fast-import failed");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        git(&["log", "--format=%H %an %at %s", "main"])?;
+        runs.push(t.elapsed().as_secs_f64());
+    }
+    let log_rate = n as f64 / median(runs);
+
+    // Signed history: an SSH key, an allowed-signers file, 300 signed commits.
+    let signed = tmp.join("git-signed");
+    std::fs::create_dir_all(&signed)?;
+    let key = tmp.join("git-key");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()?;
+    anyhow::ensure!(o.status.success(), "ssh-keygen failed");
+    let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
+    let allowed = tmp.join("allowed_signers");
+    std::fs::write(&allowed, format!("b@b {pubkey}"))?;
+    let sg = |a: &[&str]| -> Result<()> {
+        let o = Command::new("git").current_dir(&signed).args(a).output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "git {a:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(())
+    };
+    sg(&["init", "-q"])?;
+    for (k, v) in [
+        ("user.email", "b@b".to_string()),
+        ("user.name", "b".into()),
+        ("gpg.format", "ssh".into()),
+        ("user.signingkey", key.display().to_string()),
+        ("gpg.ssh.allowedSignersFile", allowed.display().to_string()),
+        ("commit.gpgsign", "true".into()),
+    ] {
+        sg(&["config", k, &v])?;
+    }
+    const SIGNED: usize = 300;
+    for i in 0..SIGNED {
+        sg(&["commit", "-q", "--allow-empty", "-m", &format!("s{i}")])?;
+    }
+    let t = Instant::now();
+    let o = Command::new("git")
+        .current_dir(&signed)
+        .args(["log", "--show-signature", "--format=%H %G?"])
+        .output()?;
+    let secs = t.elapsed().as_secs_f64();
+    let good = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.ends_with(" G"))
+        .count();
+    anyhow::ensure!(good == SIGNED, "git verified {good} of {SIGNED} signatures");
+    Ok((log_rate, SIGNED as f64 / secs))
 }

@@ -96,7 +96,11 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
         let bundle = audit::read_bundle(b)?;
         return print_report(&audit::verify_bundle(&bundle), *json);
     }
-    let store = ctx::open(dir)?;
+    // Verification builds its own projection from the raw log; the others read the store's.
+    let store = match cmd {
+        AuditCmd::Verify { .. } => ctx::open_for_audit(dir)?,
+        _ => ctx::open(dir)?,
+    };
     match cmd {
         AuditCmd::Verify { json, .. } => print_report(&audit::verify_store(&store)?, json),
         AuditCmd::Log { json, csv } => {

@@ -52,3 +52,9 @@ pub(crate) fn open(dir: &std::path::Path) -> Result<Store> {
     let pass = passphrase()?;
     Ok(Store::open(dir, pass.as_bytes())?)
 }
+
+/// Opens the workspace without projecting it (for `audit verify`, which projects by itself).
+pub(crate) fn open_for_audit(dir: &std::path::Path) -> Result<Store> {
+    let pass = passphrase()?;
+    Ok(Store::open_for_audit(dir, pass.as_bytes())?)
+}

@@ -138,6 +138,9 @@ impl BlobId {
 }
 
 impl EventId {
+    /// All zeros: a placeholder no real event has (BLAKE3 preimage).
+    pub const ZERO: EventId = EventId([0; 32]);
+
     /// Hashes stored event bytes.
     pub fn of(bytes: &[u8]) -> EventId {
         EventId(*blake3::hash(bytes).as_bytes())

@@ -57,12 +57,21 @@ pub fn verify_one(author: &DeviceId, msg: &[u8], sig: &[u8; 64]) -> bool {
 
 /// Verifies many signatures. Uses Ed25519 batch verification as the fast path and falls back
 /// to strict one-by-one checks when a batch fails, so the result says which ones are bad.
+/// Each distinct key is decompressed once per call (logs have few authors and many events).
 pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
-    const BATCH: usize = 64;
+    const BATCH: usize = 128;
+    let mut cache: Vec<(DeviceId, Option<VerifyingKey>)> = Vec::new();
+    let mut key_of = |a: &DeviceId| match cache.iter().find(|(d, _)| d == a) {
+        Some((_, k)) => *k,
+        None => {
+            let k = verifying_key(a);
+            cache.push((*a, k));
+            k
+        }
+    };
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(BATCH) {
-        let keys: Option<Vec<VerifyingKey>> =
-            chunk.iter().map(|(a, _, _)| verifying_key(a)).collect();
+        let keys: Option<Vec<VerifyingKey>> = chunk.iter().map(|(a, _, _)| key_of(a)).collect();
         let ok = match keys {
             Some(keys) => {
                 let msgs: Vec<&[u8]> = chunk.iter().map(|(_, m, _)| *m).collect();

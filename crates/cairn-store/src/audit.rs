@@ -5,14 +5,15 @@
 //! bytes`: tag 1 = event bytes, 2 = quarantined event (postcard [`Quarantined`]), 3 = blob
 //! (32-byte id followed by plaintext). An auditor needs nothing but the bundle.
 
-use std::collections::{BTreeMap, HashMap};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use cairn_core::body::Body;
 use cairn_core::event::verify_signatures;
 use cairn_core::projection::Projection;
-use cairn_core::{BlobId, Event, EventId, Verdict};
+use cairn_core::{BlobId, DeviceId, Event, EventId, Verdict};
 
 use crate::error::{Result, StoreError};
 use crate::store::{Quarantined, Store};
@@ -56,184 +57,421 @@ pub type Entry = (Option<EventId>, std::result::Result<Vec<u8>, String>);
 /// equivocation), authorization by re-projection, and blob hashes through `blob`.
 pub fn verify_entries(
     entries: Vec<Entry>,
-    mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+    blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
 ) -> Report {
-    let mut rep = Report {
-        events: entries.len(),
-        ..Default::default()
-    };
-    let mut events = Vec::new();
-    for (claimed, bytes) in entries {
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                rep.problems.push(Problem {
-                    event: claimed,
-                    what: e,
-                });
-                continue;
+    let res = verify_batches(
+        |feed| {
+            for chunk in entries.chunks(crate::store::LOG_BATCH) {
+                feed(chunk.to_vec());
             }
-        };
-        let actual = EventId::of(&bytes);
-        if let Some(c) = claimed
-            && c != actual
-        {
-            rep.problems.push(Problem {
-                event: Some(c),
-                what: format!(
-                    "content hash mismatch: stored bytes hash to {} (tampered)",
-                    actual.short()
-                ),
-            });
-            continue;
-        }
-        match Event::decode(bytes) {
-            Ok(e) => events.push(e),
+            Ok(())
+        },
+        blob,
+    );
+    // In-memory entries cannot fail to read; keep any error as a problem all the same.
+    res.unwrap_or_else(|e| Report {
+        problems: vec![Problem {
+            event: None,
+            what: e.to_string(),
+        }],
+        ..Default::default()
+    })
+}
+
+/// Streaming verification. `source` feeds the log in batches, in log order; it is called once,
+/// and a second time only if equivocation was found (to rebuild the projection without the
+/// forked device, as the store does). Memory is bounded by one batch plus the projection.
+///
+/// Cost: O(n) hashing, decoding and batched, parallel signature checks, plus O(n) projection.
+pub fn verify_batches(
+    source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()>,
+    blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+) -> Result<Report> {
+    verify_batches_sized(0, source, blob)
+}
+
+/// [`verify_batches`] with the number of events expected, to size the projection once.
+fn verify_batches_sized(
+    expected: usize,
+    mut source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()>,
+    mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+) -> Result<Report> {
+    let mut v = Verifier::default();
+    v.projection.reserve(expected);
+    source(&mut |batch| v.feed(batch))?;
+    let mut rep = v.finish_chains();
+    let mut p = std::mem::take(&mut v.projection);
+    if p.needs_rebuild() {
+        // Re-project everything that passed the storage, hash and signature checks.
+        let skip = std::mem::take(&mut v.unusable);
+        let mut q = Projection::new(p.forks());
+        drop(p);
+        source(&mut |batch| {
+            for e in decode_batch(batch).into_iter().flatten() {
+                if !skip.contains(&e.id()) {
+                    q.ingest(e, true);
+                }
+            }
+        })?;
+        p = q;
+    }
+    p.flush();
+    for (id, missing) in std::mem::take(&mut v.pending) {
+        rep.problems.push(Problem {
+            event: Some(id),
+            what: format!("depends on missing event {}", missing.short()),
+        });
+    }
+    for (id, r) in p.concurrent_revocations() {
+        rep.flagged.push(Problem {
+            event: Some(id),
+            what: format!("applied concurrently with revocation {}", r.short()),
+        });
+    }
+    // Blobs of applied versions, each once.
+    for (b, size, event, path) in std::mem::take(&mut v.blobs) {
+        rep.blobs += 1;
+        match blob(&b) {
+            Ok(n) if n == size => {}
+            Ok(n) => rep.problems.push(Problem {
+                event: Some(event),
+                what: format!("file {path}: blob has {n} bytes, version says {size}"),
+            }),
             Err(err) => rep.problems.push(Problem {
-                event: Some(actual),
-                what: format!("malformed: {err}"),
+                event: Some(event),
+                what: format!("file {path}: {err}"),
             }),
         }
     }
-    let sigs = verify_signatures(&events);
+    Ok(rep)
+}
+
+/// Hashes and decodes a batch in parallel; failures carry the problem found.
+fn decode_batch(batch: Vec<Entry>) -> Vec<std::result::Result<Event, Problem>> {
+    batch
+        .into_par_iter()
+        .map(|(claimed, bytes)| {
+            let bytes = bytes.map_err(|what| Problem {
+                event: claimed,
+                what,
+            })?;
+            let actual = EventId::of(&bytes);
+            if let Some(c) = claimed
+                && c != actual
+            {
+                return Err(Problem {
+                    event: Some(c),
+                    what: format!(
+                        "content hash mismatch: stored bytes hash to {} (tampered)",
+                        actual.short()
+                    ),
+                });
+            }
+            Event::decode(bytes).map_err(|err| Problem {
+                event: Some(actual),
+                what: format!("malformed: {err}"),
+            })
+        })
+        .collect()
+}
+
+/// Storage, hash, decode and signature checks of one batch, in parallel: the events that
+/// pass, and a problem for each one that does not.
+fn prepare(batch: Vec<Entry>) -> (Vec<Event>, Vec<Problem>) {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut problems = Vec::new();
+    for r in decode_batch(batch) {
+        match r {
+            Ok(e) => events.push(e),
+            Err(p) => problems.push(p),
+        }
+    }
+    let sigs: Vec<bool> = events
+        .par_chunks(128)
+        .flat_map_iter(verify_signatures)
+        .collect();
     let mut good = Vec::with_capacity(events.len());
     for (e, ok) in events.into_iter().zip(sigs) {
         if ok {
             good.push(e);
         } else {
-            rep.problems.push(Problem {
+            problems.push(Problem {
                 event: Some(e.id()),
                 what: "bad signature".into(),
             });
         }
     }
-    // Chains: per author, seqs must be contiguous from 1 and each prev must name seq-1.
-    let mut by_author: BTreeMap<_, BTreeMap<u64, Vec<&Event>>> = BTreeMap::new();
-    for e in &good {
-        by_author
-            .entry(e.author())
-            .or_default()
-            .entry(e.seq())
-            .or_default()
-            .push(e);
+    (good, problems)
+}
+
+/// One author's chain as seen so far, compactly: an 8-byte tag of the first event at each seq
+/// (index seq-1; 0 = not seen) and the full ids of any further events at the same seq
+/// (equivocation). Tags only serve these diagnostics; the projection checks full links.
+#[derive(Default)]
+struct ChainSeen {
+    first: Vec<u64>,
+    extra: HashMap<u64, Vec<EventId>>,
+}
+
+/// A never-zero 8-byte tag of an id.
+fn tag(id: &EventId) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(b) | 1
+}
+
+/// How far past the chain's end a seq may land and still get a slot; anything further (only
+/// a hostile or damaged log does that) is kept with the full ids instead of growing the table.
+const FAR_AHEAD: usize = 1 << 16;
+
+impl ChainSeen {
+    fn seen(&self, seq: u64) -> bool {
+        self.at(seq).next().is_some()
     }
-    for (author, seqs) in &by_author {
-        let mut expect = 1u64;
-        for (seq, evs) in seqs {
-            if *seq != expect {
-                rep.problems.push(Problem {
-                    event: evs.first().map(|e| e.id()),
+
+    /// The highest seq below `seq` that has been seen, or 0.
+    fn last_seen_before(&self, seq: u64) -> u64 {
+        let mut best = self.extra.keys().filter(|k| **k < seq).max().copied();
+        let mut i = (seq - 1).min(self.first.len() as u64);
+        while i > best.unwrap_or(0) {
+            if self.first[i as usize - 1] != 0 {
+                best = Some(i);
+                break;
+            }
+            i -= 1;
+        }
+        best.unwrap_or(0)
+    }
+
+    /// Tags of the events seen at `seq`.
+    fn at(&self, seq: u64) -> impl Iterator<Item = u64> + '_ {
+        let first = seq
+            .checked_sub(1)
+            .and_then(|i| self.first.get(i as usize))
+            .copied()
+            .filter(|t| *t != 0);
+        first
+            .into_iter()
+            .chain(self.extra.get(&seq).into_iter().flatten().map(tag))
+    }
+}
+
+/// State of a streaming verification.
+#[derive(Default)]
+struct Verifier {
+    problems: Vec<Problem>,
+    events: usize,
+    chains: HashMap<DeviceId, ChainSeen>,
+    /// Events that arrived while the seq before them was unseen: (author, seq, event).
+    after_hole: Vec<(DeviceId, u64, EventId)>,
+    /// Links not checked yet because the previous seq had not been seen: (event, author, seq,
+    /// prev).
+    deferred: Vec<(EventId, DeviceId, u64, Option<EventId>)>,
+    projection: Projection,
+    /// Events still waiting for a dependency, and what they wait for.
+    pending: BTreeMap<EventId, EventId>,
+    /// Events that failed hash, decode or signature checks (skipped on rebuild).
+    unusable: HashSet<EventId>,
+    blobs: Vec<(BlobId, u64, EventId, String)>,
+    seen_blobs: HashSet<BlobId>,
+    /// Checked events of the last batch, projected when the next batch arrives (or at the end).
+    ready: Vec<Event>,
+}
+
+impl Verifier {
+    /// Takes the next batch. Its storage, hash and signature checks (parallel) overlap the
+    /// projection of the previous batch (sequential), so both cores stay busy.
+    fn feed(&mut self, batch: Vec<Entry>) {
+        self.events += batch.len();
+        let ready = std::mem::take(&mut self.ready);
+        let (prepared, ()) = rayon::join(|| prepare(batch), || self.project(ready));
+        let (events, problems) = prepared;
+        for p in problems {
+            if let Some(id) = p.event {
+                self.unusable.insert(id);
+            }
+            self.problems.push(p);
+        }
+        self.ready = events;
+    }
+
+    /// Projects checked events in order, recording final verdicts.
+    fn project(&mut self, events: Vec<Event>) {
+        for e in events {
+            self.chain(&e);
+            self.note_blobs(&e);
+            for (ev, v) in self.projection.ingest(e, true) {
+                let id = ev.id();
+                match v {
+                    Verdict::Pending(m) => {
+                        self.pending.insert(id, m);
+                    }
+                    Verdict::Rejected(r) => {
+                        self.pending.remove(&id);
+                        self.problems.push(Problem {
+                            event: Some(id),
+                            what: format!("rejected: {r}"),
+                        });
+                    }
+                    _ => {
+                        self.pending.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chain bookkeeping: equivocation at once, links as soon as the previous seq is known.
+    fn chain(&mut self, e: &Event) {
+        let (author, seq, id, prev) = (e.author(), e.seq(), e.id(), e.envelope().prev);
+        let Some(i) = seq.checked_sub(1).map(|i| i as usize) else {
+            return; // seq 0 is rejected by the projection
+        };
+        let c = self.chains.entry(author).or_default();
+        if c.first.len() <= i && i < c.first.len() + FAR_AHEAD {
+            c.first.resize(i + 1, 0);
+        }
+        if seq > 1 && !c.seen(seq - 1) {
+            self.after_hole.push((author, seq, id));
+        }
+        if i >= c.first.len() || c.first[i] == 0 && c.extra.contains_key(&seq) {
+            // Far ahead of the chain: kept with full ids only.
+            let extra = c.extra.entry(seq).or_default();
+            if !extra.contains(&id) {
+                extra.push(id);
+            }
+        } else if c.first[i] == 0 {
+            c.first[i] = tag(&id);
+        } else if c.first[i] != tag(&id) {
+            let extra = c.extra.entry(seq).or_default();
+            if extra.contains(&id) {
+                return;
+            }
+            extra.push(id);
+            let count = 1 + extra.len();
+            let mut named = vec![id];
+            if count == 2 {
+                // The first event at this seq is reported now too, when the projection still
+                // knows it (it may have been rejected for another reason, reported apart).
+                named.extend(
+                    self.projection
+                        .chain_event(&author, seq)
+                        .filter(|f| *f != id),
+                );
+            }
+            for x in named {
+                self.problems.push(Problem {
+                    event: Some(x),
                     what: format!(
-                        "gap in the chain of device {}: seq {expect}..{} missing before this event",
+                        "equivocation: device {} signed {count} different events at seq {seq}",
                         author.short(),
-                        seq - 1
                     ),
                 });
             }
-            if evs.len() > 1 {
-                for e in evs {
-                    rep.problems.push(Problem {
-                        event: Some(e.id()),
-                        what: format!(
-                            "equivocation: device {} signed {} different events at seq {seq}",
-                            author.short(),
-                            evs.len()
-                        ),
-                    });
-                }
+        }
+        if seq > 1 {
+            self.deferred.push((id, author, seq, prev));
+            if self.deferred.len() >= crate::store::LOG_BATCH {
+                self.check_links(false);
             }
-            if let Some(prev_evs) = seqs.get(&(seq - 1)) {
-                for e in evs {
-                    if !prev_evs.iter().any(|p| Some(p.id()) == e.envelope().prev) {
-                        rep.problems.push(Problem {
-                            event: Some(e.id()),
-                            what: "broken chain: prev does not name the previous event".into(),
-                        });
-                    }
-                }
+        }
+    }
+
+    /// Checks deferred prev links whose previous seq is now known. With `last`, drops the rest:
+    /// they follow a gap, which [`Verifier::finish_chains`] reports.
+    fn check_links(&mut self, last: bool) {
+        let chains = &self.chains;
+        let problems = &mut self.problems;
+        self.deferred.retain(|(id, author, seq, prev)| {
+            let Some(c) = chains.get(author) else {
+                return false;
+            };
+            if !c.seen(seq - 1) {
+                return !last;
             }
-            expect = seq + 1;
-        }
+            if !c.at(seq - 1).any(|t| Some(t) == prev.as_ref().map(tag)) {
+                problems.push(Problem {
+                    event: Some(*id),
+                    what: "broken chain: prev does not name the previous event".into(),
+                });
+            }
+            false
+        });
     }
-    // Authorization and causal completeness, by re-projection.
-    let mut p = Projection::new([]);
-    let mut verdicts: HashMap<EventId, Verdict> = HashMap::new();
-    for e in good.iter().cloned() {
-        for (ev, v) in p.ingest(e, true) {
-            verdicts.insert(ev.id(), v);
-        }
-    }
-    if p.needs_rebuild() {
-        let mut q = Projection::new(p.forks());
-        for e in good.iter().cloned() {
-            q.ingest(e, true);
-        }
-        p = q;
-    }
-    p.flush();
-    for e in &good {
-        match verdicts.get(&e.id()) {
-            Some(Verdict::Rejected(r)) => rep.problems.push(Problem {
-                event: Some(e.id()),
-                what: format!("rejected: {r}"),
-            }),
-            Some(Verdict::Pending(m)) => rep.problems.push(Problem {
-                event: Some(e.id()),
-                what: format!("depends on missing event {}", m.short()),
-            }),
-            _ => {}
-        }
-        if let Some(r) = p.concurrent_revocation(&e.id()) {
-            rep.flagged.push(Problem {
-                event: Some(e.id()),
-                what: format!("applied concurrently with revocation {}", r.short()),
+
+    /// Projects the last batch, runs the final chain checks (links, then gaps before a seen
+    /// event) and returns the report so far.
+    fn finish_chains(&mut self) -> Report {
+        let last = std::mem::take(&mut self.ready);
+        self.project(last);
+        self.check_links(true);
+        let mut holes = std::mem::take(&mut self.after_hole);
+        holes.sort_by_key(|(a, s, _)| (*a, *s));
+        holes.dedup_by_key(|(a, s, _)| (*a, *s));
+        for (author, seq, id) in holes {
+            let Some(c) = self.chains.get(&author) else {
+                continue;
+            };
+            if c.seen(seq - 1) {
+                continue; // the hole was filled later
+            }
+            let from = c.last_seen_before(seq) + 1;
+            self.problems.push(Problem {
+                event: Some(id),
+                what: format!(
+                    "gap in the chain of device {}: seq {from}..{} missing before this event",
+                    author.short(),
+                    seq - 1
+                ),
             });
         }
+        Report {
+            events: self.events,
+            problems: std::mem::take(&mut self.problems),
+            ..Default::default()
+        }
     }
-    // Blobs of applied versions.
-    let mut seen = std::collections::BTreeSet::new();
-    for e in &good {
+
+    fn note_blobs(&mut self, e: &Event) {
+        if e.kind() != cairn_core::EventKind::VersionCommitted {
+            return;
+        }
         if let Ok(Body::Version(v)) = e.body() {
-            for f in &v.files {
-                if seen.insert(f.blob) {
-                    rep.blobs += 1;
-                    match blob(&f.blob) {
-                        Ok(n) if n == f.size => {}
-                        Ok(n) => rep.problems.push(Problem {
-                            event: Some(e.id()),
-                            what: format!(
-                                "file {}: blob has {n} bytes, version says {}",
-                                f.path, f.size
-                            ),
-                        }),
-                        Err(err) => rep.problems.push(Problem {
-                            event: Some(e.id()),
-                            what: format!("file {}: {err}", f.path),
-                        }),
-                    }
+            for f in v.files {
+                if self.seen_blobs.insert(f.blob) {
+                    self.blobs.push((f.blob, f.size, e.id(), f.path));
                 }
             }
         }
     }
-    rep
 }
 
-/// Verifies a store's whole log and blobs.
+/// Verifies a store's whole log and blobs, streaming the log in batches.
 pub fn verify_store(store: &Store) -> Result<Report> {
-    let raw = store.raw_log()?;
-    let entries: Vec<Entry> = store
-        .log_entries(raw)
-        .into_iter()
-        .chain(store.dangling_index()?.into_iter().map(|id| {
-            (
-                Some(id),
-                Err("listed in the index but missing from the log (deleted)".to_string()),
-            )
-        }))
-        .collect();
-    let mut rep = verify_entries(entries, |b| {
-        store.blobs().verify(b).map_err(|e| e.to_string())
-    });
+    let events = store.log_len()? as usize;
+    let mut rep = verify_batches_sized(
+        events,
+        |feed| {
+            let dangling = store.raw_log_batches(|raw| {
+                feed(store.log_entries(raw));
+                Ok(())
+            })?;
+            let dangling: Vec<Entry> = dangling
+                .into_iter()
+                .map(|id| {
+                    (
+                        Some(id),
+                        Err("listed in the index but missing from the log (deleted)".to_string()),
+                    )
+                })
+                .collect();
+            if !dangling.is_empty() {
+                feed(dangling);
+            }
+            Ok(())
+        },
+        |b| store.blobs().verify(b).map_err(|e| e.to_string()),
+    )?;
     rep.quarantined = store.quarantine()?.len();
     Ok(rep)
 }

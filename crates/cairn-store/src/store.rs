@@ -11,7 +11,9 @@
 //! references them is committed.
 
 use rayon::prelude::*;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use std::path::{Path, PathBuf};
 
 use cairn_core::event::verify_signatures;
@@ -30,6 +32,13 @@ const BY_ID: TableDefinition<&[u8], u64> = TableDefinition::new("by_id");
 const QUARANTINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine");
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// redb page cache. Reads stream through the log in batches, so a small cache keeps memory
+/// flat at 10^6 events (redb's default would cache up to 1 GiB of the file).
+const DB_CACHE: usize = 32 << 20;
+
+/// Events per batch when streaming the log.
+pub(crate) const LOG_BATCH: usize = 8192;
 
 /// File names inside a workspace directory.
 pub(crate) const KEY_FILE: &str = "device.key";
@@ -82,6 +91,8 @@ pub struct Store {
     blobs: BlobStore,
     projection: Projection,
     next_local: u64,
+    /// Opened with [`Store::open_for_audit`]: no projection, so no writes.
+    audit_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -164,7 +175,10 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         let secrets = Secrets::generate();
         let db_path = dir.join(DB_FILE);
-        let db = Database::create(&db_path).map_err(|e| db_err(&db_path)(&e))?;
+        let db = Database::builder()
+            .set_cache_size(DB_CACHE)
+            .create(&db_path)
+            .map_err(|e| db_err(&db_path)(&e))?;
         let mut s = Self::assemble(dir, db, secrets)?;
         let w = s.db.begin_write().map_err(dbe!(s))?;
         {
@@ -198,19 +212,37 @@ impl Store {
             blobs,
             projection: Projection::new([]),
             next_local: 1,
+            audit_only: false,
         })
     }
 
     /// Opens an existing workspace and rebuilds its projection from the log.
     pub fn open(dir: &Path, passphrase: &[u8]) -> Result<Store> {
+        Self::open_inner(dir, passphrase, true)
+    }
+
+    /// Opens a workspace without projecting it: enough for reading the raw log and for
+    /// [`crate::audit::verify_store`], which builds its own projection. Writes are refused.
+    pub fn open_for_audit(dir: &Path, passphrase: &[u8]) -> Result<Store> {
+        Self::open_inner(dir, passphrase, false)
+    }
+
+    fn open_inner(dir: &Path, passphrase: &[u8], project: bool) -> Result<Store> {
         let key_path = dir.join(KEY_FILE);
         let db_path = dir.join(DB_FILE);
         if !key_path.exists() || !db_path.exists() {
             return Err(StoreError::NotInitialised(dir.into()));
         }
         let secrets = keyfile::read(&key_path, passphrase)?;
-        let db = Database::open(&db_path).map_err(|e| db_err(&db_path)(&e))?;
+        let db = Database::builder()
+            .set_cache_size(DB_CACHE)
+            .open(&db_path)
+            .map_err(|e| db_err(&db_path)(&e))?;
         let mut s = Self::assemble(dir, db, secrets)?;
+        if !project {
+            s.audit_only = true;
+            return Ok(s);
+        }
         s.projection = s.load_projection(Projection::new([]))?;
         if s.projection.needs_rebuild() {
             let forks = s.projection.forks();
@@ -272,31 +304,46 @@ impl Store {
     }
 
     /// Reads the whole log in local order. Values that fail authentication are an error naming
-    /// the position.
+    /// the position. Prefer [`Store::log_batches`] for large logs.
     pub fn log(&self) -> Result<Vec<StoredEvent>> {
-        let raw = self.raw_log()?;
-        raw.into_par_iter()
-            .map(|(local, id, sealed)| {
-                let bytes =
-                    self.open_log_value(local, &sealed)
-                        .ok_or_else(|| StoreError::Corrupt {
-                            what: format!(
-                                "log entry {local} (event {})",
-                                id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
-                            ),
-                        })?;
-                Ok(StoredEvent {
-                    local,
-                    id: id.unwrap_or_else(|| EventId::of(&bytes)),
-                    bytes,
+        let mut out = Vec::new();
+        self.log_batches(|b| {
+            out.extend(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams the log in local order, 8192 events at a time, opening each batch in
+    /// parallel. Memory stays bounded by the batch, whatever the length of the log.
+    pub fn log_batches(&self, mut f: impl FnMut(Vec<StoredEvent>) -> Result<()>) -> Result<()> {
+        self.scan_log(true, |raw| {
+            let batch = raw
+                .into_par_iter()
+                .map(|(local, id, sealed)| {
+                    let bytes =
+                        self.open_log_value(local, &sealed)
+                            .ok_or_else(|| StoreError::Corrupt {
+                                what: format!(
+                                    "log entry {local} (event {})",
+                                    id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
+                                ),
+                            })?;
+                    Ok(StoredEvent {
+                        local,
+                        id: id.unwrap_or_else(|| EventId::of(&bytes)),
+                        bytes,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>>>()?;
+            f(batch)
+        })
+        .map(|_dangling| ())
     }
 
     /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
     pub fn log_entries(&self, raw: Vec<RawEntry>) -> Vec<crate::audit::Entry> {
-        raw.into_iter()
+        raw.into_par_iter()
             .map(|(local, id, sealed)| {
                 let bytes = self.open_log_value(local, &sealed).ok_or_else(|| {
                     format!(
@@ -310,41 +357,78 @@ impl Store {
 
     /// The sealed log with the id the index gives each position (`None` if unindexed).
     pub fn raw_log(&self) -> Result<Vec<RawEntry>> {
-        let r = self.db.begin_read().map_err(dbe!(self))?;
-        let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
-        let mut ids = std::collections::HashMap::new();
-        for row in idx.iter().map_err(dbe!(self))? {
-            let (k, v) = row.map_err(dbe!(self))?;
-            let mut id = [0u8; 32];
-            if k.value().len() == 32 {
-                id.copy_from_slice(k.value());
-                ids.insert(v.value(), EventId(id));
-            }
-        }
-        let t = r.open_table(LOG).map_err(dbe!(self))?;
         let mut out = Vec::new();
-        for row in t.iter().map_err(dbe!(self))? {
-            let (k, v) = row.map_err(dbe!(self))?;
-            out.push((k.value(), ids.get(&k.value()).copied(), v.value().to_vec()));
-        }
+        self.raw_log_batches(|b| {
+            out.extend(b);
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    /// Ids in the index with no log entry (a deleted event).
-    pub fn dangling_index(&self) -> Result<Vec<EventId>> {
+    /// Streams the sealed log in batches of 8192, in local order, with the id the index gives
+    /// each position. Returns the ids the index lists at positions missing from the log (a
+    /// deleted event), found by merging the two in one pass.
+    pub fn raw_log_batches(
+        &self,
+        f: impl FnMut(Vec<RawEntry>) -> Result<()>,
+    ) -> Result<Vec<EventId>> {
+        self.scan_log(true, f)
+    }
+
+    /// Number of events in the log (O(1)).
+    pub fn log_len(&self) -> Result<u64> {
         let r = self.db.begin_read().map_err(dbe!(self))?;
-        let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
-        let log = r.open_table(LOG).map_err(dbe!(self))?;
-        let mut out = Vec::new();
-        for row in idx.iter().map_err(dbe!(self))? {
-            let (k, v) = row.map_err(dbe!(self))?;
-            if log.get(v.value()).map_err(dbe!(self))?.is_none() && k.value().len() == 32 {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(k.value());
-                out.push(EventId(id));
+        let t = r.open_table(LOG).map_err(dbe!(self))?;
+        t.len().map_err(dbe!(self))
+    }
+
+    /// The log scan behind [`Store::raw_log_batches`]; without `with_ids` the index is not
+    /// read (ids are then `None` and nothing is reported dangling), which saves 40 bytes per
+    /// event when only the bytes are needed.
+    fn scan_log(
+        &self,
+        with_ids: bool,
+        mut f: impl FnMut(Vec<RawEntry>) -> Result<()>,
+    ) -> Result<Vec<EventId>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        // The index, inverted: local position -> id, sorted (40 bytes per event).
+        let mut ids: Vec<(u64, EventId)> = Vec::new();
+        if with_ids {
+            let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
+            ids.reserve_exact(idx.len().map_err(dbe!(self))? as usize);
+            for row in idx.iter().map_err(dbe!(self))? {
+                let (k, v) = row.map_err(dbe!(self))?;
+                if let Ok(id) = <[u8; 32]>::try_from(k.value()) {
+                    ids.push((v.value(), EventId(id)));
+                }
             }
         }
-        Ok(out)
+        ids.sort_unstable_by_key(|(l, _)| *l);
+        let mut ids = ids.into_iter().peekable();
+        let mut dangling = Vec::new();
+        let t = r.open_table(LOG).map_err(dbe!(self))?;
+        let mut batch = Vec::with_capacity(LOG_BATCH);
+        for row in t.iter().map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            let local = k.value();
+            let mut id = None;
+            while let Some((l, i)) = ids.next_if(|(l, _)| *l <= local) {
+                if l == local {
+                    id = Some(i);
+                } else {
+                    dangling.push(i);
+                }
+            }
+            batch.push((local, id, v.value().to_vec()));
+            if batch.len() == LOG_BATCH {
+                f(std::mem::replace(&mut batch, Vec::with_capacity(LOG_BATCH)))?;
+            }
+        }
+        if !batch.is_empty() {
+            f(batch)?;
+        }
+        dangling.extend(ids.map(|(_, i)| i));
+        Ok(dangling)
     }
 
     /// Quarantined events.
@@ -390,25 +474,45 @@ impl Store {
     }
 
     fn load_projection(&mut self, mut p: Projection) -> Result<Projection> {
-        let log = self.log()?;
-        self.next_local = log.last().map(|e| e.local + 1).unwrap_or(1);
-        let events: Vec<Event> = log
-            .into_par_iter()
-            .map(|e| {
-                Event::decode(e.bytes).map_err(|err| StoreError::Corrupt {
-                    what: format!("log entry {} ({err})", e.local),
-                })
-            })
-            .collect::<Result<_>>()?;
-        for e in events {
-            // Log values are authenticated by the storage key; signatures were checked on entry
-            // and are re-checked by `cairn audit verify`.
-            for (ev, v) in p.ingest(e, true) {
-                if !v.is_logged() {
-                    tracing::warn!(event = %ev.id(), verdict = ?v, "logged event no longer validates");
+        // Batch N+1 is decrypted and decoded (parallel) while batch N is projected (in order).
+        let project = |p: &mut Projection, events: Vec<Event>| {
+            for e in events {
+                // Log values are authenticated by the storage key; signatures were checked on
+                // entry and are re-checked by `cairn audit verify`.
+                for (ev, v) in p.ingest(e, true) {
+                    if !v.is_logged() {
+                        tracing::warn!(event = %ev.id(), verdict = ?v, "logged event no longer validates");
+                    }
                 }
             }
-        }
+        };
+        let mut next = 1;
+        let mut ready: Vec<Event> = Vec::new();
+        p.reserve(self.log_len()? as usize);
+        self.scan_log(false, |raw| {
+            next = raw.last().map(|e| e.0 + 1).unwrap_or(next);
+            let current = std::mem::take(&mut ready);
+            let (decoded, ()) = rayon::join(
+                || {
+                    raw.into_par_iter()
+                        .map(|(local, _, sealed)| {
+                            let corrupt = |what: String| StoreError::Corrupt {
+                                what: format!("log entry {local} ({what})"),
+                            };
+                            let bytes = self
+                                .open_log_value(local, &sealed)
+                                .ok_or_else(|| corrupt("fails authentication".into()))?;
+                            Event::decode(bytes).map_err(|e| corrupt(e.to_string()))
+                        })
+                        .collect::<Result<Vec<Event>>>()
+                },
+                || project(&mut p, current),
+            );
+            ready = decoded?;
+            Ok(())
+        })?;
+        project(&mut p, ready);
+        self.next_local = next;
         let mut parked: Vec<Event> = self
             .pending()?
             .into_iter()
@@ -433,6 +537,7 @@ impl Store {
         &mut self,
         build: impl FnOnce(&mut Writer<'_>, &Projection) -> Result<Event, WriteError>,
     ) -> Result<Event> {
+        self.writable()?;
         let event = {
             let mut w = Writer::new(&self.device);
             build(&mut w, &self.projection)?
@@ -450,6 +555,7 @@ impl Store {
     /// Ingests events from another device or a bundle: decodes, verifies signatures in
     /// batches, validates, and commits every verdict in one transaction.
     pub fn ingest(&mut self, batch: Vec<Vec<u8>>) -> Result<IngestReport> {
+        self.writable()?;
         let mut report = IngestReport::default();
         let mut decoded = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
@@ -506,6 +612,15 @@ impl Store {
         }
         self.projection.flush();
         Ok(report)
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.audit_only {
+            return Err(StoreError::Refused(
+                "this store was opened for audit only and cannot be written".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn persist(&mut self, results: &[(Event, Verdict)]) -> Result<()> {

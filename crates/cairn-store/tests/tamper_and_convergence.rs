@@ -152,3 +152,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_hostile_seq_far_ahead_is_reported_without_growing_memory() {
+    use cairn_core::Event;
+    use cairn_core::event::Envelope;
+    use cairn_core::hlc::Hlc;
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(dir.path());
+    let mut bytes: Vec<Vec<u8>> = s.log().unwrap().into_iter().map(|e| e.bytes).collect();
+    let ws = s.projection().workspace().unwrap();
+    // A validly signed event by the workspace's own device at seq 10^15: a table indexed by
+    // seq would need petabytes. Verification must finish and report the gap.
+    let key = s.device();
+    let far = Event::sign(
+        Envelope {
+            workspace: ws,
+            author: key.device_id(),
+            seq: 1_000_000_000_000_000,
+            prev: Some(cairn_core::EventId([5; 32])),
+            deps: vec![],
+            time: Hlc {
+                millis: 10_000,
+                counter: 0,
+            },
+            kind: EventKind::AssetEdited,
+            body: vec![],
+        },
+        key,
+    );
+    bytes.push(far.bytes().to_vec());
+    let entries = bytes.into_iter().map(|b| (None, Ok(b))).collect();
+    let t = std::time::Instant::now();
+    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(0));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.event == Some(far.id()) && p.what.contains("gap")),
+        "{:?}",
+        rep.problems
+    );
+}

@@ -2,12 +2,17 @@
 
 use super::validate::Checked;
 use super::{
-    BranchState, DocKey, DriftState, MemberRec, Pos, Projection, Status, Verdict, VersionState,
+    BranchState, DocKey, DocSlot, DriftState, MemberRec, Pos, Projection, Status, Verdict,
+    VersionState,
 };
 use crate::body::Body;
 use crate::domain::Role;
 use crate::event::Event;
 use crate::kind::EventKind;
+
+/// Queued Automerge changes that trigger a flush: large enough to batch, small enough that a
+/// replay of 10^6 events does not hold every parsed change at once.
+const FLUSH_AT: usize = 16_384;
 
 impl Projection {
     pub(crate) fn accept(&mut self, ev: &Event, c: Checked) -> Verdict {
@@ -81,6 +86,11 @@ impl Projection {
         self.applied += 1;
         for (key, change) in c.changes {
             self.docs.entry(key).or_default().queue.push(change);
+            self.queued += 1;
+        }
+        if self.queued >= FLUSH_AT {
+            // Parsed changes waiting in queues cost more memory than applied ones.
+            self.flush();
         }
         match c.body {
             Body::Doc(d) if env.kind == EventKind::AssetCreated => {
@@ -148,22 +158,34 @@ impl Projection {
 
     /// Applies queued Automerge changes, one batch per document. Call before reading documents.
     pub fn flush(&mut self) {
-        for slot in self.docs.values_mut() {
-            if slot.queue.is_empty() {
-                continue;
-            }
-            let batch = std::mem::take(&mut slot.queue);
-            if slot.doc.apply_changes(batch.iter().cloned()).is_err() {
-                // Validation makes this unreachable for well-formed logs; apply what applies.
-                for c in batch {
-                    let _ = slot.doc.apply_changes([c]);
-                }
-            }
+        self.queued = 0;
+        let busy = self.docs.values_mut().filter(|s| !s.queue.is_empty());
+        // Documents are independent, so with the `parallel` feature they apply on all cores.
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            let busy: Vec<&mut DocSlot> = busy.collect();
+            busy.into_par_iter().for_each(DocSlot::apply_queue);
         }
+        #[cfg(not(feature = "parallel"))]
+        busy.for_each(DocSlot::apply_queue);
     }
 
     /// The Automerge document, if it exists. Call [`Projection::flush`] first.
     pub fn doc(&self, key: DocKey) -> Option<&automerge::Automerge> {
         self.docs.get(&key).map(|s| &s.doc)
+    }
+}
+
+impl DocSlot {
+    /// Applies the queued changes in one batch.
+    fn apply_queue(&mut self) {
+        let batch = std::mem::take(&mut self.queue);
+        if self.doc.apply_changes(batch.iter().cloned()).is_err() {
+            // Validation makes this unreachable for well-formed logs; apply what applies.
+            for c in batch {
+                let _ = self.doc.apply_changes([c]);
+            }
+        }
     }
 }

@@ -174,6 +174,8 @@ pub struct Projection {
     pub(crate) applied: u64,
     pub(crate) max_time: Hlc,
     pub(crate) rebuild: bool,
+    /// Changes queued across all documents since the last flush.
+    pub(crate) queued: usize,
     /// Logged events that no other logged event names as prev or dep.
     pub(crate) heads: BTreeSet<EventId>,
 }
@@ -186,6 +188,12 @@ impl Projection {
             forks: forks.into_iter().map(|f| (f.author, f)).collect(),
             ..Default::default()
         }
+    }
+
+    /// Reserves room for `events` more events, so that replaying a known-length log allocates
+    /// its causal index once instead of doubling (a resize briefly holds both tables).
+    pub fn reserve(&mut self, events: usize) {
+        self.meta.reserve(events);
     }
 
     /// The workspace id, once the genesis event is known.
@@ -222,6 +230,13 @@ impl Projection {
     /// Whether the event is known (logged or rejected after chain checks).
     pub fn knows(&self, id: &EventId) -> bool {
         self.meta.contains_key(id)
+    }
+
+    /// The first valid event `author` signed at `seq`, if known.
+    pub fn chain_event(&self, author: &DeviceId, seq: u64) -> Option<EventId> {
+        let a = *self.author_idx.get(author)?;
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.chains[a as usize].get(i).copied()
     }
 
     /// Per author: the highest contiguous seq and its event id.

@@ -154,7 +154,8 @@ impl Projection {
         if env.deps.len() > MAX_DEPS || env.deps.windows(2).any(|w| w[0] >= w[1]) {
             return Err((Rejection::BadDeps { max: MAX_DEPS }, None));
         }
-        if verifying_key(&env.author).is_none() {
+        // Known authors passed this check on their first event; decompression is costly.
+        if !self.author_idx.contains_key(&env.author) && verifying_key(&env.author).is_none() {
             return Err((Rejection::BadAuthorKey, None));
         }
         if let Some(p) = env.prev

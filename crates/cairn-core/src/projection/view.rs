@@ -349,6 +349,26 @@ impl Projection {
         })
     }
 
+    /// Every applied event whose author was revoked concurrently, with the revoking event.
+    /// Only authors with an applied revocation are examined: O(their events).
+    pub fn concurrent_revocations(&self) -> Vec<(EventId, EventId)> {
+        let mut out = Vec::new();
+        for (author, recs) in &self.members {
+            if !recs.iter().any(|r| r.revoke && r.applied) {
+                continue;
+            }
+            let Some(&a) = self.author_idx.get(author) else {
+                continue;
+            };
+            for id in &self.chains[a as usize] {
+                if let Some(r) = self.concurrent_revocation(id) {
+                    out.push((*id, r));
+                }
+            }
+        }
+        out
+    }
+
     /// `"applied"`, `"excluded"` or `"rejected"` for a known event.
     pub fn status_of(&self, id: &EventId) -> Option<&'static str> {
         self.meta.get(id).map(|m| match m.status {
