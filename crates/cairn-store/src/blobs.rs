@@ -176,6 +176,16 @@ impl BlobStore {
         Ok((id, total))
     }
 
+    /// Deletes a blob (used to drop content that arrived under the wrong id).
+    pub fn remove(&self, id: &BlobId) -> Result<()> {
+        let p = self.path(id);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&p)(e)),
+        }
+    }
+
     /// Stores an in-memory buffer.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(BlobId, u64)> {
         self.put(bytes, |_| {})

@@ -20,7 +20,7 @@ use cairn_core::event::verify_signatures;
 use cairn_core::keys::DeviceKey;
 use cairn_core::projection::Projection;
 use cairn_core::writer::{WriteError, Writer};
-use cairn_core::{Event, EventId, Verdict};
+use cairn_core::{DeviceId, Event, EventId, Verdict};
 
 use crate::blobs::BlobStore;
 use crate::error::{Result, StoreError};
@@ -429,6 +429,60 @@ impl Store {
         }
         dangling.extend(ids.map(|(_, i)| i));
         Ok(dangling)
+    }
+
+    /// The stored bytes of the events each `(author, from_seq)` names, from that seq to the end
+    /// of the author's chain, in local (causal) order. Cost O(events returned).
+    pub fn events_from(&self, wants: &[(DeviceId, u64)]) -> Result<Vec<Vec<u8>>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
+        let log = r.open_table(LOG).map_err(dbe!(self))?;
+        let frontier = self.projection.frontier();
+        let mut locals = Vec::new();
+        for (author, from) in wants {
+            let Some((last, _)) = frontier.get(author) else {
+                continue;
+            };
+            for seq in (*from).max(1)..=*last {
+                let Some(id) = self.projection.chain_event(author, seq) else {
+                    break;
+                };
+                if let Some(l) = idx.get(&id.0[..]).map_err(dbe!(self))? {
+                    locals.push(l.value());
+                }
+            }
+        }
+        locals.sort_unstable();
+        let mut out = Vec::with_capacity(locals.len());
+        for local in locals {
+            let v = log
+                .get(local)
+                .map_err(dbe!(self))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("log entry {local} is indexed but missing"),
+                })?;
+            out.push(
+                self.open_log_value(local, v.value())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("log entry {local} fails authentication"),
+                    })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Blobs referenced by known versions but not present here.
+    pub fn missing_blobs(&self) -> Vec<cairn_core::BlobId> {
+        let p = &self.projection;
+        let mut out: Vec<_> = p
+            .asset_ids()
+            .flat_map(|a| p.versions_of(a))
+            .flat_map(|v| v.files.into_iter().map(|f| f.blob))
+            .filter(|b| !self.blobs.contains(b))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Quarantined events.

@@ -1,0 +1,36 @@
+//! Peer-to-peer sync for Cairn.
+//!
+//! - [`wire`]: length-prefixed, size-limited postcard frames (the protocol's vocabulary).
+//! - [`plan`]: sans-IO frontier comparison: what each side lacks, and which devices forked.
+//! - [`session`]: drives one symmetric exchange over any byte stream (QUIC, or an in-memory
+//!   pipe in tests): frontiers, then missing events per author in causal order, then blobs.
+//! - [`node`]: the iroh transport. The endpoint key is the device key, so the QUIC handshake
+//!   proves the peer's device identity and membership is checked on it.
+
+pub mod node;
+pub mod plan;
+pub mod session;
+pub mod wire;
+
+pub use node::{Node, PeerAddr};
+pub use session::SyncReport;
+
+/// Everything that can end a sync session.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The byte stream failed or closed early.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol (bad frame, wrong order, too large).
+    #[error("protocol violation by peer: {0}")]
+    Protocol(String),
+    /// The peer is not allowed to sync with this workspace.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] cairn_store::StoreError),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}

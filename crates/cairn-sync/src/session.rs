@@ -1,0 +1,414 @@
+//! One symmetric sync exchange over a byte stream. Both sides run the same code:
+//!
+//! 1. send `Hello` (frontier); read the peer's;
+//! 2. send the events the peer lacks (per author, in causal order) while ingesting the
+//!    peer's batches, one durable transaction per batch, so an interrupted session keeps what
+//!    arrived whole and the next one resumes from the new frontier;
+//! 3. ask for the blobs now referenced but absent, and serve the peer's request, streaming
+//!    1 MiB chunks into the encrypted blob store and checking each blob's hash.
+//!
+//! Bad events are judged by the store (quarantined with a reason); bad frames end the session
+//! with a protocol error. Nothing partial is ever applied.
+
+use std::sync::{Arc, Mutex};
+
+use cairn_core::{BlobId, DeviceId};
+use cairn_store::blobs::BlobStore;
+use cairn_store::{IngestReport, Store};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::SyncError;
+use crate::plan::plan;
+use crate::wire::{self, Frame, FrontierEntry};
+
+/// A store shared between the sync tasks and the rest of the node.
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// What one session did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SyncReport {
+    /// Events sent.
+    pub events_out: usize,
+    /// Events received and applied (or kept as fork evidence).
+    pub events_in: usize,
+    /// Events received that were already known.
+    pub duplicates: usize,
+    /// Events received that wait for a dependency.
+    pub pending: usize,
+    /// Events received and rejected (quarantined), with reasons.
+    pub rejected: Vec<(String, String)>,
+    /// Blobs received / sent.
+    pub blobs_in: usize,
+    /// Blobs sent.
+    pub blobs_out: usize,
+    /// Blob bytes received and sent.
+    pub blob_bytes: u64,
+    /// Devices whose chains differ at an equal seq (equivocation evidence).
+    pub forks: Vec<DeviceId>,
+}
+
+impl SyncReport {
+    fn add(&mut self, r: IngestReport) {
+        self.events_in += r.applied + r.excluded;
+        self.duplicates += r.duplicates;
+        self.pending += r.pending;
+        self.rejected
+            .extend(r.rejected.into_iter().map(|(id, why)| (id.to_hex(), why)));
+    }
+}
+
+fn lock(s: &SharedStore) -> Result<std::sync::MutexGuard<'_, Store>, SyncError> {
+    s.lock()
+        .map_err(|_| SyncError::Transport("store lock poisoned by an earlier panic".into()))
+}
+
+enum Cmd {
+    /// Ask the peer for these blobs.
+    Want(Vec<BlobId>),
+    /// Send the peer these blobs.
+    Serve(Vec<BlobId>),
+}
+
+/// Runs one exchange. `reader` and `writer` are the two halves of one bidirectional stream.
+pub async fn run<R, W>(store: SharedStore, reader: R, writer: W) -> Result<SyncReport, SyncError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let (hello_tx, hello_rx) = oneshot::channel();
+    let (cmd_tx, cmd_rx) = mpsc::channel(4);
+    let out = send_half(store.clone(), writer, hello_rx, cmd_rx);
+    let inn = receive_half(store, reader, hello_tx, cmd_tx);
+    let ((events_out, blobs_out, sent_bytes, forks), mut report) = tokio::try_join!(out, inn)?;
+    report.events_out = events_out;
+    report.blobs_out = blobs_out;
+    report.blob_bytes += sent_bytes;
+    report.forks = forks;
+    Ok(report)
+}
+
+fn frontier(store: &Store) -> Vec<FrontierEntry> {
+    store
+        .projection()
+        .frontier()
+        .into_iter()
+        .map(|(a, (s, h))| (a, s, h))
+        .collect()
+}
+
+async fn send_half<W: AsyncWrite + Unpin>(
+    store: SharedStore,
+    mut w: W,
+    hello_rx: oneshot::Receiver<Vec<FrontierEntry>>,
+    mut cmds: mpsc::Receiver<Cmd>,
+) -> Result<(usize, usize, u64, Vec<DeviceId>), SyncError> {
+    let (mine, workspace) = {
+        let s = lock(&store)?;
+        (frontier(&s), s.projection().workspace())
+    };
+    wire::write_frame(
+        &mut w,
+        &Frame::Hello {
+            version: wire::VERSION,
+            workspace,
+            frontier: mine.clone(),
+        },
+    )
+    .await?;
+    let theirs = hello_rx
+        .await
+        .map_err(|_| SyncError::Protocol("the peer ended before its hello".into()))?;
+    let p = plan(&mine, &theirs);
+    let events = lock(&store)?.events_from(&p.send_from)?;
+    let events_out = events.len();
+    for batch in wire::batches(events) {
+        wire::write_frame(&mut w, &Frame::Events(batch)).await?;
+    }
+    wire::write_frame(&mut w, &Frame::EventsEnd).await?;
+    let (mut asked, mut served) = (false, false);
+    let (mut blobs_out, mut bytes) = (0, 0u64);
+    while !(asked && served) {
+        let Some(cmd) = cmds.recv().await else {
+            return Err(SyncError::Protocol(
+                "the peer ended the session early".into(),
+            ));
+        };
+        match cmd {
+            Cmd::Want(ids) => {
+                wire::write_frame(&mut w, &Frame::WantBlobs(ids)).await?;
+                asked = true;
+            }
+            Cmd::Serve(ids) => {
+                let blobs = lock(&store)?.blobs().clone();
+                for id in ids {
+                    match send_blob(&blobs, id, &mut w).await? {
+                        Some(n) => {
+                            blobs_out += 1;
+                            bytes += n;
+                        }
+                        None => wire::write_frame(&mut w, &Frame::BlobMissing(id)).await?,
+                    }
+                }
+                wire::write_frame(&mut w, &Frame::BlobsEnd).await?;
+                served = true;
+            }
+        }
+    }
+    w.flush().await?;
+    w.shutdown().await?;
+    Ok((events_out, blobs_out, bytes, p.forked))
+}
+
+/// Streams one blob's plaintext in chunks, reading it on a blocking thread (the blob store
+/// decrypts and verifies each chunk). `None` if this side does not have it.
+async fn send_blob<W: AsyncWrite + Unpin>(
+    blobs: &BlobStore,
+    id: BlobId,
+    w: &mut W,
+) -> Result<Option<u64>, SyncError> {
+    if !blobs.contains(&id) {
+        return Ok(None);
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let b = blobs.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut sink = ChunkSink {
+            tx,
+            buf: Vec::with_capacity(wire::BLOB_CHUNK),
+        };
+        let n = b.read_to(&id, &mut sink)?;
+        sink.flush_chunk()
+            .map_err(|e| SyncError::Transport(e.to_string()))?;
+        Ok::<u64, SyncError>(n)
+    });
+    let mut pending: Option<Vec<u8>> = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Some(prev) = pending.replace(chunk) {
+            wire::write_frame(
+                w,
+                &Frame::BlobChunk {
+                    id,
+                    data: prev,
+                    last: false,
+                },
+            )
+            .await?;
+        }
+    }
+    let n = reader
+        .await
+        .map_err(|e| SyncError::Transport(format!("blob reader: {e}")))??;
+    wire::write_frame(
+        w,
+        &Frame::BlobChunk {
+            id,
+            data: pending.unwrap_or_default(),
+            last: true,
+        },
+    )
+    .await?;
+    Ok(Some(n))
+}
+
+/// A `Write` that cuts what it receives into chunks for an async channel.
+struct ChunkSink {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSink {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(wire::BLOB_CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("sync session ended"))
+    }
+}
+
+impl std::io::Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = wire::BLOB_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == wire::BLOB_CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `Read` over chunks from an async channel (for the blob store's streaming `put`).
+struct ChunkSource {
+    rx: mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChunkSource {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.cur = c;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A blob being received: chunks go to a blocking `put`.
+struct Incoming {
+    id: BlobId,
+    tx: mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<cairn_store::Result<(BlobId, u64)>>,
+}
+
+async fn receive_half<R: AsyncRead + Unpin>(
+    store: SharedStore,
+    mut r: R,
+    hello_tx: oneshot::Sender<Vec<FrontierEntry>>,
+    cmds: mpsc::Sender<Cmd>,
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let next = |f: Option<Frame>| f.ok_or_else(|| SyncError::Protocol("stream ended early".into()));
+    // 1. Hello.
+    match next(wire::read_frame(&mut r).await?)? {
+        Frame::Hello {
+            version,
+            workspace,
+            frontier,
+        } => {
+            if version != wire::VERSION {
+                return Err(SyncError::Protocol(format!(
+                    "protocol version {version}, this node speaks {}",
+                    wire::VERSION
+                )));
+            }
+            let ours = lock(&store)?.projection().workspace();
+            if let (Some(a), Some(b)) = (ours, workspace)
+                && a != b
+            {
+                return Err(SyncError::Refused(format!(
+                    "peer is in workspace {}, this device in {}",
+                    b.short(),
+                    a.short()
+                )));
+            }
+            let _ = hello_tx.send(frontier);
+        }
+        other => return Err(unexpected("Hello", &other)),
+    }
+    // 2. Events, one durable transaction per batch.
+    loop {
+        match next(wire::read_frame(&mut r).await?)? {
+            Frame::Events(batch) => {
+                let rep = lock(&store)?.ingest(batch)?;
+                for (id, why) in &rep.rejected {
+                    tracing::warn!(event = %id, reason = %why, "rejected event from peer (quarantined)");
+                }
+                report.add(rep);
+            }
+            Frame::EventsEnd => break,
+            other => return Err(unexpected("Events", &other)),
+        }
+    }
+    // 3. Blobs.
+    let (wanted, blobs) = {
+        let s = lock(&store)?;
+        (s.missing_blobs(), s.blobs().clone())
+    };
+    let mut outstanding: std::collections::BTreeSet<BlobId> = wanted.iter().copied().collect();
+    cmds.send(Cmd::Want(wanted))
+        .await
+        .map_err(|_| SyncError::Protocol("sender ended".into()))?;
+    let (mut got_want, mut got_end) = (false, false);
+    let mut incoming: Option<Incoming> = None;
+    while !(got_want && got_end) {
+        match next(wire::read_frame(&mut r).await?)? {
+            Frame::WantBlobs(ids) if !got_want => {
+                got_want = true;
+                cmds.send(Cmd::Serve(ids))
+                    .await
+                    .map_err(|_| SyncError::Protocol("sender ended".into()))?;
+            }
+            Frame::BlobChunk { id, data, last } if !got_end => {
+                if incoming.as_ref().is_none_or(|i| i.id != id) {
+                    if incoming.is_some() || !outstanding.remove(&id) {
+                        return Err(SyncError::Protocol(format!(
+                            "blob {} was not requested or interleaves another",
+                            id.short()
+                        )));
+                    }
+                    let (tx, rx) = mpsc::channel(4);
+                    let b = blobs.clone();
+                    let task = tokio::task::spawn_blocking(move || {
+                        b.put(
+                            ChunkSource {
+                                rx,
+                                cur: Vec::new(),
+                                pos: 0,
+                            },
+                            |_| {},
+                        )
+                    });
+                    incoming = Some(Incoming { id, tx, task });
+                }
+                if let Some(inc) = incoming.as_ref() {
+                    report.blob_bytes += data.len() as u64;
+                    inc.tx
+                        .send(data)
+                        .await
+                        .map_err(|_| SyncError::Transport("blob writer ended".into()))?;
+                }
+                if last && let Some(inc) = incoming.take() {
+                    drop(inc.tx);
+                    let (got, _) = inc
+                        .task
+                        .await
+                        .map_err(|e| SyncError::Transport(format!("blob writer: {e}")))??;
+                    if got != inc.id {
+                        blobs.remove(&got)?;
+                        return Err(SyncError::Protocol(format!(
+                            "blob {} arrived with content hashing to {}",
+                            inc.id.short(),
+                            got.short()
+                        )));
+                    }
+                    report.blobs_in += 1;
+                }
+            }
+            Frame::BlobMissing(id) => {
+                tracing::info!(blob = %id.short(), "peer does not have a requested blob");
+            }
+            Frame::BlobsEnd if incoming.is_none() => got_end = true,
+            other => return Err(unexpected("blob frames", &other)),
+        }
+    }
+    Ok(report)
+}
+
+fn unexpected(wanted: &str, got: &Frame) -> SyncError {
+    let name = match got {
+        Frame::Hello { .. } => "Hello",
+        Frame::Events(_) => "Events",
+        Frame::EventsEnd => "EventsEnd",
+        Frame::WantBlobs(_) => "WantBlobs",
+        Frame::BlobChunk { .. } => "BlobChunk",
+        Frame::BlobMissing(_) => "BlobMissing",
+        Frame::BlobsEnd => "BlobsEnd",
+    };
+    SyncError::Protocol(format!("expected {wanted}, got {name}"))
+}

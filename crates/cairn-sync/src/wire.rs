@@ -1,0 +1,158 @@
+//! Frames: `length (u32 LE) | postcard(Frame)`, version 1. A frame longer than
+//! [`MAX_FRAME`] is refused before any of it is read into memory.
+
+use cairn_core::{BlobId, DeviceId, EventId, WorkspaceId};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::SyncError;
+
+/// Protocol version carried in [`Frame::Hello`].
+pub const VERSION: u16 = 1;
+/// Largest frame accepted (a batch of events, or one blob chunk, plus overhead).
+pub const MAX_FRAME: usize = 20 << 20;
+/// Events per [`Frame::Events`] batch, at most.
+pub const BATCH_EVENTS: usize = 1024;
+/// Bytes of events per batch, at most (a single larger event goes alone).
+pub const BATCH_BYTES: usize = 4 << 20;
+/// Plaintext bytes per blob chunk.
+pub const BLOB_CHUNK: usize = 1 << 20;
+
+/// One author's position: highest contiguous seq and the event there.
+pub type FrontierEntry = (DeviceId, u64, EventId);
+
+/// A protocol message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// First frame each way: protocol version, workspace (`None` for a device that has not
+    /// received the workspace yet) and frontier.
+    Hello {
+        /// [`VERSION`].
+        version: u16,
+        /// The workspace, once known.
+        workspace: Option<WorkspaceId>,
+        /// Per author: highest contiguous seq and head id.
+        frontier: Vec<FrontierEntry>,
+    },
+    /// Stored event bytes, in the sender's causal order.
+    Events(Vec<Vec<u8>>),
+    /// No more events in this session.
+    EventsEnd,
+    /// Blobs the sender lacks and asks for.
+    WantBlobs(Vec<BlobId>),
+    /// A chunk of a blob's plaintext (the QUIC channel is encrypted); `last` ends the blob.
+    BlobChunk {
+        /// Which blob.
+        id: BlobId,
+        /// Plaintext bytes.
+        data: Vec<u8>,
+        /// Final chunk of this blob.
+        last: bool,
+    },
+    /// The sender does not have a requested blob.
+    BlobMissing(BlobId),
+    /// All requested blobs were sent.
+    BlobsEnd,
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, f: &Frame) -> Result<(), SyncError> {
+    let body = postcard::to_allocvec(f).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(SyncError::Protocol(format!(
+            "refusing to send a frame of {} bytes (limit {MAX_FRAME})",
+            body.len()
+        )));
+    }
+    let len = u32::try_from(body.len()).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    w.write_all(&len.to_le_bytes()).await?;
+    w.write_all(&body).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, SyncError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(SyncError::Protocol(format!(
+            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            SyncError::Protocol(format!("truncated frame (expected {len} bytes)"))
+        } else {
+            e.into()
+        }
+    })?;
+    postcard::from_bytes(&body)
+        .map(Some)
+        .map_err(|e| SyncError::Protocol(format!("undecodable frame: {e}")))
+}
+
+/// Splits event bytes into batches within [`BATCH_EVENTS`] and [`BATCH_BYTES`].
+pub fn batches(events: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for e in events {
+        if !cur.is_empty() && (cur.len() == BATCH_EVENTS || bytes + e.len() > BATCH_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += e.len();
+        cur.push(e);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limits_hold() {
+        let f = Frame::Events(vec![vec![1, 2, 3], vec![]]);
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &f).await.unwrap();
+        assert_eq!(read_frame(&mut buf.as_slice()).await.unwrap(), Some(f));
+        // Oversized length prefix: refused without allocating.
+        let huge = (u32::MAX).to_le_bytes();
+        let err = read_frame(&mut huge.as_slice()).await.unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        // Truncated body.
+        let mut t = buf.clone();
+        t.truncate(buf.len() - 1);
+        let err = read_frame(&mut t.as_slice()).await.unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // Garbage.
+        let g = [3u8, 0, 0, 0, 0xff, 0xff, 0xff];
+        let err = read_frame(&mut g.as_slice()).await.unwrap_err();
+        assert!(err.to_string().contains("undecodable"), "{err}");
+        // Clean end.
+        assert_eq!(read_frame(&mut [].as_slice()).await.unwrap(), None);
+    }
+
+    #[test]
+    fn batches_respect_both_limits() {
+        let ev = vec![vec![0u8; 10]; 2500];
+        let b = batches(ev);
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            [1024, 1024, 452]
+        );
+        let big = vec![vec![0u8; 3 << 20]; 3];
+        assert_eq!(batches(big).len(), 3);
+    }
+}

@@ -1,0 +1,290 @@
+//! Peer-to-peer sync over real iroh endpoints on loopback (no relay, no address lookup), and
+//! a hostile peer speaking the protocol over an in-memory pipe.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_core::domain::{FileEntry, Role, VersionRecord};
+use cairn_core::{AssetId, EventKind};
+use cairn_store::Store;
+use cairn_sync::session::{self, SharedStore};
+use cairn_sync::wire::{self, Frame};
+use cairn_sync::{Node, SyncError};
+
+const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const LOOPBACK: &str = "127.0.0.1:0";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn shared(s: Store) -> SharedStore {
+    Arc::new(Mutex::new(s))
+}
+
+fn edit(s: &SharedStore, asset: AssetId, field: &str, value: &str, t: u64) {
+    s.lock()
+        .unwrap()
+        .append(|w, p| {
+            w.edit_asset(
+                p,
+                EventKind::AssetEdited,
+                asset,
+                &[(field.into(), Some(value.into()))],
+                &[],
+                &[],
+                t,
+            )
+        })
+        .unwrap();
+}
+
+fn commit(s: &SharedStore, asset: AssetId, content: &str, msg: &str, t: u64) {
+    let mut st = s.lock().unwrap();
+    let (blob, size) = st.blobs().put_bytes(content.as_bytes()).unwrap();
+    let mut parents = st.projection().branch_heads(&asset, "main");
+    parents.sort();
+    let rec = VersionRecord {
+        asset,
+        branch: "main".into(),
+        parents,
+        message: msg.into(),
+        files: vec![FileEntry {
+            path: "plc.L5X".into(),
+            blob,
+            size,
+        }],
+    };
+    st.append(|w, p| w.commit(p, rec, t)).unwrap();
+}
+
+fn hash(s: &SharedStore) -> [u8; 32] {
+    s.lock().unwrap().projection().state_hash()
+}
+
+async fn sync(a: &Node, b: &Node) -> cairn_sync::SyncReport {
+    tokio::time::timeout(LIMIT, a.sync_with(&b.addr()))
+        .await
+        .expect("sync finished in time")
+        .expect("sync succeeded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
+        .unwrap();
+    let bob = Store::create(&dir.path().join("b"), b"pw", "bob", CHEAP).unwrap();
+    let bob_id = bob.device().device_id();
+    let (alice, bob) = (shared(alice), shared(bob));
+    // Alice registers a PLC with one version, and enrols Bob.
+    let asset = {
+        let mut a = alice.lock().unwrap();
+        let mut id = None;
+        a.append(|w, p| {
+            let (e, x) = w.create_asset(p, &[("name".into(), Some("PLC-1".into()))], &[], 2_000)?;
+            id = Some(x);
+            Ok(e)
+        })
+        .unwrap();
+        a.append(|w, p| {
+            w.member(
+                p,
+                EventKind::DeviceEnrolled,
+                bob_id,
+                Role::Engineer,
+                "bob",
+                None,
+                3_000,
+            )
+        })
+        .unwrap();
+        id.unwrap()
+    };
+    commit(&alice, asset, "<Tag A=1/>", "first", 4_000);
+    let na = Node::bind(alice.clone(), LOOPBACK.parse().unwrap())
+        .await
+        .unwrap();
+    let nb = Node::bind(bob.clone(), LOOPBACK.parse().unwrap())
+        .await
+        .unwrap();
+
+    // Bob joins: a fresh device receives the whole log and the blob.
+    let r = sync(&nb, &na).await;
+    assert_eq!(r.events_in, 4, "{r:?}");
+    assert_eq!(r.blobs_in, 1);
+    assert_eq!(hash(&alice), hash(&bob));
+
+    // Offline work on both sides.
+    edit(&alice, asset, "address", "10.0.0.1", 10_000);
+    edit(&bob, asset, "address", "10.0.0.2", 10_001);
+    edit(&alice, asset, "vendor", "Rockwell", 10_002);
+    edit(&bob, asset, "model", "1756-L83E", 10_003);
+    commit(&alice, asset, "<Tag A=2/>", "alice change", 11_000);
+    commit(&bob, asset, "<Tag A=3/>", "bob change", 11_001);
+    assert_ne!(hash(&alice), hash(&bob));
+
+    let r = sync(&na, &nb).await;
+    assert_eq!((r.events_out, r.events_in), (3, 3), "{r:?}");
+    assert_eq!((r.blobs_out, r.blobs_in), (1, 1), "{r:?}");
+    assert!(r.rejected.is_empty());
+    assert_eq!(hash(&alice), hash(&bob));
+    for s in [&alice, &bob] {
+        let st = s.lock().unwrap();
+        let v = st.projection().asset(&asset).unwrap();
+        assert_eq!(v.doc.get("vendor"), "Rockwell");
+        assert_eq!(v.doc.get("model"), "1756-L83E");
+        let mut both = v.doc.fields["address"].conflict.clone();
+        both.sort();
+        assert_eq!(both, ["10.0.0.1", "10.0.0.2"]);
+        let main = v.branches.iter().find(|b| b.name == "main").unwrap();
+        assert_eq!(main.heads.len(), 2, "main diverged with two heads");
+    }
+
+    // A no-op sync moves nothing.
+    let r = sync(&nb, &na).await;
+    assert_eq!((r.events_in, r.events_out, r.blobs_in), (0, 0, 0));
+
+    // Alice merges (parents = both heads); after the next sync both see one head.
+    commit(&alice, asset, "<Tag A=4/>", "merge", 12_000);
+    sync(&nb, &na).await;
+    assert_eq!(hash(&alice), hash(&bob));
+    let heads = {
+        let st = bob.lock().unwrap();
+        let v = st.projection().asset(&asset).unwrap();
+        v.branches
+            .iter()
+            .find(|b| b.name == "main")
+            .unwrap()
+            .heads
+            .len()
+    };
+    assert_eq!(heads, 1, "the merge resolved the divergence");
+    na.shutdown().await;
+    nb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_endpoint_is_refused_and_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = shared(
+        Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
+            .unwrap(),
+    );
+    let mallory = shared(Store::create(&dir.path().join("m"), b"pw", "mallory", CHEAP).unwrap());
+    let na = Node::bind(alice.clone(), LOOPBACK.parse().unwrap())
+        .await
+        .unwrap();
+    let nm = Node::bind(mallory.clone(), LOOPBACK.parse().unwrap())
+        .await
+        .unwrap();
+    let res = tokio::time::timeout(LIMIT, nm.sync_with(&na.addr()))
+        .await
+        .unwrap();
+    assert!(res.is_err(), "non-member sync must fail: {res:?}");
+    assert!(
+        mallory.lock().unwrap().log().unwrap().is_empty(),
+        "nothing leaked"
+    );
+    // Alice keeps serving her members afterwards.
+    assert_eq!(alice.lock().unwrap().log().unwrap().len(), 1);
+    na.shutdown().await;
+    nm.shutdown().await;
+}
+
+/// Runs Alice's side of a session against frames a hostile peer writes; returns her result.
+async fn hostile(
+    alice: &SharedStore,
+    frames: Vec<u8>,
+) -> Result<cairn_sync::SyncReport, SyncError> {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(ours);
+    let (mut tr, mut tw) = tokio::io::split(theirs);
+    let peer = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tw.write_all(&frames).await.ok();
+        tw.shutdown().await.ok();
+        let mut sink = Vec::new();
+        tr.read_to_end(&mut sink).await.ok();
+    });
+    let res = tokio::time::timeout(LIMIT, session::run(alice.clone(), r, w))
+        .await
+        .expect("session ended in time");
+    peer.abort();
+    res
+}
+
+async fn encode(frames: &[Frame]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for f in frames {
+        wire::write_frame(&mut buf, f).await.unwrap();
+    }
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_are_refused_and_bad_events_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = shared(
+        Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
+            .unwrap(),
+    );
+    let ws = alice.lock().unwrap().projection().workspace();
+    let before = hash(&alice);
+    let hello = Frame::Hello {
+        version: wire::VERSION,
+        workspace: ws,
+        frontier: vec![],
+    };
+    // Garbage bytes, an oversized length prefix, a truncated frame: protocol errors.
+    for bytes in [
+        vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
+        u32::MAX.to_le_bytes().to_vec(),
+        {
+            let mut b = encode(std::slice::from_ref(&hello)).await;
+            b.truncate(b.len() - 1);
+            b
+        },
+    ] {
+        let err = hostile(&alice, bytes).await.unwrap_err();
+        assert!(matches!(err, SyncError::Protocol(_)), "{err}");
+    }
+    // A forged event (flipped signature byte) and a stranger's event: quarantined with reasons.
+    let stranger = cairn_store::Store::init_with_cost(
+        &dir.path().join("s"),
+        b"pw",
+        "Elsewhere",
+        "eve",
+        1_000,
+        CHEAP,
+    )
+    .unwrap();
+    let foreign = stranger.log().unwrap()[0].bytes.clone();
+    let mut forged = alice.lock().unwrap().log().unwrap()[0].bytes.clone();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    let frames = encode(&[
+        hello.clone(),
+        Frame::Events(vec![forged, foreign, b"garbage event".to_vec()]),
+        Frame::EventsEnd,
+        Frame::WantBlobs(vec![]),
+        Frame::BlobsEnd,
+    ])
+    .await;
+    let r = hostile(&alice, frames).await.unwrap();
+    assert_eq!(r.rejected.len(), 3, "{r:?}");
+    assert_eq!(alice.lock().unwrap().quarantine().unwrap().len(), 3);
+    // A different workspace is refused outright.
+    let other = Frame::Hello {
+        version: wire::VERSION,
+        workspace: stranger.projection().workspace(),
+        frontier: vec![],
+    };
+    let err = hostile(&alice, encode(&[other]).await).await.unwrap_err();
+    assert!(matches!(err, SyncError::Refused(_)), "{err}");
+    // Nothing the honest node had is lost or changed.
+    assert_eq!(hash(&alice), before);
+    assert!(
+        cairn_store::audit::verify_store(&alice.lock().unwrap())
+            .unwrap()
+            .ok()
+    );
+}
