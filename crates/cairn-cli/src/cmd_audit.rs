@@ -50,6 +50,17 @@ pub(crate) enum DeviceCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol a device by the id `cairn join` printed on it (admin only).
+    Enrol {
+        /// The device id (64 hex digits).
+        device: String,
+        /// Its display name.
+        #[arg(long)]
+        name: String,
+        /// admin, engineer or viewer.
+        #[arg(long)]
+        role: cairn_core::domain::Role,
+    },
 }
 
 fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
@@ -200,8 +211,13 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
 }
 
 pub(crate) fn device(dir: &Path, cmd: DeviceCmd) -> Result<()> {
+    let json = match cmd {
+        DeviceCmd::List { json } => json,
+        DeviceCmd::Enrol { device, name, role } => {
+            return crate::cmd_sync::enrol(dir, &device, &name, role);
+        }
+    };
     let store = ctx::open(dir)?;
-    let DeviceCmd::List { json } = cmd;
     let members = store.projection().members();
     if json {
         return output::json(&members);

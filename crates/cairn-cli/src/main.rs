@@ -5,6 +5,7 @@
 
 mod cmd_asset;
 mod cmd_audit;
+mod cmd_sync;
 mod cmd_version;
 mod ctx;
 mod demo;
@@ -53,6 +54,28 @@ enum Cmd {
         #[arg(long)]
         device_name: Option<String>,
     },
+    /// Prepare this device to join an existing workspace (prints the id an admin enrols).
+    Join {
+        /// This device's display name (default: $USER@$HOSTNAME).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Exchange events and blobs with a peer once: `cairn sync DEVICE_ID@IP:PORT`.
+    Sync {
+        /// The peer, as printed by `cairn serve`.
+        peer: String,
+        /// Local socket to bind.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: std::net::SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve sync to member devices until interrupted.
+    Serve {
+        /// Socket to listen on (UDP, QUIC).
+        #[arg(long, default_value = "0.0.0.0:7879")]
+        sync_bind: std::net::SocketAddr,
+    },
     /// Register, list, show and edit assets.
     #[command(subcommand)]
     Asset(cmd_asset::AssetCmd),
@@ -77,7 +100,7 @@ enum Cmd {
     /// Verify, list, replay and export the audit trail.
     #[command(subcommand)]
     Audit(cmd_audit::AuditCmd),
-    /// List member devices.
+    /// List and enrol member devices.
     #[command(subcommand)]
     Device(cmd_audit::DeviceCmd),
     /// Print the projection hash (equal on every device with the same events).
@@ -137,6 +160,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("this device: {name} {} (admin)", store.device().device_id());
             Ok(())
         }
+        Cmd::Join { device_name } => {
+            cmd_sync::join(&dir, &device_name.unwrap_or_else(default_device_name))
+        }
+        Cmd::Sync { peer, bind, json } => cmd_sync::sync(&dir, &peer, bind, json),
+        Cmd::Serve { sync_bind } => cmd_sync::serve(&dir, sync_bind),
         Cmd::Asset(c) => cmd_asset::run(&dir, c),
         Cmd::Commit(a) => cmd_version::commit(&dir, a),
         Cmd::Log(a) => cmd_version::log(&dir, a),
