@@ -20,6 +20,11 @@ fn shared(s: Store) -> SharedStore {
     Arc::new(Mutex::new(s))
 }
 
+/// A fresh workspace with Alice as its admin.
+fn admin(dir: &std::path::Path) -> SharedStore {
+    shared(Store::init_with_cost(&dir.join("a"), b"pw", "Plant", "alice", 1_000, CHEAP).unwrap())
+}
+
 fn edit(s: &SharedStore, asset: AssetId, field: &str, value: &str, t: u64) {
     s.lock()
         .unwrap()
@@ -70,11 +75,10 @@ async fn sync(a: &Node, b: &Node) -> cairn_sync::SyncReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
-        .unwrap();
+    let alice = admin(dir.path());
     let bob = Store::create(&dir.path().join("b"), b"pw", "bob", CHEAP).unwrap();
     let bob_id = bob.device().device_id();
-    let (alice, bob) = (shared(alice), shared(bob));
+    let bob = shared(bob);
     // Alice registers a PLC with one version, and enrols Bob.
     let asset = {
         let mut a = alice.lock().unwrap();
@@ -165,10 +169,7 @@ async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_member_endpoint_is_refused_and_reads_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = shared(
-        Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
-            .unwrap(),
-    );
+    let alice = admin(dir.path());
     let mallory = shared(Store::create(&dir.path().join("m"), b"pw", "mallory", CHEAP).unwrap());
     let na = Node::bind(alice.clone(), LOOPBACK.parse().unwrap())
         .await
@@ -223,10 +224,7 @@ async fn encode(frames: &[Frame]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = shared(
-        Store::init_with_cost(&dir.path().join("a"), b"pw", "Plant", "alice", 1_000, CHEAP)
-            .unwrap(),
-    );
+    let alice = admin(dir.path());
     let ws = alice.lock().unwrap().projection().workspace();
     let before = hash(&alice);
     let hello = Frame::Hello {

@@ -36,11 +36,7 @@ pub(crate) fn join(dir: &Path, name: &str) -> Result<()> {
 
 /// Enrols a device (admin only; the store checks the role).
 pub(crate) fn enrol(dir: &Path, device: &str, name: &str, role: Role) -> Result<()> {
-    let bytes: [u8; 32] = hex::decode(device)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{device:?} is not a 64-digit device id"))?;
-    let id = DeviceId(bytes);
+    let id = DeviceId::from_hex(device)?;
     if cairn_core::keys::verifying_key(&id).is_none() {
         bail!("{device} is not a valid device key");
     }

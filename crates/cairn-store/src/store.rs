@@ -303,42 +303,30 @@ impl Store {
         )
     }
 
-    /// Reads the whole log in local order. Values that fail authentication are an error naming
-    /// the position. Prefer [`Store::log_batches`] for large logs.
+    /// Reads the whole log in local order, opening it in parallel batches. Values that fail
+    /// authentication are an error naming the position.
     pub fn log(&self) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::new();
-        self.log_batches(|b| {
-            out.extend(b);
+        self.scan_log(true, |raw| {
+            let batch = raw.into_par_iter().map(|(local, id, sealed)| {
+                let bytes =
+                    self.open_log_value(local, &sealed)
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: format!(
+                                "log entry {local} (event {})",
+                                id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
+                            ),
+                        })?;
+                Ok(StoredEvent {
+                    local,
+                    id: id.unwrap_or_else(|| EventId::of(&bytes)),
+                    bytes,
+                })
+            });
+            out.extend(batch.collect::<Result<Vec<_>>>()?);
             Ok(())
         })?;
         Ok(out)
-    }
-
-    /// Streams the log in local order, 8192 events at a time, opening each batch in
-    /// parallel. Memory stays bounded by the batch, whatever the length of the log.
-    pub fn log_batches(&self, mut f: impl FnMut(Vec<StoredEvent>) -> Result<()>) -> Result<()> {
-        self.scan_log(true, |raw| {
-            let batch = raw
-                .into_par_iter()
-                .map(|(local, id, sealed)| {
-                    let bytes =
-                        self.open_log_value(local, &sealed)
-                            .ok_or_else(|| StoreError::Corrupt {
-                                what: format!(
-                                    "log entry {local} (event {})",
-                                    id.map(|i| i.to_hex()).unwrap_or_else(|| "unindexed".into())
-                                ),
-                            })?;
-                    Ok(StoredEvent {
-                        local,
-                        id: id.unwrap_or_else(|| EventId::of(&bytes)),
-                        bytes,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            f(batch)
-        })
-        .map(|_dangling| ())
     }
 
     /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
@@ -353,16 +341,6 @@ impl Store {
                 (id, bytes)
             })
             .collect()
-    }
-
-    /// The sealed log with the id the index gives each position (`None` if unindexed).
-    pub fn raw_log(&self) -> Result<Vec<RawEntry>> {
-        let mut out = Vec::new();
-        self.raw_log_batches(|b| {
-            out.extend(b);
-            Ok(())
-        })?;
-        Ok(out)
     }
 
     /// Streams the sealed log in batches of 8192, in local order, with the id the index gives

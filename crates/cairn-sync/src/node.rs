@@ -39,35 +39,18 @@ impl FromStr for PeerAddr {
         let (id, addrs) = s
             .split_once('@')
             .ok_or_else(|| format!("{s:?}: expected DEVICE_ID@IP:PORT"))?;
-        let bytes: [u8; 32] =
-            hex_32(id).ok_or_else(|| format!("{id:?} is not a 64-digit device id"))?;
+        let id = DeviceId::from_hex(id).map_err(|e| e.to_string())?;
         let addrs = addrs
             .split(',')
             .map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
             .collect::<Result<Vec<SocketAddr>, String>>()?;
-        Ok(PeerAddr {
-            id: DeviceId(bytes),
-            addrs,
-        })
+        Ok(PeerAddr { id, addrs })
     }
-}
-
-fn hex_32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Whether `peer` may sync with this store: an enrolled, unrevoked member.
 pub fn authorize(store: &SharedStore, peer: &DeviceId) -> Result<(), SyncError> {
-    let s = store
-        .lock()
-        .map_err(|_| SyncError::Transport("store lock poisoned".into()))?;
+    let s = session::lock(store)?;
     if s.projection().workspace().is_none() {
         return Err(SyncError::Refused(
             "this device has not joined a workspace yet".into(),
@@ -141,11 +124,7 @@ pub struct Node {
 impl Node {
     /// Binds to `bind` (e.g. `127.0.0.1:0` or `0.0.0.0:7879`) with the device key.
     pub async fn bind(store: SharedStore, bind: SocketAddr) -> Result<Node, SyncError> {
-        let secret = store
-            .lock()
-            .map_err(|_| SyncError::Transport("store lock poisoned".into()))?
-            .device()
-            .secret_bytes();
+        let secret = session::lock(&store)?.device().secret_bytes();
         let t = |e: &dyn std::fmt::Display| SyncError::Transport(e.to_string());
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(SecretKey::from_bytes(&secret))
@@ -182,10 +161,7 @@ impl Node {
     /// One sync pass with `peer`. The peer must be a member, unless this device has not
     /// joined yet (then the address it was given is the one it trusts, as with a ticket).
     pub async fn sync_with(&self, peer: &PeerAddr) -> Result<SyncReport, SyncError> {
-        let joined = self
-            .store
-            .lock()
-            .map_err(|_| SyncError::Transport("store lock poisoned".into()))?
+        let joined = session::lock(&self.store)?
             .projection()
             .workspace()
             .is_some();

@@ -58,7 +58,8 @@ impl SyncReport {
     }
 }
 
-fn lock(s: &SharedStore) -> Result<std::sync::MutexGuard<'_, Store>, SyncError> {
+/// Locks the shared store; a poisoned lock (an earlier panic) is an error, not a panic.
+pub(crate) fn lock(s: &SharedStore) -> Result<std::sync::MutexGuard<'_, Store>, SyncError> {
     s.lock()
         .map_err(|_| SyncError::Transport("store lock poisoned by an earlier panic".into()))
 }
