@@ -2,7 +2,6 @@
 //! a hostile peer speaking the protocol over an in-memory pipe.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::domain::{FileEntry, Role, VersionRecord};
@@ -17,7 +16,7 @@ const LOOPBACK: &str = "127.0.0.1:0";
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn shared(s: Store) -> SharedStore {
-    Arc::new(Mutex::new(s))
+    cairn_sync::share(s)
 }
 
 /// A fresh workspace with Alice as its admin.
@@ -27,7 +26,6 @@ fn admin(dir: &std::path::Path) -> SharedStore {
 
 fn edit(s: &SharedStore, asset: AssetId, field: &str, value: &str, t: u64) {
     s.lock()
-        .unwrap()
         .append(|w, p| {
             w.edit_asset(
                 p,
@@ -43,7 +41,7 @@ fn edit(s: &SharedStore, asset: AssetId, field: &str, value: &str, t: u64) {
 }
 
 fn commit(s: &SharedStore, asset: AssetId, content: &str, msg: &str, t: u64) {
-    let mut st = s.lock().unwrap();
+    let mut st = s.lock();
     let (blob, size) = st.blobs().put_bytes(content.as_bytes()).unwrap();
     let mut parents = st.projection().branch_heads(&asset, "main");
     parents.sort();
@@ -62,7 +60,7 @@ fn commit(s: &SharedStore, asset: AssetId, content: &str, msg: &str, t: u64) {
 }
 
 fn hash(s: &SharedStore) -> [u8; 32] {
-    s.lock().unwrap().projection().state_hash()
+    s.lock().projection().state_hash()
 }
 
 async fn sync(a: &Node, b: &Node) -> cairn_sync::SyncReport {
@@ -76,29 +74,16 @@ async fn sync(a: &Node, b: &Node) -> cairn_sync::SyncReport {
 async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
     let dir = tempfile::tempdir().unwrap();
     let alice = admin(dir.path());
-    let bob = Store::create(&dir.path().join("b"), b"pw", "bob", CHEAP).unwrap();
-    let bob_id = bob.device().device_id();
-    let bob = shared(bob);
-    // Alice registers a PLC with one version, and enrols Bob.
+    let bob = shared(Store::create(&dir.path().join("b"), b"pw", "bob", CHEAP).unwrap());
+    let bob_id = bob.lock().device().device_id();
+    // Alice registers a PLC with one version.
     let asset = {
-        let mut a = alice.lock().unwrap();
+        let mut a = alice.lock();
         let mut id = None;
         a.append(|w, p| {
             let (e, x) = w.create_asset(p, &[("name".into(), Some("PLC-1".into()))], &[], 2_000)?;
             id = Some(x);
             Ok(e)
-        })
-        .unwrap();
-        a.append(|w, p| {
-            w.member(
-                p,
-                EventKind::DeviceEnrolled,
-                bob_id,
-                Role::Engineer,
-                "bob",
-                None,
-                3_000,
-            )
         })
         .unwrap();
         id.unwrap()
@@ -111,11 +96,46 @@ async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
         .await
         .unwrap();
 
-    // Bob joins: a fresh device receives the whole log and the blob.
-    let r = sync(&nb, &na).await;
+    // Alice invites; Bob joins by ticket, is enrolled by her node and receives the whole log
+    // and the blob.
+    let ticket = cairn_sync::ticket::create_invite(
+        &mut alice.lock(),
+        Role::Engineer,
+        na.addr().addrs,
+        cairn_sync::now_millis(),
+        3_600_000,
+    )
+    .unwrap();
+    let ticket = cairn_sync::Ticket::from_text(&ticket.to_text()).unwrap();
+    let (role, r) = tokio::time::timeout(LIMIT, nb.join(&ticket, "bob@laptop"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(role, Role::Engineer);
     assert_eq!(r.events_in, 4, "{r:?}");
     assert_eq!(r.blobs_in, 1);
     assert_eq!(hash(&alice), hash(&bob));
+    let me = bob
+        .lock()
+        .projection()
+        .members()
+        .into_iter()
+        .find(|m| m.device == bob_id)
+        .unwrap();
+    assert_eq!((me.name.as_str(), me.role), ("bob@laptop", Role::Engineer));
+    assert_eq!(me.x25519, Some(hex::encode(bob.lock().x25519_public())));
+    // The ticket is spent: a second use is refused, and changes nothing.
+    let carol = shared(Store::create(&dir.path().join("c"), b"pw", "carol", CHEAP).unwrap());
+    let nc = Node::bind(carol.clone(), LOOPBACK.parse().unwrap())
+        .await
+        .unwrap();
+    let again = tokio::time::timeout(LIMIT, nc.join(&ticket, "carol"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(again.to_string().contains("already used"), "{again}");
+    assert!(carol.lock().log().unwrap().is_empty());
+    nc.shutdown().await;
 
     // Offline work on both sides.
     edit(&alice, asset, "address", "10.0.0.1", 10_000);
@@ -132,7 +152,7 @@ async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
     assert!(r.rejected.is_empty());
     assert_eq!(hash(&alice), hash(&bob));
     for s in [&alice, &bob] {
-        let st = s.lock().unwrap();
+        let st = s.lock();
         let v = st.projection().asset(&asset).unwrap();
         assert_eq!(v.doc.get("vendor"), "Rockwell");
         assert_eq!(v.doc.get("model"), "1756-L83E");
@@ -152,7 +172,7 @@ async fn two_laptops_converge_and_a_merge_resolves_the_branch() {
     sync(&nb, &na).await;
     assert_eq!(hash(&alice), hash(&bob));
     let heads = {
-        let st = bob.lock().unwrap();
+        let st = bob.lock();
         let v = st.projection().asset(&asset).unwrap();
         v.branches
             .iter()
@@ -181,12 +201,9 @@ async fn a_non_member_endpoint_is_refused_and_reads_nothing() {
         .await
         .unwrap();
     assert!(res.is_err(), "non-member sync must fail: {res:?}");
-    assert!(
-        mallory.lock().unwrap().log().unwrap().is_empty(),
-        "nothing leaked"
-    );
+    assert!(mallory.lock().log().unwrap().is_empty(), "nothing leaked");
     // Alice keeps serving her members afterwards.
-    assert_eq!(alice.lock().unwrap().log().unwrap().len(), 1);
+    assert_eq!(alice.lock().log().unwrap().len(), 1);
     na.shutdown().await;
     nm.shutdown().await;
 }
@@ -225,7 +242,7 @@ async fn encode(frames: &[Frame]) -> Vec<u8> {
 async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let alice = admin(dir.path());
-    let ws = alice.lock().unwrap().projection().workspace();
+    let ws = alice.lock().projection().workspace();
     let before = hash(&alice);
     let hello = Frame::Hello {
         version: wire::VERSION,
@@ -256,7 +273,7 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     )
     .unwrap();
     let foreign = stranger.log().unwrap()[0].bytes.clone();
-    let mut forged = alice.lock().unwrap().log().unwrap()[0].bytes.clone();
+    let mut forged = alice.lock().log().unwrap()[0].bytes.clone();
     let n = forged.len();
     forged[n - 1] ^= 1;
     let frames = encode(&[
@@ -269,7 +286,7 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     .await;
     let r = hostile(&alice, frames).await.unwrap();
     assert_eq!(r.rejected.len(), 3, "{r:?}");
-    assert_eq!(alice.lock().unwrap().quarantine().unwrap().len(), 3);
+    assert_eq!(alice.lock().quarantine().unwrap().len(), 3);
     // A different workspace is refused outright.
     let other = Frame::Hello {
         version: wire::VERSION,
@@ -281,7 +298,7 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     // Nothing the honest node had is lost or changed.
     assert_eq!(hash(&alice), before);
     assert!(
-        cairn_store::audit::verify_store(&alice.lock().unwrap())
+        cairn_store::audit::verify_store(&alice.lock())
             .unwrap()
             .ok()
     );

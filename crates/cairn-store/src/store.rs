@@ -5,7 +5,9 @@
 //! - `by_id`: event id → local order;
 //! - `quarantine`: event id → (reason, bytes) for rejected input, kept as evidence;
 //! - `pending`: event id → bytes for events waiting on a dependency;
-//! - `meta`: small facts (workspace id, device name).
+//! - `meta`: small facts (workspace id, device name);
+//! - `local`: device-local records that are not events (open invitations, known peers), keyed
+//!   `namespace \0 key`.
 //!
 //! Each write command is one durable redb transaction; blobs are fsynced before the event that
 //! references them is committed.
@@ -32,6 +34,7 @@ const BY_ID: TableDefinition<&[u8], u64> = TableDefinition::new("by_id");
 const QUARANTINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quarantine");
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const LOCAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("local");
 
 /// redb page cache. Reads stream through the log in batches, so a small cache keeps memory
 /// flat at 10^6 events (redb's default would cache up to 1 GiB of the file).
@@ -158,7 +161,8 @@ impl Store {
         let mut s = Self::create(dir, passphrase, device_name, cost)?;
         let name = device_name.to_string();
         let ws = workspace.to_string();
-        s.append(|w, p| w.genesis(p, &ws, &name, None, now_millis))?;
+        let x = s.x25519_public();
+        s.append(|w, p| w.genesis(p, &ws, &name, Some(x), now_millis))?;
         Ok(s)
     }
 
@@ -269,6 +273,99 @@ impl Store {
     /// The workspace content key (shared by members; seals blobs and relay items).
     pub fn content_key(&self) -> &[u8; 32] {
         &self.secrets.content
+    }
+
+    /// This device's X25519 public key, published in its enrolment so that members can seal
+    /// the workspace content key to it. The secret is derived from the device secret with a
+    /// BLAKE3 key-derivation context, so the key file holds one secret, not two.
+    pub fn x25519_public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.x25519_secret()).to_bytes()
+    }
+
+    /// This device's X25519 secret (see [`Store::x25519_public`]).
+    pub fn x25519_secret(&self) -> x25519_dalek::StaticSecret {
+        x25519_dalek::StaticSecret::from(blake3::derive_key(
+            "cairn 2026-11 device x25519 key v1",
+            &self.secrets.device,
+        ))
+    }
+
+    fn local_key(ns: &str, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(ns.len() + 1 + key.len());
+        k.extend_from_slice(ns.as_bytes());
+        k.push(0);
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// Stores a device-local record (sealed, durable). Local records are never synced.
+    pub fn put_local(&mut self, ns: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let k = Self::local_key(ns, key);
+        let sealed = seal::seal(&self.secrets.storage, &aad("local", &k), value);
+        let w = self.db.begin_write().map_err(dbe!(self))?;
+        {
+            let mut t = w.open_table(LOCAL).map_err(dbe!(self))?;
+            t.insert(k.as_slice(), sealed.as_slice())
+                .map_err(dbe!(self))?;
+        }
+        w.commit().map_err(dbe!(self))?;
+        Ok(())
+    }
+
+    /// Removes a device-local record; true if it existed.
+    pub fn remove_local(&mut self, ns: &str, key: &[u8]) -> Result<bool> {
+        let k = Self::local_key(ns, key);
+        let w = self.db.begin_write().map_err(dbe!(self))?;
+        let existed = {
+            let mut t = w.open_table(LOCAL).map_err(dbe!(self))?;
+            t.remove(k.as_slice()).map_err(dbe!(self))?.is_some()
+        };
+        w.commit().map_err(dbe!(self))?;
+        Ok(existed)
+    }
+
+    /// Every device-local record in namespace `ns`, as (key, value), in key order.
+    pub fn local_entries(&self, ns: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let t = match r.open_table(LOCAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(dbe!(self)(e)),
+        };
+        let lo = Self::local_key(ns, &[]);
+        let mut hi = lo.clone();
+        if let Some(last) = hi.last_mut() {
+            *last = 1;
+        }
+        let mut out = Vec::new();
+        for row in t.range(lo.as_slice()..hi.as_slice()).map_err(dbe!(self))? {
+            let (k, v) = row.map_err(dbe!(self))?;
+            let plain = seal::open(&self.secrets.storage, &aad("local", k.value()), v.value())
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("local record {ns}/{}", hex::encode(&k.value()[lo.len()..])),
+                })?;
+            out.push((k.value()[lo.len()..].to_vec(), plain));
+        }
+        Ok(out)
+    }
+
+    /// One device-local record.
+    pub fn get_local(&self, ns: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let k = Self::local_key(ns, key);
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let t = match r.open_table(LOCAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(dbe!(self)(e)),
+        };
+        let Some(v) = t.get(k.as_slice()).map_err(dbe!(self))? else {
+            return Ok(None);
+        };
+        seal::open(&self.secrets.storage, &aad("local", &k), v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("local record {ns}/{}", hex::encode(key)),
+            })
     }
 
     /// The current projection (flushed).

@@ -4,16 +4,40 @@
 //! - [`plan`]: sans-IO frontier comparison: what each side lacks, and which devices forked.
 //! - [`session`]: drives one symmetric exchange over any byte stream (QUIC, or an in-memory
 //!   pipe in tests): frontiers, then missing events per author in causal order, then blobs.
+//! - [`ticket`]: invitations, tickets and join requests, checked sans-IO; [`join`] carries a
+//!   request over iroh.
 //! - [`node`]: the iroh transport. The endpoint key is the device key, so the QUIC handshake
 //!   proves the peer's device identity and membership is checked on it.
 
+pub mod join;
 pub mod node;
 pub mod plan;
 pub mod session;
+pub mod ticket;
 pub mod wire;
 
-pub use node::{Node, PeerAddr};
-pub use session::SyncReport;
+pub use node::{Node, NodeConfig, PeerAddr};
+pub use session::{SharedStore, SyncReport, share};
+pub use ticket::{JoinRequest, Ticket};
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The enrolled, unrevoked members of the store's workspace.
+pub fn members(store: &SharedStore) -> Result<Vec<cairn_core::DeviceId>, SyncError> {
+    Ok(session::lock(store)
+        .projection()
+        .members()
+        .into_iter()
+        .filter(|m| m.revoked_by.is_none())
+        .map(|m| m.device)
+        .collect())
+}
 
 /// Everything that can end a sync session.
 #[derive(Debug, thiserror::Error)]

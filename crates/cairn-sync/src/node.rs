@@ -1,7 +1,11 @@
 //! The iroh transport. ALPN [`ALPN`]; the endpoint's secret key is the device's Ed25519 key,
 //! so the peer identity proven by the QUIC handshake *is* its device id, and membership is
 //! checked on it before a single frame is read. Endpoints bind to the given socket with no
-//! relay, no address lookup and no port mapping: sync works on an air-gapped LAN.
+//! relay and no port mapping: sync works on an air-gapped LAN. Address lookup is off, or
+//! mDNS on the LAN only when [`NodeConfig::mdns`] is set.
+//!
+//! Two protocols are served: [`ALPN`] (sync, members only) and [`JOIN_ALPN`] (one join
+//! request, open to anyone holding a ticket).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -12,7 +16,26 @@ use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, PublicKey, SecretKey};
 
 use crate::SyncError;
+use crate::join::{self, JOIN_ALPN, JoinHandler};
 use crate::session::{self, SharedStore, SyncReport};
+use crate::ticket::{JoinRequest, Ticket};
+use cairn_core::domain::Role;
+use iroh_mdns_address_lookup::MdnsAddressLookup;
+
+/// mDNS service name, so Cairn nodes find each other and nothing else.
+pub const MDNS_SERVICE: &str = "cairn-sync";
+
+/// Local-record namespace for peers to keep in sync with (`ID` → addresses).
+pub const PEERS: &str = "peer";
+
+/// How a node listens.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Socket to bind (UDP), e.g. `0.0.0.0:7879` or `127.0.0.1:0`.
+    pub bind: SocketAddr,
+    /// Announce and discover on the LAN by mDNS.
+    pub mdns: bool,
+}
 
 /// Application protocol name (version 1 of the sync protocol).
 pub const ALPN: &[u8] = b"cairn/sync/1";
@@ -42,6 +65,7 @@ impl FromStr for PeerAddr {
         let id = DeviceId::from_hex(id).map_err(|e| e.to_string())?;
         let addrs = addrs
             .split(',')
+            .filter(|a| !a.is_empty())
             .map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
             .collect::<Result<Vec<SocketAddr>, String>>()?;
         Ok(PeerAddr { id, addrs })
@@ -50,7 +74,7 @@ impl FromStr for PeerAddr {
 
 /// Whether `peer` may sync with this store: an enrolled, unrevoked member.
 pub fn authorize(store: &SharedStore, peer: &DeviceId) -> Result<(), SyncError> {
-    let s = session::lock(store)?;
+    let s = session::lock(store);
     if s.projection().workspace().is_none() {
         return Err(SyncError::Refused(
             "this device has not joined a workspace yet".into(),
@@ -76,6 +100,42 @@ pub fn authorize(store: &SharedStore, peer: &DeviceId) -> Result<(), SyncError> 
 
 fn device_of(id: &PublicKey) -> DeviceId {
     DeviceId(*id.as_bytes())
+}
+
+/// The iroh address of a peer: its key, plus direct addresses (none: found by address lookup).
+fn endpoint_addr(peer: &PeerAddr) -> Result<EndpointAddr, SyncError> {
+    let key = PublicKey::from_bytes(&peer.id.0)
+        .map_err(|e| SyncError::Refused(format!("peer id is not a valid key: {e}")))?;
+    let mut addr = EndpointAddr::new(key);
+    for a in &peer.addrs {
+        addr = addr.with_ip_addr(*a);
+    }
+    Ok(addr)
+}
+
+/// Remembers a peer for background sync (`cairn serve`, `cairn sync --all`).
+pub fn remember_peer(store: &mut cairn_store::Store, peer: &PeerAddr) -> Result<(), SyncError> {
+    let addrs =
+        postcard::to_allocvec(&peer.addrs).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    store.put_local(PEERS, &peer.id.0, &addrs)?;
+    Ok(())
+}
+
+/// The remembered peers.
+pub fn known_peers(store: &cairn_store::Store) -> Result<Vec<PeerAddr>, SyncError> {
+    let mut out = Vec::new();
+    for (k, v) in store.local_entries(PEERS)? {
+        let (Ok(id), Ok(addrs)) = (<[u8; 32]>::try_from(k.as_slice()), postcard::from_bytes(&v))
+        else {
+            tracing::warn!("skipping a damaged peer record");
+            continue;
+        };
+        out.push(PeerAddr {
+            id: DeviceId(id),
+            addrs,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -113,28 +173,52 @@ impl ProtocolHandler for Handler {
     }
 }
 
-/// A running sync node: an iroh endpoint that serves [`ALPN`] and dials peers.
+/// A running sync node: an iroh endpoint that serves [`ALPN`] and [`JOIN_ALPN`] and dials
+/// peers.
 #[derive(Debug)]
 pub struct Node {
     endpoint: Endpoint,
     router: Router,
     store: SharedStore,
+    mdns: Option<MdnsAddressLookup>,
+}
+
+fn transport(e: &dyn std::fmt::Display) -> SyncError {
+    SyncError::Transport(e.to_string())
 }
 
 impl Node {
-    /// Binds to `bind` (e.g. `127.0.0.1:0` or `0.0.0.0:7879`) with the device key.
+    /// Binds to `bind` (e.g. `127.0.0.1:0` or `0.0.0.0:7879`) with the device key, without
+    /// mDNS.
     pub async fn bind(store: SharedStore, bind: SocketAddr) -> Result<Node, SyncError> {
-        let secret = session::lock(&store)?.device().secret_bytes();
-        let t = |e: &dyn std::fmt::Display| SyncError::Transport(e.to_string());
+        Self::start(store, NodeConfig { bind, mdns: false }).await
+    }
+
+    /// Binds as configured.
+    pub async fn start(store: SharedStore, cfg: NodeConfig) -> Result<Node, SyncError> {
+        let secret = session::lock(&store).device().secret_bytes();
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(SecretKey::from_bytes(&secret))
             .portmapper_config(PortmapperConfig::Disabled)
             .clear_ip_transports()
-            .bind_addr(bind)
-            .map_err(|e| t(&e))?
+            .bind_addr(cfg.bind)
+            .map_err(|e| transport(&e))?
             .bind()
             .await
-            .map_err(|e| t(&e))?;
+            .map_err(|e| transport(&e))?;
+        let mdns = if cfg.mdns {
+            let m = MdnsAddressLookup::builder()
+                .service_name(MDNS_SERVICE)
+                .build(endpoint.id())
+                .map_err(|e| SyncError::Transport(format!("mDNS: {e}")))?;
+            endpoint
+                .address_lookup()
+                .map_err(|e| transport(&e))?
+                .add(m.clone());
+            Some(m)
+        } else {
+            None
+        };
         let router = Router::builder(endpoint.clone())
             .accept(
                 ALPN,
@@ -142,41 +226,91 @@ impl Node {
                     store: store.clone(),
                 },
             )
+            .accept(
+                JOIN_ALPN,
+                JoinHandler {
+                    store: store.clone(),
+                    clock: crate::now_millis,
+                },
+            )
             .spawn();
         Ok(Node {
             endpoint,
             router,
             store,
+            mdns,
         })
     }
 
-    /// This node's address, to give to peers.
+    /// This node's address, to give to peers: the interface addresses when bound to an
+    /// unspecified address, else the bound socket.
     pub fn addr(&self) -> PeerAddr {
+        let mut addrs: Vec<SocketAddr> = self.endpoint.addr().ip_addrs().copied().collect();
+        if addrs.is_empty() {
+            addrs = self.endpoint.bound_sockets();
+        }
+        addrs.sort();
+        addrs.dedup();
         PeerAddr {
             id: device_of(&self.endpoint.id()),
-            addrs: self.endpoint.bound_sockets(),
+            addrs,
         }
+    }
+
+    /// The shared store.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The mDNS service, when enabled (subscribe to it to learn of peers on the LAN).
+    pub fn mdns(&self) -> Option<&MdnsAddressLookup> {
+        self.mdns.as_ref()
+    }
+
+    /// Joins the workspace of `ticket`: proves the ticket secret to the inviter, which enrols
+    /// this device, then receives the log with a first sync. The ticket's workspace is
+    /// remembered first, so no other workspace's events are ever accepted.
+    pub async fn join(&self, ticket: &Ticket, name: &str) -> Result<(Role, SyncReport), SyncError> {
+        let req = {
+            let mut s = session::lock(&self.store);
+            if s.projection().workspace().is_some() {
+                return Err(SyncError::Refused(
+                    "this device already belongs to a workspace".into(),
+                ));
+            }
+            s.put_local(session::JOIN, b"workspace", &ticket.workspace.0)?;
+            JoinRequest::new(&s, ticket, name)
+        };
+        let peer = PeerAddr {
+            id: ticket.inviter,
+            addrs: ticket.addrs.clone(),
+        };
+        let conn = self
+            .endpoint
+            .connect(endpoint_addr(&peer)?, JOIN_ALPN)
+            .await
+            .map_err(|e| transport(&e))?;
+        let role = join::request(&conn, &req).await;
+        conn.close(0u32.into(), b"done");
+        let role = role?;
+        remember_peer(&mut session::lock(&self.store), &peer)?;
+        let report = self.sync_with(&peer).await?;
+        Ok((role, report))
     }
 
     /// One sync pass with `peer`. The peer must be a member, unless this device has not
     /// joined yet (then the address it was given is the one it trusts, as with a ticket).
     pub async fn sync_with(&self, peer: &PeerAddr) -> Result<SyncReport, SyncError> {
-        let joined = session::lock(&self.store)?
+        let joined = session::lock(&self.store)
             .projection()
             .workspace()
             .is_some();
         if joined {
             authorize(&self.store, &peer.id)?;
         }
-        let key = PublicKey::from_bytes(&peer.id.0)
-            .map_err(|e| SyncError::Refused(format!("peer id is not a valid key: {e}")))?;
-        let mut addr = EndpointAddr::new(key);
-        for a in &peer.addrs {
-            addr = addr.with_ip_addr(*a);
-        }
         let conn = self
             .endpoint
-            .connect(addr, ALPN)
+            .connect(endpoint_addr(peer)?, ALPN)
             .await
             .map_err(|e| SyncError::Transport(e.to_string()))?;
         let (send, recv) = conn
@@ -186,6 +320,41 @@ impl Node {
         let res = session::run(self.store.clone(), recv, send).await;
         conn.close(0u32.into(), b"done");
         res
+    }
+
+    /// Syncs with every remembered peer and, with mDNS, every member found on the LAN; one
+    /// pass, peers one after another. Failures are logged and reported, not fatal.
+    pub async fn sync_known(&self) -> Vec<(DeviceId, Result<SyncReport, SyncError>)> {
+        let me = device_of(&self.endpoint.id());
+        let mut peers = known_peers(&session::lock(&self.store)).unwrap_or_default();
+        if self.mdns.is_some()
+            && let Ok(members) = crate::members(&self.store)
+        {
+            for m in members {
+                if m != me && !peers.iter().any(|p| p.id == m) {
+                    peers.push(PeerAddr {
+                        id: m,
+                        addrs: Vec::new(),
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for p in peers.into_iter().filter(|p| p.id != me) {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(600), self.sync_with(&p))
+                .await
+                .unwrap_or_else(|_| Err(SyncError::Transport("timed out".into())));
+            match &r {
+                Ok(rep) if rep.events_in + rep.events_out + rep.blobs_in > 0 => {
+                    tracing::info!(peer = %p.id.short(), events_in = rep.events_in,
+                        events_out = rep.events_out, blobs_in = rep.blobs_in, "background sync")
+                }
+                Ok(_) => tracing::debug!(peer = %p.id.short(), "background sync: up to date"),
+                Err(e) => tracing::debug!(peer = %p.id.short(), "background sync failed: {e}"),
+            }
+            out.push((p.id, r));
+        }
+        out
     }
 
     /// Stops serving and closes the endpoint.

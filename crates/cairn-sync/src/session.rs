@@ -10,9 +10,9 @@
 //! Bad events are judged by the store (quarantined with a reason); bad frames end the session
 //! with a protocol error. Nothing partial is ever applied.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use cairn_core::{BlobId, DeviceId};
+use cairn_core::{BlobId, DeviceId, WorkspaceId};
 use cairn_store::blobs::BlobStore;
 use cairn_store::{IngestReport, Store};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -22,8 +22,15 @@ use crate::SyncError;
 use crate::plan::plan;
 use crate::wire::{self, Frame, FrontierEntry};
 
-/// A store shared between the sync tasks and the rest of the node.
-pub type SharedStore = Arc<Mutex<Store>>;
+/// A store shared between the sync tasks and the rest of the node. A `parking_lot` mutex:
+/// it does not poison, and the CLI can hold an owned guard for one command while
+/// `cairn serve` runs.
+pub type SharedStore = Arc<parking_lot::Mutex<Store>>;
+
+/// Wraps a store for sharing.
+pub fn share(store: Store) -> SharedStore {
+    Arc::new(parking_lot::Mutex::new(store))
+}
 
 /// What one session did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -58,10 +65,24 @@ impl SyncReport {
     }
 }
 
-/// Locks the shared store; a poisoned lock (an earlier panic) is an error, not a panic.
-pub(crate) fn lock(s: &SharedStore) -> Result<std::sync::MutexGuard<'_, Store>, SyncError> {
+/// Locks the shared store. Callers hold it briefly: one batch, one lookup.
+pub(crate) fn lock(s: &SharedStore) -> parking_lot::MutexGuard<'_, Store> {
     s.lock()
-        .map_err(|_| SyncError::Transport("store lock poisoned by an earlier panic".into()))
+}
+
+/// Local-record namespace for facts about joining (the workspace a ticket promised).
+pub const JOIN: &str = "join";
+
+/// The workspace this store belongs to, or the one a ticket promised before the first sync.
+pub fn expected_workspace(store: &Store) -> Option<WorkspaceId> {
+    store.projection().workspace().or_else(|| {
+        store
+            .get_local(JOIN, b"workspace")
+            .ok()
+            .flatten()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(WorkspaceId)
+    })
 }
 
 enum Cmd {
@@ -105,7 +126,7 @@ async fn send_half<W: AsyncWrite + Unpin>(
     mut cmds: mpsc::Receiver<Cmd>,
 ) -> Result<(usize, usize, u64, Vec<DeviceId>), SyncError> {
     let (mine, workspace) = {
-        let s = lock(&store)?;
+        let s = lock(&store);
         (frontier(&s), s.projection().workspace())
     };
     wire::write_frame(
@@ -121,7 +142,7 @@ async fn send_half<W: AsyncWrite + Unpin>(
         .await
         .map_err(|_| SyncError::Protocol("the peer ended before its hello".into()))?;
     let p = plan(&mine, &theirs);
-    let events = lock(&store)?.events_from(&p.send_from)?;
+    let events = lock(&store).events_from(&p.send_from)?;
     let events_out = events.len();
     for batch in wire::batches(events) {
         wire::write_frame(&mut w, &Frame::Events(batch)).await?;
@@ -141,7 +162,7 @@ async fn send_half<W: AsyncWrite + Unpin>(
                 asked = true;
             }
             Cmd::Serve(ids) => {
-                let blobs = lock(&store)?.blobs().clone();
+                let blobs = lock(&store).blobs().clone();
                 for id in ids {
                     match send_blob(&blobs, id, &mut w).await? {
                         Some(n) => {
@@ -298,15 +319,22 @@ async fn receive_half<R: AsyncRead + Unpin>(
                     wire::VERSION
                 )));
             }
-            let ours = lock(&store)?.projection().workspace();
-            if let (Some(a), Some(b)) = (ours, workspace)
-                && a != b
-            {
-                return Err(SyncError::Refused(format!(
-                    "peer is in workspace {}, this device in {}",
-                    b.short(),
-                    a.short()
-                )));
+            let ours = expected_workspace(&lock(&store));
+            match (ours, workspace) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(SyncError::Refused(format!(
+                        "peer is in workspace {}, this device in {}",
+                        b.short(),
+                        a.short()
+                    )));
+                }
+                (Some(a), None) if lock(&store).projection().workspace().is_none() => {
+                    return Err(SyncError::Refused(format!(
+                        "peer has no workspace; this device is joining {}",
+                        a.short()
+                    )));
+                }
+                _ => {}
             }
             let _ = hello_tx.send(frontier);
         }
@@ -316,7 +344,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
     loop {
         match next(wire::read_frame(&mut r).await?)? {
             Frame::Events(batch) => {
-                let rep = lock(&store)?.ingest(batch)?;
+                let rep = lock(&store).ingest(batch)?;
                 for (id, why) in &rep.rejected {
                     tracing::warn!(event = %id, reason = %why, "rejected event from peer (quarantined)");
                 }
@@ -328,7 +356,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
     }
     // 3. Blobs.
     let (wanted, blobs) = {
-        let s = lock(&store)?;
+        let s = lock(&store);
         (s.missing_blobs(), s.blobs().clone())
     };
     let mut outstanding: std::collections::BTreeSet<BlobId> = wanted.iter().copied().collect();
