@@ -303,3 +303,174 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
             .ok()
     );
 }
+
+/// Alice's projection rebuilt from her log (a hostile peer's view of what it received).
+fn projection_of(s: &SharedStore) -> cairn_core::projection::Projection {
+    let mut p = cairn_core::projection::Projection::new([]);
+    for e in s.lock().log().unwrap() {
+        p.ingest(cairn_core::Event::decode(e.bytes).unwrap(), true);
+    }
+    p.flush();
+    p
+}
+
+fn hello_of(s: &SharedStore) -> Frame {
+    Frame::Hello {
+        version: wire::VERSION,
+        workspace: s.lock().projection().workspace(),
+        frontier: vec![],
+    }
+}
+
+async fn send_events(alice: &SharedStore, events: Vec<Vec<u8>>) -> cairn_sync::SyncReport {
+    let frames = encode(&[
+        hello_of(alice),
+        Frame::Events(events),
+        Frame::EventsEnd,
+        Frame::WantBlobs(vec![]),
+        Frame::BlobsEnd,
+    ])
+    .await;
+    hostile(alice, frames).await.expect("the session completes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_members_revoked_replayed_gapped_and_equivocating_events() {
+    use cairn_core::keys::DeviceKey;
+    use cairn_core::writer::Writer;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = admin(dir.path());
+    let bob = DeviceKey::from_secret(&[42; 32]);
+    let carol = DeviceKey::from_secret(&[43; 32]);
+    let asset = {
+        let mut a = alice.lock();
+        let mut id = None;
+        a.append(|w, p| {
+            let (e, x) = w.create_asset(p, &[("name".into(), Some("RTU-7".into()))], &[], 2_000)?;
+            id = Some(x);
+            Ok(e)
+        })
+        .unwrap();
+        for (k, n) in [(&bob, "bob"), (&carol, "carol")] {
+            a.append(|w, p| {
+                w.member(
+                    p,
+                    EventKind::DeviceEnrolled,
+                    k.device_id(),
+                    Role::Engineer,
+                    n,
+                    None,
+                    3_000,
+                )
+            })
+            .unwrap();
+        }
+        id.unwrap()
+    };
+    let edit_by = |k: &DeviceKey, p: &cairn_core::projection::Projection, v: &str, t: u64| {
+        Writer::new(k)
+            .edit_asset(
+                p,
+                EventKind::AssetEdited,
+                asset,
+                &[("address".into(), Some(v.into()))],
+                &[],
+                &[],
+                t,
+            )
+            .unwrap()
+    };
+
+    // Replayed old events: already known, counted, nothing changes.
+    let before = hash(&alice);
+    let old: Vec<Vec<u8>> = alice
+        .lock()
+        .log()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.bytes)
+        .collect();
+    let r = send_events(&alice, old.clone()).await;
+    assert_eq!((r.duplicates, r.events_in), (old.len(), 0), "{r:?}");
+    assert_eq!(hash(&alice), before);
+
+    // An equivocating pair: Carol signs two different events at the same seq.
+    let p = projection_of(&alice);
+    let (c1, c2) = (
+        edit_by(&carol, &p, "10.0.0.1", 5_000),
+        edit_by(&carol, &p, "10.6.6.6", 5_001),
+    );
+    assert_eq!(c1.seq(), c2.seq());
+    let r = send_events(&alice, vec![c1.bytes().to_vec(), c2.bytes().to_vec()]).await;
+    assert!(
+        r.rejected.is_empty(),
+        "fork evidence is kept, not rejected: {r:?}"
+    );
+    let carol_view = alice
+        .lock()
+        .projection()
+        .members()
+        .into_iter()
+        .find(|m| m.device == carol.device_id())
+        .unwrap();
+    assert!(carol_view.forked_at.is_some(), "Carol is marked as forked");
+    let rep = cairn_store::audit::verify_store(&alice.lock()).unwrap();
+    assert!(
+        rep.flagged
+            .iter()
+            .chain(&rep.problems)
+            .any(|f| f.what.contains("equivocat") || f.what.contains("fork")),
+        "audit verify reports the fork: {rep:?}"
+    );
+
+    // A seq gap: Bob's second event without his first waits; it is never applied.
+    let p = projection_of(&alice);
+    let b1 = edit_by(&bob, &p, "10.0.0.9", 6_000);
+    let mut p2 = projection_of(&alice);
+    p2.ingest(b1.clone(), true);
+    p2.flush();
+    let b2 = edit_by(&bob, &p2, "10.0.0.10", 6_001);
+    let before = hash(&alice);
+    let r = send_events(&alice, vec![b2.bytes().to_vec()]).await;
+    assert_eq!((r.pending, r.events_in), (1, 0), "{r:?}");
+    assert_eq!(hash(&alice), before, "nothing applied across a gap");
+    // The missing event arrives later: both apply, in order.
+    let r = send_events(&alice, vec![b1.bytes().to_vec()]).await;
+    assert!(r.events_in >= 1, "{r:?}");
+    assert_eq!(
+        alice.lock().projection().chain_event(&bob.device_id(), 2),
+        Some(b2.id())
+    );
+
+    // A revoked device's event authored after its revocation: rejected with a reason.
+    alice
+        .lock()
+        .append(|w, p| {
+            w.member(
+                p,
+                EventKind::DeviceRevoked,
+                bob.device_id(),
+                Role::Engineer,
+                "bob",
+                None,
+                7_000,
+            )
+        })
+        .unwrap();
+    let p = projection_of(&alice);
+    let late = edit_by(&bob, &p, "10.9.9.9", 8_000);
+    let before = hash(&alice);
+    let r = send_events(&alice, vec![late.bytes().to_vec()]).await;
+    assert_eq!(r.rejected.len(), 1, "{r:?}");
+    assert!(r.rejected[0].1.contains("revoked"), "{:?}", r.rejected);
+    assert_eq!(hash(&alice), before);
+    assert!(
+        alice
+            .lock()
+            .quarantine()
+            .unwrap()
+            .iter()
+            .any(|(id, _)| *id == late.id()),
+        "kept as evidence"
+    );
+}

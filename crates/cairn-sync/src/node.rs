@@ -102,6 +102,22 @@ fn device_of(id: &PublicKey) -> DeviceId {
     DeviceId(*id.as_bytes())
 }
 
+/// Reads the peer's end of stream after the last frame; anything more is a protocol error.
+async fn expect_end(recv: &mut iroh::endpoint::RecvStream) -> Result<(), SyncError> {
+    let rest = recv
+        .read_to_end(64)
+        .await
+        .map_err(|e| SyncError::Protocol(format!("expected the end of the stream: {e}")))?;
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(SyncError::Protocol(format!(
+            "{} unexpected bytes after the last frame",
+            rest.len()
+        )))
+    }
+}
+
 /// The iroh address of a peer: its key, plus direct addresses (none: found by address lookup).
 fn endpoint_addr(peer: &PeerAddr) -> Result<EndpointAddr, SyncError> {
     let key = PublicKey::from_bytes(&peer.id.0)
@@ -151,8 +167,18 @@ impl ProtocolHandler for Handler {
             conn.close(1u32.into(), b"not a member");
             return Err(AcceptError::from_err(e));
         }
-        let (send, recv) = conn.accept_bi().await?;
-        match session::run(self.store.clone(), recv, send).await {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let res = session::run(self.store.clone(), &mut recv, &mut send).await;
+        // Responder's close: read the initiator's end of stream (so everything it sent has
+        // arrived), then end ours; the initiator reads to our end before it closes.
+        let res = match res {
+            Ok(r) => match expect_end(&mut recv).await {
+                Ok(()) => send.finish().map(|_| r).map_err(|e| transport(&e)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match res {
             Ok(r) => tracing::info!(
                 peer = %peer.short(),
                 events_in = r.events_in,
@@ -313,11 +339,20 @@ impl Node {
             .connect(endpoint_addr(peer)?, ALPN)
             .await
             .map_err(|e| SyncError::Transport(e.to_string()))?;
-        let (send, recv) = conn
+        let (mut send, mut recv) = conn
             .open_bi()
             .await
             .map_err(|e| SyncError::Transport(e.to_string()))?;
-        let res = session::run(self.store.clone(), recv, send).await;
+        let res = session::run(self.store.clone(), &mut recv, &mut send).await;
+        // Initiator's close: end our stream, then wait for the responder's end, which it sends
+        // only once it has read all of ours. Closing earlier could drop data still in flight.
+        let res = match res {
+            Ok(r) => match send.finish() {
+                Ok(()) => expect_end(&mut recv).await.map(|_| r),
+                Err(e) => Err(transport(&e)),
+            },
+            Err(e) => Err(e),
+        };
         conn.close(0u32.into(), b"done");
         res
     }

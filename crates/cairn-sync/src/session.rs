@@ -177,8 +177,9 @@ async fn send_half<W: AsyncWrite + Unpin>(
             }
         }
     }
+    // The stream is not ended here: the transport ends it in an order that guarantees
+    // delivery (see `node`).
     w.flush().await?;
-    w.shutdown().await?;
     Ok((events_out, blobs_out, bytes, p.forked))
 }
 
