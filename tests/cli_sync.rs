@@ -24,7 +24,14 @@ impl Drop for Server {
 fn serve(ws: &Ws) -> (Server, String) {
     let mut child = ws
         .cmd()
-        .args(["serve", "--sync-bind", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--sync-bind",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--interval",
+            "1h",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -116,4 +123,121 @@ fn a_joined_device_receives_the_workspace_and_edits_flow_back() {
     assert!(bob.ok(&["log", "PLC-NF-01"]).contains("commissioning"));
     // Bob's copy verifies end to end, blobs included.
     bob.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn every_command_works_while_serve_runs_and_devices_join_by_ticket_or_usb_stick() {
+    let alice = Ws::new();
+    alice.init();
+    alice.ok(&[
+        "asset", "add", "RTU-7", "--kind", "rtu", "--vendor", "ABB", "--model", "RTU560", "--site",
+        "South",
+    ]);
+    let (_server, _addr) = serve(&alice);
+
+    // The node holds the database; these run through its control socket.
+    alice.ok(&["asset", "set", "RTU-7", "address=10.2.0.7"]);
+    let cfg = alice.path("exports");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("rtu.xml"), "<rtu addr=\"7\"/>").unwrap();
+    // A relative path means the caller's directory, not the node's.
+    let o = alice
+        .cmd()
+        .current_dir(&cfg)
+        .args(["commit", "RTU-7", "rtu.xml", "-m", "baseline"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(alice.ok(&["log", "RTU-7"]).contains("baseline"));
+    alice.ok(&["audit", "verify"]);
+    // A wrong passphrase is refused by the node.
+    let o = alice
+        .cmd()
+        .env("CAIRN_PASSPHRASE", "wrong")
+        .args(["asset", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"));
+    // Creating a workspace over the running one is refused with a clear message.
+    let err = alice.fails(&["demo", "--force"], 1);
+    assert!(err.contains("error"), "{err}");
+
+    // Online: invite (the ticket carries the node's addresses), join by ticket.
+    let ticket = alice.ok(&["device", "invite", "--role", "engineer", "--expires", "1h"]);
+    let ticket = ticket.trim();
+    assert!(ticket.starts_with("cairn1"), "{ticket}");
+    let bob = Ws::new();
+    let out = bob.ok(&[
+        "join",
+        ticket,
+        "--device-name",
+        "bob",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert!(out.contains("joined as engineer"), "{out}");
+    assert!(out.contains("blobs: 1 in"), "{out}");
+    // The ticket is one-time.
+    let eve = Ws::new();
+    let err = eve.fails(
+        &[
+            "join",
+            ticket,
+            "--device-name",
+            "eve",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    assert!(err.contains("already used"), "{err}");
+
+    // Offline, by USB stick: ticket file, request file, bundle file.
+    let stick = alice.path("stick");
+    std::fs::create_dir_all(&stick).unwrap();
+    let t = stick.join("ticket");
+    alice.ok(&[
+        "device",
+        "invite",
+        "--role",
+        "viewer",
+        "--out",
+        t.to_str().unwrap(),
+    ]);
+    let carol = Ws::new();
+    let out = carol.ok(&[
+        "join",
+        "--file",
+        t.to_str().unwrap(),
+        "--device-name",
+        "carol",
+    ]);
+    assert!(out.contains("join request"), "{out}");
+    let req = stick.join("ticket.request");
+    let bundle = stick.join("ws.bundle");
+    alice.ok(&[
+        "device",
+        "accept",
+        req.to_str().unwrap(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    let out = carol.ok(&["sync", "--bundle", bundle.to_str().unwrap()]);
+    assert!(out.contains("blobs: 1 in"), "{out}");
+    assert_eq!(carol.ok(&["state-hash"]), alice.ok(&["state-hash"]));
+    carol.ok(&["audit", "verify"]);
+
+    // Roles and revocation.
+    alice.ok(&["device", "role", "carol", "engineer"]);
+    alice.ok(&["device", "revoke", "bob"]);
+    let list = alice.ok(&["device", "list"]);
+    assert!(list.contains("revoked"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("carol") && l.contains("engineer")),
+        "{list}"
+    );
+    let out = bob.ok(&["sync", "--all", "--bind", "127.0.0.1:0"]);
+    assert!(out.contains("FAILED"), "a revoked device is refused: {out}");
 }

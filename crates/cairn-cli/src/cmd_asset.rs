@@ -61,6 +61,7 @@ pub(crate) enum AssetCmd {
     /// Import assets from CSV (header: name,kind,vendor,model,serial,site,location,address,firmware,criticality,notes,tags).
     Import {
         /// CSV file.
+        #[arg(value_parser = crate::ctx::user_path)]
         file: PathBuf,
     },
     /// Export assets.
@@ -200,7 +201,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
         AssetCmd::Add(a) => {
             let (f, t) = add_fields(&a)?;
             let id = create(&mut store, &f, &t)?;
-            println!("added asset {} ({})", a.name, id.short());
+            say!("added asset {} ({})", a.name, id.short());
         }
         AssetCmd::List { site, kind, json } => {
             let assets: Vec<AssetView> = store
@@ -228,11 +229,11 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             if json {
                 return output::json(&a);
             }
-            println!("asset {} ({})", a.name(), a.id);
+            say!("asset {} ({})", a.name(), a.id);
             for f in ASSET_FIELDS {
                 if let Some(v) = a.doc.fields.get(*f) {
                     if v.conflict.len() > 1 {
-                        println!(
+                        say!(
                             "  {f:<12} CONFLICT: {}",
                             v.conflict
                                 .iter()
@@ -241,12 +242,12 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                                 .join(" | ")
                         );
                     } else {
-                        println!("  {f:<12} {}", v.value);
+                        say!("  {f:<12} {}", v.value);
                     }
                 }
             }
             for (k, v) in &a.doc.tags {
-                println!(
+                say!(
                     "  tags.{k:<7} {}{}",
                     v.value,
                     if v.conflict.len() > 1 {
@@ -257,18 +258,18 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                 );
             }
             if a.doc.retired {
-                println!("  retired");
+                say!("  retired");
             }
             match a.doc.golden.as_slice() {
-                [] => println!("  golden       (none)"),
-                [g] => println!("  golden       {}", g.short()),
-                gs => println!(
+                [] => say!("  golden       (none)"),
+                [g] => say!("  golden       {}", g.short()),
+                gs => say!(
                     "  golden       CONFLICT: {}",
                     gs.iter().map(|g| g.short()).collect::<Vec<_>>().join(" | ")
                 ),
             }
             for b in &a.branches {
-                println!(
+                say!(
                     "  branch {:<14} {} version(s), head {}{}",
                     b.name,
                     b.versions,
@@ -282,9 +283,9 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             }
             if let Some(d) = &a.drift {
                 if d.changes.is_empty() {
-                    println!("  drift        clean at {} vs {}", d.time, d.golden.short());
+                    say!("  drift        clean at {} vs {}", d.time, d.golden.short());
                 } else {
-                    println!(
+                    say!(
                         "  drift        {} difference(s) at {} vs {}",
                         d.changes.len(),
                         d.time,
@@ -324,11 +325,11 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                     ctx::now_millis(),
                 )
             }) {
-                Ok(e) => println!("updated {name} ({})", e.id().short()),
+                Ok(e) => say!("updated {name} ({})", e.id().short()),
                 Err(cairn_store::StoreError::Write(cairn_core::writer::WriteError::Doc(
                     cairn_core::docs::DocError::Empty,
                 ))) => {
-                    println!("nothing changed")
+                    say!("nothing changed")
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -362,7 +363,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                     ctx::now_millis(),
                 )
             })?;
-            println!("resolved {name}.{field} = {value:?} ({})", e.id().short());
+            say!("resolved {name}.{field} = {value:?} ({})", e.id().short());
         }
         AssetCmd::Retire { name } => {
             let id = output::asset(store.projection(), &name)?;
@@ -377,7 +378,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                     ctx::now_millis(),
                 )
             })?;
-            println!("retired {name} ({})", e.id().short());
+            say!("retired {name} ({})", e.id().short());
         }
         AssetCmd::Import { file } => {
             let mut rdr = csv::Reader::from_path(&file)
@@ -436,10 +437,10 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                 bar.inc(1);
             }
             bar.finish_and_clear();
-            println!("imported {} asset(s)", rows.len());
+            say!("imported {} asset(s)", rows.len());
         }
         AssetCmd::Export { csv: _ } => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
+            let mut w = csv::Writer::from_writer(crate::console::Out);
             let mut header: Vec<&str> = ASSET_FIELDS.to_vec();
             header.push("tags");
             w.write_record(&header)?;

@@ -1,4 +1,4 @@
-//! `cairn audit …` and `cairn device …`.
+//! `cairn audit …`.
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -16,7 +16,7 @@ pub(crate) enum AuditCmd {
     /// Check every signature, chain, authorization and blob hash.
     Verify {
         /// Verify an exported bundle instead (no workspace needed).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::ctx::user_path)]
         bundle: Option<PathBuf>,
         #[arg(long)]
         json: bool,
@@ -37,29 +37,10 @@ pub(crate) enum AuditCmd {
     },
     /// Export an audit bundle (signed events, quarantine, optionally blob plaintext).
     Export {
+        #[arg(value_parser = crate::ctx::user_path)]
         file: PathBuf,
         #[arg(long)]
         with_blobs: bool,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum DeviceCmd {
-    /// List member devices with role and fork status.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Enrol a device by the id `cairn join` printed on it (admin only).
-    Enrol {
-        /// The device id (64 hex digits).
-        device: String,
-        /// Its display name.
-        #[arg(long)]
-        name: String,
-        /// admin, engineer or viewer.
-        #[arg(long)]
-        role: cairn_core::domain::Role,
     },
 }
 
@@ -68,20 +49,20 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
         output::json(rep)?;
     } else {
         for p in &rep.problems {
-            println!(
+            say!(
                 "PROBLEM {}: {}",
                 p.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()),
                 p.what
             );
         }
         for f in &rep.flagged {
-            println!(
+            say!(
                 "FLAG    {}: {}",
                 f.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()),
                 f.what
             );
         }
-        println!(
+        say!(
             "{}: {} event(s), {} blob(s), {} problem(s), {} flagged, {} quarantined",
             if rep.ok() { "verified" } else { "FAILED" },
             rep.events,
@@ -120,7 +101,7 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
                 return output::json(&recs);
             }
             if csv {
-                let mut w = csv::Writer::from_writer(std::io::stdout());
+                let mut w = csv::Writer::from_writer(crate::console::Out);
                 for r in &recs {
                     w.serialize(r)?;
                 }
@@ -177,14 +158,14 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
                     &serde_json::json!({"at": cairn_core::hlc::format_unix_millis(t), "events": p.applied_count(), "assets": view}),
                 );
             }
-            println!(
+            say!(
                 "estate as of {} ({} event(s))",
                 cairn_core::hlc::format_unix_millis(t),
                 p.applied_count()
             );
             for a in assets {
                 let versions = p.versions_of(&a.id);
-                println!(
+                say!(
                     "  {:<24} {:<6} site={:<12} address={:<14} versions={} latest={}",
                     a.name(),
                     a.doc.get("kind"),
@@ -204,48 +185,8 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
                 bail!("{} exists; refusing to overwrite", file.display());
             }
             let n = audit::export_bundle(&store, &file, with_blobs)?;
-            println!("exported {n} event(s) to {}", file.display());
+            say!("exported {n} event(s) to {}", file.display());
             Ok(())
         }
     }
-}
-
-pub(crate) fn device(dir: &Path, cmd: DeviceCmd) -> Result<()> {
-    let json = match cmd {
-        DeviceCmd::List { json } => json,
-        DeviceCmd::Enrol { device, name, role } => {
-            return crate::cmd_sync::enrol(dir, &device, &name, role);
-        }
-    };
-    let store = ctx::open(dir)?;
-    let members = store.projection().members();
-    if json {
-        return output::json(&members);
-    }
-    let me = store.device().device_id();
-    let rows: Vec<Vec<String>> = members
-        .iter()
-        .map(|m| {
-            let mut status = Vec::new();
-            if m.revoked_by.is_some() {
-                status.push("revoked".to_string());
-            }
-            if let Some(s) = m.forked_at {
-                status.push(format!("FORKED at seq {s}"));
-            }
-            vec![
-                m.name.clone(),
-                m.role.to_string(),
-                m.events.to_string(),
-                status.join(", "),
-                format!(
-                    "{}{}",
-                    m.device.short(),
-                    if m.device == me { " (this device)" } else { "" }
-                ),
-            ]
-        })
-        .collect();
-    output::table(&["NAME", "ROLE", "EVENTS", "STATUS", "DEVICE"], &rows);
-    Ok(())
 }

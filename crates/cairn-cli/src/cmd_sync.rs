@@ -1,63 +1,19 @@
-//! Joining, enrolling and peer-to-peer sync (`cairn join`, `device enrol`, `sync`, `serve`).
+//! Joining and syncing: `cairn join`, `cairn sync`, `cairn serve`.
 
 use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use cairn_core::domain::Role;
-use cairn_core::{DeviceId, EventKind};
+use cairn_core::BlobId;
 use cairn_store::Store;
-use cairn_sync::{Node, PeerAddr, SyncReport};
+use cairn_sync::{JoinRequest, Node, NodeConfig, PeerAddr, SyncReport, Ticket};
 
 use crate::{ctx, output};
 
-/// Creates an empty store for a device that will join an existing workspace, and prints the
-/// device id an admin enrols.
-pub(crate) fn join(dir: &Path, name: &str) -> Result<()> {
-    if Store::exists(dir) {
-        bail!("{} already holds a workspace", dir.display());
-    }
-    let pass = ctx::passphrase()?;
-    let s = Store::create(
-        dir,
-        pass.as_bytes(),
-        name,
-        cairn_store::keyfile::DEFAULT_COST,
-    )?;
-    println!("device id: {}", s.device().device_id().to_hex());
-    println!(
-        "ask an admin to run `cairn device enrol {} --name {name:?} --role engineer`,",
-        s.device().device_id().to_hex()
-    );
-    println!("then `cairn sync ADMIN_ID@ADDRESS` to receive the workspace.");
-    Ok(())
-}
-
-/// Enrols a device (admin only; the store checks the role).
-pub(crate) fn enrol(dir: &Path, device: &str, name: &str, role: Role) -> Result<()> {
-    let id = DeviceId::from_hex(device)?;
-    if cairn_core::keys::verifying_key(&id).is_none() {
-        bail!("{device} is not a valid device key");
-    }
-    let mut store = ctx::open(dir)?;
-    if store.projection().members().iter().any(|m| m.device == id) {
-        bail!("device {} is already enrolled", id.short());
-    }
-    store.append(|w, p| {
-        w.member(
-            p,
-            EventKind::DeviceEnrolled,
-            id,
-            role,
-            name,
-            None,
-            ctx::now_millis(),
-        )
-    })?;
-    println!("enrolled {name} ({}) as {role}", id.short());
-    Ok(())
-}
+/// How long one sync pass may take before it is abandoned (it resumes next time).
+const PASS_LIMIT: Duration = Duration::from_secs(3600);
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -67,52 +23,322 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// One sync pass with a peer.
-pub(crate) fn sync(dir: &Path, peer: &str, bind: SocketAddr, json: bool) -> Result<()> {
-    let peer: PeerAddr = peer.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let store = Arc::new(Mutex::new(ctx::open(dir)?));
-    let report = runtime()?.block_on(async {
-        let node = Node::bind(store, bind).await?;
-        let r = tokio::time::timeout(std::time::Duration::from_secs(3600), node.sync_with(&peer))
-            .await
-            .context("sync timed out after an hour")?;
-        node.shutdown().await;
-        Ok::<SyncReport, anyhow::Error>(r?)
-    })?;
+fn create(dir: &Path, name: &str) -> Result<Store> {
+    if Store::exists(dir) {
+        bail!("{} already holds a workspace", dir.display());
+    }
+    let pass = ctx::passphrase()?;
+    Ok(Store::create(
+        dir,
+        pass.as_bytes(),
+        name,
+        cairn_store::keyfile::DEFAULT_COST,
+    )?)
+}
+
+/// `cairn join`: with a ticket, joins online; with `--file`, writes a join request for an
+/// admin to accept offline; with neither, prints the device id for `cairn device enrol`.
+pub(crate) fn join(
+    dir: &Path,
+    name: &str,
+    ticket: Option<String>,
+    file: Option<PathBuf>,
+    out: Option<PathBuf>,
+    bind: SocketAddr,
+) -> Result<()> {
+    let ticket = match (&ticket, &file) {
+        (Some(t), None) => Some(Ticket::from_text(t)?),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the ticket file {}", f.display()))?;
+            Some(Ticket::from_text(&text)?)
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => bail!("give a ticket or --file, not both"),
+    };
+    if let Some(t) = &ticket
+        && t.expires_ms < ctx::now_millis()
+    {
+        bail!("this ticket has expired; ask the admin for a new one");
+    }
+    let store = create(dir, name)?;
+    let id = store.device().device_id();
+    match (ticket, file) {
+        (None, _) => {
+            say!("device id: {}", id.to_hex());
+            say!(
+                "ask an admin to run `cairn device enrol {} --name {name:?} --role engineer`,",
+                id.to_hex()
+            );
+            say!("then `cairn sync ADMIN_ID@ADDRESS` to receive the workspace.");
+            Ok(())
+        }
+        (Some(t), Some(f)) => {
+            let mut store = store;
+            store.put_local(cairn_sync::session::JOIN, b"workspace", &t.workspace.0)?;
+            let req = JoinRequest::new(&store, &t, name);
+            let out = out.unwrap_or_else(|| f.with_extension("request"));
+            cairn_store::fsutil::write_atomic(&out, &req.encode())?;
+            say!("device id: {}", id.to_hex());
+            say!("wrote the join request to {}", out.display());
+            say!(
+                "the admin runs: cairn device accept {} --out workspace.bundle",
+                out.display()
+            );
+            say!("then here:      cairn sync --bundle workspace.bundle");
+            Ok(())
+        }
+        (Some(t), None) => {
+            let store = cairn_sync::share(store);
+            let (role, report) = runtime()?.block_on(async {
+                let node = Node::bind(store, bind).await?;
+                let r = tokio::time::timeout(PASS_LIMIT, node.join(&t, name))
+                    .await
+                    .context("joining timed out")?;
+                node.shutdown().await;
+                Ok::<_, anyhow::Error>(r?)
+            })?;
+            say!("joined as {role} (device {})", id.short());
+            print_report(&report);
+            Ok(())
+        }
+    }
+}
+
+/// `cairn sync`: one pass with a peer, with every known peer (`--all`), or from a bundle file.
+pub(crate) fn sync(
+    dir: &Path,
+    peer: Option<String>,
+    all: bool,
+    bundle: Option<PathBuf>,
+    bind: SocketAddr,
+    json: bool,
+) -> Result<()> {
+    if let Some(b) = bundle {
+        return import_bundle(dir, &b, json);
+    }
+    let peer: Option<PeerAddr> = match peer {
+        Some(p) => Some(p.parse().map_err(anyhow::Error::msg)?),
+        None if all => None,
+        None => bail!("name a peer (ID@IP:PORT), or use --all or --bundle FILE"),
+    };
+    let pass = async |node: &Node| -> Result<Vec<(String, Result<SyncReport, String>)>> {
+        Ok(match &peer {
+            Some(p) => {
+                let r = tokio::time::timeout(PASS_LIMIT, node.sync_with(p))
+                    .await
+                    .context("sync timed out")?;
+                if r.is_ok() {
+                    cairn_sync::node::remember_peer(&mut node.store().lock(), p)?;
+                }
+                vec![(p.id.short(), r.map_err(|e| e.to_string()))]
+            }
+            None => node
+                .sync_known()
+                .await
+                .into_iter()
+                .map(|(id, r)| (id.short(), r.map_err(|e| e.to_string())))
+                .collect(),
+        })
+    };
+    let results = match ctx::node() {
+        // Inside `cairn serve`: use its endpoint.
+        Some(n) => n.runtime.block_on(pass(&n.node))?,
+        None => {
+            let store = cairn_sync::share(ctx::open(dir)?.into_owned()?);
+            runtime()?.block_on(async {
+                let node = Node::bind(store, bind).await?;
+                let r = pass(&node).await;
+                node.shutdown().await;
+                r
+            })?
+        }
+    };
     if json {
-        return output::json(&report);
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(p, r)| match r {
+                Ok(rep) => serde_json::json!({"peer": p, "report": rep}),
+                Err(e) => serde_json::json!({"peer": p, "error": e}),
+            })
+            .collect();
+        return output::json(&if peer.is_some() && v.len() == 1 {
+            results[0]
+                .1
+                .as_ref()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .unwrap_or_else(|e| serde_json::json!({"error": e}))
+        } else {
+            serde_json::Value::Array(v)
+        });
     }
-    println!(
-        "events: {} in, {} out ({} already known, {} waiting for dependencies)",
-        report.events_in, report.events_out, report.duplicates, report.pending
-    );
-    println!(
-        "blobs: {} in, {} out ({} bytes)",
-        report.blobs_in, report.blobs_out, report.blob_bytes
-    );
-    for (id, why) in &report.rejected {
-        println!("REJECTED {id}: {why} (kept in quarantine)");
+    if results.is_empty() {
+        say!("no known peers (sync with one by address first, or run `cairn serve` for mDNS)");
     }
-    for d in &report.forks {
-        println!(
-            "FORK: device {} signed different events at one seq",
-            d.short()
-        );
+    let mut failed = Vec::new();
+    for (p, r) in &results {
+        match r {
+            Ok(rep) => {
+                if results.len() > 1 {
+                    say!("peer {p}:");
+                }
+                print_report(rep);
+            }
+            Err(e) => {
+                say!("peer {p}: FAILED: {e}");
+                failed.push(p.clone());
+            }
+        }
+    }
+    if peer.is_some() && !failed.is_empty() {
+        bail!("sync with {} failed", failed.join(", "));
     }
     Ok(())
 }
 
-/// Serves sync to members until interrupted.
-pub(crate) fn serve(dir: &Path, bind: SocketAddr) -> Result<()> {
-    let store = Arc::new(Mutex::new(ctx::open(dir)?));
-    runtime()?.block_on(async {
-        let node = Node::bind(store, bind).await?;
-        println!("sync endpoint: {}", node.addr());
-        println!("members can run `cairn sync {}`", node.addr());
+fn print_report(report: &SyncReport) {
+    say!(
+        "events: {} in, {} out ({} already known, {} waiting for dependencies)",
+        report.events_in,
+        report.events_out,
+        report.duplicates,
+        report.pending
+    );
+    say!(
+        "blobs: {} in, {} out ({} bytes)",
+        report.blobs_in,
+        report.blobs_out,
+        report.blob_bytes
+    );
+    for (id, why) in &report.rejected {
+        say!("REJECTED {id}: {why} (kept in quarantine)");
+    }
+    for d in &report.forks {
+        say!(
+            "FORK: device {} signed different events at one seq",
+            d.short()
+        );
+    }
+}
+
+/// Imports a bundle (from `cairn device accept` or `cairn audit export --with-blobs`): blob
+/// contents first (each checked against its id), then events in batches, each batch one
+/// durable transaction, through the same checks as events from the network.
+fn import_bundle(dir: &Path, path: &Path, json: bool) -> Result<()> {
+    let b = cairn_store::audit::read_bundle(path)?;
+    let mut store = ctx::open(dir)?;
+    let ws = cairn_sync::session::expected_workspace(&store);
+    let genesis = b
+        .events
+        .first()
+        .and_then(|e| cairn_core::Event::decode(e.clone()).ok())
+        .map(|e| cairn_core::WorkspaceId(e.id().0));
+    if let (Some(w), Some(g)) = (ws, genesis)
+        && w != g
+    {
+        bail!(
+            "{} holds workspace {}, this device belongs to {}",
+            path.display(),
+            g.short(),
+            w.short()
+        );
+    }
+    let mut report = SyncReport::default();
+    for (id, data) in &b.blobs {
+        if BlobId::of(data) != *id {
+            report
+                .rejected
+                .push((id.to_hex(), "blob content does not match its id".into()));
+            continue;
+        }
+        if !store.blobs().contains(id) {
+            store.blobs().put_bytes(data)?;
+            report.blobs_in += 1;
+            report.blob_bytes += data.len() as u64;
+        }
+    }
+    let bar = crate::progress::items(b.events.len() as u64, "importing");
+    for chunk in b.events.chunks(4096) {
+        let r = store.ingest(chunk.to_vec())?;
+        report.events_in += r.applied + r.excluded;
+        report.duplicates += r.duplicates;
+        report.pending += r.pending;
+        report
+            .rejected
+            .extend(r.rejected.into_iter().map(|(id, why)| (id.to_hex(), why)));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if json {
+        return output::json(&report);
+    }
+    print_report(&report);
+    let missing = store.missing_blobs().len();
+    if missing > 0 {
+        say!("{missing} file(s) are not in the bundle; they arrive with the next network sync");
+    }
+    Ok(())
+}
+
+/// `cairn serve`: serves sync, keeps known peers in sync in the background, finds members on
+/// the LAN by mDNS, and runs other `cairn` commands for other processes (control socket).
+pub(crate) fn serve(dir: &Path, bind: SocketAddr, interval: Duration, mdns: bool) -> Result<()> {
+    let pass = ctx::passphrase()?;
+    let store = cairn_sync::share(Store::open(dir, pass.as_bytes())?);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let node = Arc::new(Node::start(store.clone(), NodeConfig { bind, mdns }).await?);
+        #[cfg(unix)]
+        let socket = crate::control::listen(
+            dir,
+            ctx::NodeCtx {
+                store: store.clone(),
+                node: node.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                cwd: std::env::current_dir().unwrap_or_default(),
+            },
+            &pass,
+        )?;
+        say!("sync endpoint: {}", node.addr());
+        say!("members can run `cairn sync {}`", node.addr());
+        #[cfg(unix)]
+        say!("other cairn commands run through {}", socket.display());
+        let bg = {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let mut found = node.mdns().map(|m| m.subscribe());
+                let mut events = match found.take() {
+                    Some(f) => Some(f.await),
+                    None => None,
+                };
+                loop {
+                    node.sync_known().await;
+                    // Sleep until the next round, or until mDNS finds a peer.
+                    let wake = async {
+                        match events.as_mut() {
+                            Some(ev) => {
+                                use futures_lite::StreamExt;
+                                ev.next().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = wake => tracing::info!("mDNS: a peer appeared on the LAN"),
+                    }
+                }
+            })
+        };
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;
-        node.shutdown().await;
+        bg.abort();
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&socket);
+        if let Ok(node) = Arc::try_unwrap(node) {
+            node.shutdown().await;
+        }
         Ok(())
     })
 }

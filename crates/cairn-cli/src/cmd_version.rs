@@ -17,7 +17,7 @@ pub(crate) struct CommitArgs {
     /// Asset name or id prefix.
     asset: String,
     /// Files and/or directories (a directory contributes its contents).
-    #[arg(required = true)]
+    #[arg(required = true, value_parser = crate::ctx::user_path)]
     paths: Vec<PathBuf>,
     /// Commit message.
     #[arg(short, long)]
@@ -102,7 +102,7 @@ pub(crate) struct RestoreArgs {
     #[arg(long, conflicts_with = "version")]
     golden: bool,
     /// Target directory (must not exist, or be empty).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::ctx::user_path)]
     to: PathBuf,
 }
 
@@ -110,6 +110,7 @@ pub(crate) struct RestoreArgs {
 pub(crate) struct DriftArgs {
     asset: String,
     /// A fresh export: file or directory.
+    #[arg(value_parser = crate::ctx::user_path)]
     path: PathBuf,
     #[arg(long)]
     json: bool,
@@ -165,7 +166,7 @@ pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
     let n = record.files.len();
     let size = record.total_size();
     let e = store.append(|w, p| w.commit(p, record, ctx::now_millis()))?;
-    println!(
+    say!(
         "committed {} to {}@{}: {n} file(s), {size} bytes",
         e.id(),
         a.asset,
@@ -202,7 +203,7 @@ pub(crate) fn log(dir: &Path, a: LogArgs) -> Result<()> {
         if v.parents.len() > 1 {
             marks.push("merge");
         }
-        println!(
+        say!(
             "{}  {}  {:<14} {:<20} {}{}",
             &v.id.to_hex()[..12],
             v.time.to_rfc3339(),
@@ -263,13 +264,13 @@ pub(crate) fn diff(dir: &Path, a: DiffArgs) -> Result<()> {
             } else {
                 "/dev/null".into()
             };
-            print!("{}", d.unified_diff().context_radius(3).header(&old, &new));
+            say_raw!("{}", d.unified_diff().context_radius(3).header(&old, &new));
         } else {
             let desc = |f: Option<&FileEntry>| {
                 f.map(|f| format!("{} bytes, blake3 {}", f.size, f.blob.short()))
                     .unwrap_or_else(|| "absent".into())
             };
-            println!("binary {path}: {} -> {}", desc(fa), desc(fb));
+            say!("binary {path}: {} -> {}", desc(fa), desc(fb));
         }
     }
     Ok(())
@@ -286,7 +287,7 @@ pub(crate) fn branch(dir: &Path, c: BranchCmd) -> Result<()> {
             }
             let v = output::version(store.projection(), &id, &from)?;
             store.append(|w, p| w.create_branch(p, id, &name, v, ctx::now_millis()))?;
-            println!("created branch {name} of {asset} from {}", v.short());
+            say!("created branch {name} of {asset} from {}", v.short());
         }
         BranchCmd::List { asset, json } => {
             let p = store.projection();
@@ -396,7 +397,7 @@ pub(crate) fn merge(dir: &Path, a: MergeArgs) -> Result<()> {
     };
     record.validate().map_err(anyhow::Error::msg)?;
     let e = store.append(|w, p| w.commit(p, record, ctx::now_millis()))?;
-    println!("merged {} into {}: {}", a.branch, a.into, e.id());
+    say!("merged {} into {}: {}", a.branch, a.into, e.id());
     Ok(())
 }
 
@@ -407,11 +408,11 @@ pub(crate) fn golden(dir: &Path, c: GoldenCmd) -> Result<()> {
             let id = output::asset(store.projection(), &asset)?;
             let v = output::version(store.projection(), &id, &version)?;
             store.append(|w, p| w.set_golden(p, id, v, ctx::now_millis()))?;
-            println!("golden version of {asset} is now {}", v.short());
+            say!("golden version of {asset} is now {}", v.short());
         }
         GoldenCmd::Show { asset } => {
             let id = output::asset(store.projection(), &asset)?;
-            println!("{}", golden_of(&store, &id)?);
+            say!("{}", golden_of(&store, &id)?);
         }
     }
     Ok(())
@@ -433,7 +434,7 @@ pub(crate) fn restore(dir: &Path, a: RestoreArgs) -> Result<()> {
     files::restore(&store, &files, &a.to)?;
     let target = a.to.display().to_string();
     store.append(|w, p| w.restored(p, asset, v, &target, ctx::now_millis()))?;
-    println!(
+    say!(
         "restored {} ({} file(s)) to {target}",
         v.short(),
         files.len()
@@ -493,17 +494,17 @@ pub(crate) fn drift(dir: &Path, a: DriftArgs) -> Result<()> {
             &serde_json::json!({"asset": a.asset, "golden": g, "event": e.id(), "changes": changes}),
         )?;
     } else if drifted {
-        println!(
+        say!(
             "DRIFT: {} differs from golden {} in {} file(s):",
             a.asset,
             g.short(),
             changes.len()
         );
         for c in &changes {
-            println!("  {} {}", c.change.marker(), c.path);
+            say!("  {} {}", c.change.marker(), c.path);
         }
     } else {
-        println!("clean: {} matches golden {}", a.asset, g.short());
+        say!("clean: {} matches golden {}", a.asset, g.short());
     }
     if drifted {
         Err(CheckFailed.into())

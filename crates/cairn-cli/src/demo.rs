@@ -152,7 +152,7 @@ pub(crate) fn run(dir: &Path, force: bool) -> Result<()> {
     std::fs::rename(&building, dir)
         .with_context(|| format!("moving the demo into {}", dir.display()))?;
     let d = dir.display();
-    println!("explore it (CAIRN_PASSPHRASE must be set to the passphrase you used):");
+    say!("explore it (CAIRN_PASSPHRASE must be set to the passphrase you used):");
     for (cmd, note) in [
         ("asset list".to_string(), ""),
         (
@@ -165,7 +165,7 @@ pub(crate) fn run(dir: &Path, force: bool) -> Result<()> {
         ("audit log".into(), ""),
         ("audit verify".into(), ""),
     ] {
-        println!("  cairn --data-dir {d} {cmd}{note}");
+        say!("  cairn --data-dir {d} {cmd}{note}");
     }
     Ok(())
 }
@@ -343,8 +343,8 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
     std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
     let p = alice.projection();
     let assets = p.assets();
-    println!("demo workspace \"Plant North\" built");
-    println!(
+    say!("demo workspace \"Plant North\" built");
+    say!(
         "  {} sites, {} assets, {} events; {} diverged, {} with field conflicts, {} drifted",
         p.sites().len(),
         assets.len(),

@@ -3,10 +3,15 @@
 //! Exit codes: 0 success; 1 error; 2 usage error; 3 a check found differences or problems
 //! (`drift` found drift, `audit verify` found problems).
 
+#[macro_use]
+mod console;
 mod cmd_asset;
 mod cmd_audit;
+mod cmd_device;
 mod cmd_sync;
 mod cmd_version;
+#[cfg(unix)]
+mod control;
 mod ctx;
 mod demo;
 mod files;
@@ -35,16 +40,16 @@ impl std::error::Error for CheckFailed {}
     version,
     about = "Configuration management for OT assets: signed, offline-first, auditable."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Workspace directory [env: CAIRN_DATA_DIR] (default: $XDG_DATA_HOME/cairn/default).
     #[arg(long, global = true, env = "CAIRN_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
-    cmd: Cmd,
+    pub(crate) cmd: Cmd,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+pub(crate) enum Cmd {
     /// Create a workspace on this device, with this device as its first admin.
     Init {
         /// Workspace name, e.g. "Plant North".
@@ -54,27 +59,55 @@ enum Cmd {
         #[arg(long)]
         device_name: Option<String>,
     },
-    /// Prepare this device to join an existing workspace (prints the id an admin enrols).
+    /// Join a workspace: `cairn join TICKET` (online), `cairn join --file TICKET_FILE`
+    /// (offline: writes a request for `cairn device accept`), or with neither, print this
+    /// device's id for `cairn device enrol`.
     Join {
+        /// The ticket printed by `cairn device invite`.
+        ticket: Option<String>,
+        /// A ticket file (USB stick); writes a join request file instead of using the network.
+        #[arg(long, value_parser = ctx::user_path, conflicts_with = "ticket")]
+        file: Option<PathBuf>,
+        /// Where to write the join request (default: next to the ticket file).
+        #[arg(long, value_parser = ctx::user_path, requires = "file")]
+        out: Option<PathBuf>,
         /// This device's display name (default: $USER@$HOSTNAME).
         #[arg(long)]
         device_name: Option<String>,
+        /// Local socket to bind for the online join.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: std::net::SocketAddr,
     },
-    /// Exchange events and blobs with a peer once: `cairn sync DEVICE_ID@IP:PORT`.
+    /// Exchange events and blobs once: with a peer (`DEVICE_ID@IP:PORT`), with every known
+    /// peer (`--all`), or from a bundle file (`--bundle`).
     Sync {
         /// The peer, as printed by `cairn serve`.
-        peer: String,
+        #[arg(conflicts_with_all = ["all", "bundle"])]
+        peer: Option<String>,
+        /// Every peer this device has synced with before.
+        #[arg(long, conflicts_with = "bundle")]
+        all: bool,
+        /// Import a bundle from `cairn device accept` or `cairn audit export --with-blobs`.
+        #[arg(long, value_parser = ctx::user_path)]
+        bundle: Option<PathBuf>,
         /// Local socket to bind.
         #[arg(long, default_value = "0.0.0.0:0")]
         bind: std::net::SocketAddr,
         #[arg(long)]
         json: bool,
     },
-    /// Serve sync to member devices until interrupted.
+    /// Run the local node until interrupted: serve sync to members, keep known peers in sync,
+    /// find members on the LAN (mDNS), and run other `cairn` commands meanwhile.
     Serve {
         /// Socket to listen on (UDP, QUIC).
         #[arg(long, default_value = "0.0.0.0:7879")]
         sync_bind: std::net::SocketAddr,
+        /// Time between background sync rounds: 30s, 5m, 1h.
+        #[arg(long, default_value = "60s")]
+        interval: String,
+        /// Do not announce or discover on the LAN.
+        #[arg(long)]
+        no_mdns: bool,
     },
     /// Register, list, show and edit assets.
     #[command(subcommand)]
@@ -100,9 +133,9 @@ enum Cmd {
     /// Verify, list, replay and export the audit trail.
     #[command(subcommand)]
     Audit(cmd_audit::AuditCmd),
-    /// List and enrol member devices.
+    /// List, invite, accept, enrol, re-role and revoke member devices.
     #[command(subcommand)]
-    Device(cmd_audit::DeviceCmd),
+    Device(cmd_device::DeviceCmd),
     /// Print the projection hash (equal on every device with the same events).
     StateHash,
     /// Build a demo estate (3 sites, 30+ assets, versions, a diverged branch, golden, drift).
@@ -111,6 +144,17 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+impl Cmd {
+    /// Whether a running `cairn serve` can run this command for another process (everything
+    /// but creating or replacing a workspace, and starting a second node).
+    pub(crate) fn runs_in_node(&self) -> bool {
+        !matches!(
+            self,
+            Cmd::Init { .. } | Cmd::Join { .. } | Cmd::Demo { .. } | Cmd::Serve { .. }
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,17 +166,49 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<CheckFailed>().is_some() => ExitCode::from(3),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+    #[cfg(unix)]
+    if cli.cmd.runs_in_node()
+        && let Ok(dir) = ctx::data_dir(cli.data_dir.clone())
+        && let Ok(argv) = std::env::args_os()
+            .map(|a| a.into_string())
+            .collect::<Result<Vec<String>, _>>()
+        && let Some(res) = control::forward(&dir, &argv)
+    {
+        return match res {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    #[cfg(unix)]
+    if !cli.cmd.runs_in_node()
+        && let Ok(dir) = ctx::data_dir(cli.data_dir.clone())
+        && control::node_running(&dir)
+    {
+        eprintln!(
+            "error: `cairn serve` is running on {}; stop it before this command",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let res = run(cli);
+    let (code, msg) = exit_code(&res);
+    eprint!("{msg}");
+    ExitCode::from(code)
+}
+
+/// The exit code and standard-error text for a command's result.
+pub(crate) fn exit_code(res: &anyhow::Result<()>) -> (u8, String) {
+    match res {
+        Ok(()) => (0, String::new()),
+        Err(e) if e.downcast_ref::<CheckFailed>().is_some() => (3, String::new()),
+        Err(e) => (1, format!("error: {e:#}\n")),
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = ctx::data_dir(cli.data_dir)?;
     match cli.cmd {
         Cmd::Init {
@@ -153,18 +229,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .workspace()
                 .map(|w| w.to_hex())
                 .unwrap_or_default();
-            println!(
+            say!(
                 "initialised workspace {workspace:?} ({ws}) in {}",
                 dir.display()
             );
-            println!("this device: {name} {} (admin)", store.device().device_id());
+            say!("this device: {name} {} (admin)", store.device().device_id());
             Ok(())
         }
-        Cmd::Join { device_name } => {
-            cmd_sync::join(&dir, &device_name.unwrap_or_else(default_device_name))
+        Cmd::Join {
+            ticket,
+            file,
+            out,
+            device_name,
+            bind,
+        } => cmd_sync::join(
+            &dir,
+            &device_name.unwrap_or_else(default_device_name),
+            ticket,
+            file,
+            out,
+            bind,
+        ),
+        Cmd::Sync {
+            peer,
+            all,
+            bundle,
+            bind,
+            json,
+        } => cmd_sync::sync(&dir, peer, all, bundle, bind, json),
+        Cmd::Serve {
+            sync_bind,
+            interval,
+            no_mdns,
+        } => {
+            let ms =
+                cairn_sync::ticket::parse_duration_ms(&interval).map_err(anyhow::Error::msg)?;
+            cmd_sync::serve(
+                &dir,
+                sync_bind,
+                std::time::Duration::from_millis(ms),
+                !no_mdns,
+            )
         }
-        Cmd::Sync { peer, bind, json } => cmd_sync::sync(&dir, &peer, bind, json),
-        Cmd::Serve { sync_bind } => cmd_sync::serve(&dir, sync_bind),
         Cmd::Asset(c) => cmd_asset::run(&dir, c),
         Cmd::Commit(a) => cmd_version::commit(&dir, a),
         Cmd::Log(a) => cmd_version::log(&dir, a),
@@ -175,10 +281,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Restore(a) => cmd_version::restore(&dir, a),
         Cmd::Drift(a) => cmd_version::drift(&dir, a),
         Cmd::Audit(c) => cmd_audit::run(&dir, c),
-        Cmd::Device(c) => cmd_audit::device(&dir, c),
+        Cmd::Device(c) => cmd_device::run(&dir, c),
         Cmd::StateHash => {
             let store = ctx::open(&dir)?;
-            println!("{}", hex::encode(store.projection().state_hash()));
+            say!("{}", hex::encode(store.projection().state_hash()));
             Ok(())
         }
         Cmd::Demo { force } => demo::run(&dir, force),

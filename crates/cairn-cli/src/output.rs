@@ -9,7 +9,7 @@ use cairn_core::{AssetId, VersionId};
 
 /// Prints a value as pretty JSON.
 pub(crate) fn json<T: Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    say!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -29,7 +29,7 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = w[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        say!("{}", s.join("  ").trim_end());
     };
     line(header.to_vec());
     for r in rows {
