@@ -171,10 +171,6 @@ async fn run_case(steps: Vec<Step>) {
         .map(|s| s.lock().projection().state_hash())
         .collect();
     let lens: Vec<u64> = stores.iter().map(|s| s.lock().log_len().unwrap()).collect();
-    let local_edits = steps
-        .iter()
-        .filter(|s| !matches!(s, Step::Sync(..)))
-        .count() as u64;
     for s in &stores {
         let s = s.lock();
         assert!(s.quarantine().unwrap().is_empty(), "nothing rejected");
