@@ -199,60 +199,17 @@ fn main() -> Result<()> {
 /// runs `cairn-bench replay-child DIR` and the git baselines.
 fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
     let dir = tmp.join("replay");
-    let key = cairn_core::keys::DeviceKey::from_secret(&[7; 32]);
-    let mut p = cairn_core::Projection::new([]);
-    let mut w = cairn_core::writer::Writer::new(&key);
-    let mut store = Store::create(&dir, b"pw", "bench", CHEAP)?;
-    let mut batch = Vec::with_capacity(10_000);
-    let mut total = 0usize;
-    let mut push = |e: cairn_core::Event, store: &mut Store, force: bool| -> Result<()> {
-        batch.push(e.bytes().to_vec());
-        total += 1;
-        if force || batch.len() == 10_000 {
-            let r = store.ingest(std::mem::take(&mut batch))?;
-            anyhow::ensure!(
-                r.rejected.is_empty(),
-                "generator made bad events: {:?}",
-                r.rejected
-            );
-        }
-        Ok(())
-    };
     let t = Instant::now();
-    let g0 = w.genesis(&p, "Bench", "bench", None, 1)?;
-    p.ingest(g0.clone(), true);
-    p.flush();
-    push(g0, &mut store, false)?;
-    let mut assets = Vec::new();
-    for i in 0..1000u64 {
-        let (e, a) = w.create_asset(&p, &[("name".into(), Some(format!("A{i}")))], &[], 2 + i)?;
-        p.ingest(e.clone(), true);
-        p.flush(); // the writer reads flushed documents
-        push(e, &mut store, false)?;
-        assets.push(a);
-    }
-    p.flush();
-    let mut i = 0u64;
-    while 1001 + (i as usize) < n {
-        let a = assets[(i % 1000) as usize];
-        let e = w.edit_asset(
-            &p,
-            EventKind::AssetEdited,
-            a,
-            &[("notes".into(), Some(format!("{i}")))],
-            &[],
-            &[],
-            5000 + i,
-        )?;
-        p.ingest(e.clone(), true);
-        if i % 1000 == 999 {
-            p.flush();
-        }
-        let last = 1002 + (i as usize) >= n;
-        push(e, &mut store, last)?;
-        i += 1;
-    }
-    drop((p, store));
+    let mut store = Store::init_with_cost(&dir, b"pw", "Bench", "bench", 1, CHEAP)?;
+    let total = 1 + cairn_store::synthetic::extend(
+        &mut store,
+        cairn_store::synthetic::Shape {
+            events: n.saturating_sub(1),
+            versions: 0,
+            blob_size: 0,
+        },
+    )?;
+    drop(store);
     eprintln!(
         "generated {total} events in {:.1} s",
         t.elapsed().as_secs_f64()

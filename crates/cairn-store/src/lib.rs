@@ -15,6 +15,7 @@ pub mod error;
 pub mod fsutil;
 pub mod keyfile;
 pub mod seal;
+pub mod synthetic;
 mod store;
 
 pub use error::{Result, StoreError};
