@@ -1,6 +1,8 @@
 //! Scenario benchmarks. `cargo xtask bench [events N]` prints Markdown rows for BENCHMARKS.md.
 //! Medians over repeated runs; git is measured in the same run as the baseline.
 
+mod sync;
+
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -42,7 +44,7 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(100_000);
     // Scenario names given on the command line select scenarios; none selects all.
-    const SCENARIOS: [&str; 4] = ["append", "commit", "blob", "replay"];
+    const SCENARIOS: [&str; 5] = ["append", "commit", "blob", "replay", "sync"];
     let chosen: Vec<&str> = SCENARIOS
         .into_iter()
         .filter(|s| args.iter().any(|a| a == s))
@@ -189,6 +191,9 @@ fn main() -> Result<()> {
 
     // 4. Verify + replay of N events, measured in a fresh child process so that its peak RSS
     //    is the cost of opening (replay) and verifying, not of generating the log.
+    if want("sync") {
+        sync::run(root.as_path(), events)?;
+    }
     if want("replay") {
         replay_scenario(root.as_path(), events)?;
     }
@@ -264,6 +269,37 @@ fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// A git repository at `repo` whose `main` has `n` commits, one small file change each (the
+/// shape of Cairn's synthetic history), made with `git fast-import`.
+pub(crate) fn git_fast_import(repo: &Path, n: usize) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(repo)?;
+    let o = Command::new("git")
+        .current_dir(repo)
+        .args(["init", "-q", "-b", "main"])
+        .output()?;
+    anyhow::ensure!(o.status.success(), "git init failed");
+    let mut fi = Command::new("git")
+        .current_dir(repo)
+        .args(["fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        let stdin = fi.stdin.as_mut().context("fast-import stdin")?;
+        let mut w = std::io::BufWriter::new(stdin);
+        for i in 0..n {
+            let msg = format!("edit {i}");
+            writeln!(w, "commit refs/heads/main")?;
+            writeln!(w, "committer b <b@b> {} +0000", 1_700_000_000 + i)?;
+            writeln!(w, "data {}\n{msg}", msg.len())?;
+            writeln!(w, "M 644 inline notes/{}", i % 1000)?;
+            writeln!(w, "data {}\n{i}", i.to_string().len())?;
+        }
+    }
+    anyhow::ensure!(fi.wait()?.success(), "git fast-import failed");
+    Ok(())
+}
+
 /// The child half of the replay scenario, one process per measurement so that each peak RSS
 /// is its own: `open` rebuilds the projection as `Store::open` does (replay); `verify` runs
 /// `cairn audit verify` (decrypt, hash, batch signatures, chains, re-projection).
@@ -285,7 +321,6 @@ fn replay_child(dir: &Path, what: &str) -> Result<()> {
 /// Builds a git repository with `n` commits by fast-import and times `git log`; builds 300
 /// SSH-signed commits and times `git log --show-signature`. Returns commits/s for each.
 fn git_history_baseline(tmp: &Path, n: usize) -> Result<(f64, f64)> {
-    use std::io::Write;
     let repo = tmp.join("git-history");
     std::fs::create_dir_all(&repo)?;
     let git = |a: &[&str]| -> Result<std::process::Output> {
@@ -297,25 +332,7 @@ fn git_history_baseline(tmp: &Path, n: usize) -> Result<(f64, f64)> {
         );
         Ok(o)
     };
-    git(&["init", "-q"])?;
-    let mut fi = Command::new("git")
-        .current_dir(&repo)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    {
-        let stdin = fi.stdin.as_mut().context("fast-import stdin")?;
-        let mut w = std::io::BufWriter::new(stdin);
-        for i in 0..n {
-            let msg = format!("edit {i}");
-            writeln!(w, "commit refs/heads/main")?;
-            writeln!(w, "committer b <b@b> {} +0000", 1_700_000_000 + i)?;
-            writeln!(w, "data {}\n{msg}", msg.len())?;
-            writeln!(w, "M 644 inline notes/{}", i % 1000)?;
-            writeln!(w, "data {}\n{i}", i.to_string().len())?;
-        }
-    }
-    anyhow::ensure!(fi.wait()?.success(), "git fast-import failed");
+    git_fast_import(&repo, n)?;
     let mut runs = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();

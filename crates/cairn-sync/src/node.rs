@@ -353,8 +353,12 @@ impl Node {
             },
             Err(e) => Err(e),
         };
+        let stats = conn.stats();
         conn.close(0u32.into(), b"done");
-        res
+        res.map(|mut r| {
+            r.wire_bytes = stats.udp_tx.bytes + stats.udp_rx.bytes;
+            r
+        })
     }
 
     /// Syncs with every remembered peer and, with mDNS, every member found on the LAN; one

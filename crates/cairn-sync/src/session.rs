@@ -53,6 +53,9 @@ pub struct SyncReport {
     pub blob_bytes: u64,
     /// Devices whose chains differ at an equal seq (equivocation evidence).
     pub forks: Vec<DeviceId>,
+    /// UDP payload bytes both ways, QUIC handshake included (set by the iroh transport on
+    /// the initiating side; 0 elsewhere).
+    pub wire_bytes: u64,
 }
 
 impl SyncReport {
