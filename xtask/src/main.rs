@@ -62,7 +62,33 @@ fn demo(args: &[String]) -> Result<()> {
 }
 
 /// Everything CI checks: toolchain pieces, format, lints, the wasm build of the core, tests.
+/// Installs Debian packages whose commands are missing (idempotent; needs apt and root, as on
+/// CI machines).
+fn debian(pkgs: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .filter(|(cmd, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {cmd}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn test() -> Result<()> {
+    // ip and unshare: the mDNS test runs in its own network namespace.
+    debian(&[("ip", "iproute2"), ("unshare", "util-linux")])?;
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;

@@ -186,10 +186,12 @@ pub(crate) fn run(tmp: &Path, n: usize) -> Result<()> {
                 .next()
                 .copied()
                 .context("an asset")?;
+            let mut parents = s.projection().branch_heads(&asset, "main");
+            parents.sort();
             let rec = VersionRecord {
                 asset,
-                branch: "firmware".into(),
-                parents: vec![],
+                branch: "main".into(),
+                parents,
                 message: "firmware image".into(),
                 files: vec![FileEntry {
                     path: "firmware.bin".into(),

@@ -97,7 +97,8 @@ pub fn extend(store: &mut Store, shape: Shape) -> Result<usize> {
             )
             .map_err(werr)?;
         push(e, &mut p, &mut batch, store)?;
-        if i % 1000 == 999 {
+        // Each asset is edited once per round; the writer must see the previous round.
+        if i % assets.len() == assets.len() - 1 {
             p.flush();
         }
     }
