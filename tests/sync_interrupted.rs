@@ -53,13 +53,22 @@ fn a_killed_sync_resumes_without_duplicates_or_partial_events() {
         .find_map(|l| l.strip_prefix("device id: "))
         .unwrap()
         .to_string();
-    alice.ok(&["device", "enrol", &bob_id, "--name", "bob", "--role", "engineer"]);
+    alice.ok(&[
+        "device", "enrol", &bob_id, "--name", "bob", "--role", "engineer",
+    ]);
     let (total, _) = verified(&alice);
     assert!(total > EVENTS as u64);
 
     let mut server = alice
         .cmd()
-        .args(["serve", "--sync-bind", "127.0.0.1:0", "--no-mdns", "--interval", "1h"])
+        .args([
+            "serve",
+            "--sync-bind",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--interval",
+            "1h",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -111,6 +120,10 @@ fn a_killed_sync_resumes_without_duplicates_or_partial_events() {
     assert_eq!(r["rejected"].as_array().map(Vec::len), Some(0), "{out}");
     assert_eq!(r["events_in"].as_u64().unwrap(), total - partial, "{out}");
     assert_eq!(r["duplicates"].as_u64().unwrap(), 0, "{out}");
-    assert_eq!(verified(&bob), (total, 8), "every event and file arrived and verified");
+    assert_eq!(
+        verified(&bob),
+        (total, 8),
+        "every event and file arrived and verified"
+    );
     assert_eq!(bob.ok(&["state-hash"]), alice.ok(&["state-hash"]));
 }

@@ -62,13 +62,25 @@ fn discover() {
         alice
             .lock()
             .append(|w, p| {
-                w.member(p, EventKind::DeviceEnrolled, bob_id, Role::Engineer, "bob", None, 2_000)
+                w.member(
+                    p,
+                    EventKind::DeviceEnrolled,
+                    bob_id,
+                    Role::Engineer,
+                    "bob",
+                    None,
+                    2_000,
+                )
             })
             .unwrap();
         // Bob receives the workspace once by address, with mDNS off.
         {
-            let na = Node::bind(alice.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-            let nb = Node::bind(bob.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let na = Node::bind(alice.clone(), "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let nb = Node::bind(bob.clone(), "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
             nb.sync_with(&na.addr()).await.unwrap();
             na.shutdown().await;
             nb.shutdown().await;
@@ -88,11 +100,18 @@ fn discover() {
         };
         let na = Node::start(alice.clone(), cfg.clone()).await.unwrap();
         let nb = Node::start(bob.clone(), cfg).await.unwrap();
-        assert!(cairn_sync::node::known_peers(&bob.lock()).unwrap().is_empty());
+        assert!(
+            cairn_sync::node::known_peers(&bob.lock())
+                .unwrap()
+                .is_empty()
+        );
         let start = Instant::now();
         loop {
             let results = nb.sync_known().await;
-            if results.iter().any(|(_, r)| r.as_ref().is_ok_and(|r| r.events_in == 1)) {
+            if results
+                .iter()
+                .any(|(_, r)| r.as_ref().is_ok_and(|r| r.events_in == 1))
+            {
                 break;
             }
             assert!(

@@ -26,7 +26,15 @@ async fn pass(a: &Node, b: &Node) -> Result<(f64, SyncReport)> {
 
 fn enrol(admin: &SharedStore, id: cairn_core::DeviceId, t: u64) -> Result<()> {
     admin.lock().append(|w, p| {
-        w.member(p, EventKind::DeviceEnrolled, id, Role::Engineer, "peer", None, t)
+        w.member(
+            p,
+            EventKind::DeviceEnrolled,
+            id,
+            Role::Engineer,
+            "peer",
+            None,
+            t,
+        )
     })?;
     Ok(())
 }
@@ -99,7 +107,16 @@ fn git_fetch_baseline(tmp: &Path, n: usize) -> Result<(f64, u64, f64, usize, f64
     git(&big, &["add", "firmware.bin"], false)?;
     git(
         &big,
-        &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "fw"],
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "-m",
+            "fw",
+        ],
         false,
     )?;
     let dst = tmp.join("git-big-dst");
@@ -108,11 +125,22 @@ fn git_fetch_baseline(tmp: &Path, n: usize) -> Result<(f64, u64, f64, usize, f64
     let t = Instant::now();
     git(
         &dst,
-        &["fetch", "-q", &format!("file://{}", big.display()), "main:main"],
+        &[
+            "fetch",
+            "-q",
+            &format!("file://{}", big.display()),
+            "main:main",
+        ],
         false,
     )?;
     let blob_s = t.elapsed().as_secs_f64();
-    Ok((median(fresh), bytes, median(noop), noop_bytes, BLOB as f64 / blob_s / 1e6))
+    Ok((
+        median(fresh),
+        bytes,
+        median(noop),
+        noop_bytes,
+        BLOB as f64 / blob_s / 1e6,
+    ))
 }
 
 pub(crate) fn run(tmp: &Path, n: usize) -> Result<()> {
@@ -133,7 +161,9 @@ pub(crate) fn run(tmp: &Path, n: usize) -> Result<()> {
     )?;
     let total = a.lock().log_len()?;
     // 49 more authors, one event each, so the no-op sync compares 50 frontier entries.
-    let keys: Vec<DeviceKey> = (0..49u8).map(|i| DeviceKey::from_secret(&[i + 1; 32])).collect();
+    let keys: Vec<DeviceKey> = (0..49u8)
+        .map(|i| DeviceKey::from_secret(&[i + 1; 32]))
+        .collect();
     for (i, k) in keys.iter().enumerate() {
         enrol(&a, k.device_id(), 10_000_000 + i as u64)?;
     }

@@ -15,8 +15,8 @@ pub mod error;
 pub mod fsutil;
 pub mod keyfile;
 pub mod seal;
-pub mod synthetic;
 mod store;
+pub mod synthetic;
 
 pub use error::{Result, StoreError};
 pub use store::{IngestReport, Quarantined, RawEntry, Store, StoredEvent};

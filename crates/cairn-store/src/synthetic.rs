@@ -54,34 +54,34 @@ pub fn extend(store: &mut Store, shape: Shape) -> Result<usize> {
         }
         Ok(())
     };
-    let mut push = |e: Event,
-                    p: &mut Projection,
-                    batch: &mut Vec<Vec<u8>>,
-                    store: &mut Store|
-     -> Result<()> {
-        batch.push(e.bytes().to_vec());
-        p.ingest(e, true);
-        added += 1;
-        if batch.len() == BATCH {
-            flush(batch, store)?;
-        }
-        Ok(())
-    };
+    let mut push =
+        |e: Event, p: &mut Projection, batch: &mut Vec<Vec<u8>>, store: &mut Store| -> Result<()> {
+            batch.push(e.bytes().to_vec());
+            p.ingest(e, true);
+            added += 1;
+            if batch.len() == BATCH {
+                flush(batch, store)?;
+            }
+            Ok(())
+        };
     let n_assets = (shape.events / 100).clamp(1, 1000);
     let mut assets: Vec<AssetId> = Vec::with_capacity(n_assets);
     let werr = |e: cairn_core::writer::WriteError| refused(e.to_string());
     for i in 0..n_assets.min(shape.events) {
         t += 1;
         let (e, a) = w
-            .create_asset(&p, &[("name".into(), Some(format!("ASSET-{i:05}")))], &[], t)
+            .create_asset(
+                &p,
+                &[("name".into(), Some(format!("ASSET-{i:05}")))],
+                &[],
+                t,
+            )
             .map_err(werr)?;
         push(e, &mut p, &mut batch, store)?;
         p.flush(); // the writer reads flushed documents
         assets.push(a);
     }
-    let edits = shape
-        .events
-        .saturating_sub(assets.len() + shape.versions);
+    let edits = shape.events.saturating_sub(assets.len() + shape.versions);
     for i in 0..edits {
         t += 1;
         let a = assets[i % assets.len()];
