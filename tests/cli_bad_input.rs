@@ -22,12 +22,7 @@ fn bad_input_is_refused_cleanly() {
     let hash = ws.ok(&["state-hash"]);
 
     // Wrong passphrase.
-    let o = ws
-        .cmd()
-        .env("CAIRN_PASSPHRASE", "wrong")
-        .args(["asset", "list"])
-        .output()
-        .unwrap();
+    let o = ws.run_with_passphrase("wrong", &["asset", "list"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"));
 

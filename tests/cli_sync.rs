@@ -4,53 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Ws;
-
-/// Kills the server process when the test ends, however it ends.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cairn serve` on an ephemeral loopback port; returns it and its printed address.
-fn serve(ws: &Ws) -> (Server, String) {
-    let mut child = ws
-        .cmd()
-        .args([
-            "serve",
-            "--sync-bind",
-            "127.0.0.1:0",
-            "--no-mdns",
-            "--interval",
-            "1h",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("sync endpoint: ") {
-                let _ = tx.send(a.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve printed its endpoint");
-    (server, addr)
-}
 
 #[test]
 fn a_joined_device_receives_the_workspace_and_edits_flow_back() {
@@ -87,15 +43,10 @@ fn a_joined_device_receives_the_workspace_and_edits_flow_back() {
     ]);
 
     let bob = Ws::new();
-    let out = bob.ok(&["join", "--device-name", "bob"]);
-    let bob_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("device id: "))
-        .unwrap()
-        .to_string();
+    let bob_id = bob.join_bare("bob");
     // Before enrolment Bob is refused.
     {
-        let (_server, addr) = serve(&alice);
+        let (_server, addr) = alice.serve();
         let err = bob.fails(&["sync", &addr, "--bind", "127.0.0.1:0"], 1);
         assert!(err.contains("error"), "{err}");
     }
@@ -104,7 +55,7 @@ fn a_joined_device_receives_the_workspace_and_edits_flow_back() {
     ]);
     let start = Instant::now();
     {
-        let (_server, addr) = serve(&alice);
+        let (_server, addr) = alice.serve();
         let out = bob.ok(&["sync", &addr, "--bind", "127.0.0.1:0"]);
         assert!(out.contains("events: 4 in"), "{out}");
         assert!(out.contains("blobs: 1 in"), "{out}");
@@ -133,7 +84,7 @@ fn every_command_works_while_serve_runs_and_devices_join_by_ticket_or_usb_stick(
         "asset", "add", "RTU-7", "--kind", "rtu", "--vendor", "ABB", "--model", "RTU560", "--site",
         "South",
     ]);
-    let (_server, _addr) = serve(&alice);
+    let (_server, _addr) = alice.serve();
 
     // The node holds the database; these run through its control socket.
     alice.ok(&["asset", "set", "RTU-7", "address=10.2.0.7"]);
@@ -151,12 +102,7 @@ fn every_command_works_while_serve_runs_and_devices_join_by_ticket_or_usb_stick(
     assert!(alice.ok(&["log", "RTU-7"]).contains("baseline"));
     alice.ok(&["audit", "verify"]);
     // A wrong passphrase is refused by the node.
-    let o = alice
-        .cmd()
-        .env("CAIRN_PASSPHRASE", "wrong")
-        .args(["asset", "list"])
-        .output()
-        .unwrap();
+    let o = alice.run_with_passphrase("wrong", &["asset", "list"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"));
     // Creating a workspace over the running one is refused with a clear message.

@@ -5,22 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{PASS, Ws};
+use common::{Child, PASS, Ws};
 
 const EVENTS: usize = 100_000;
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `cairn audit verify`: (events, blobs), asserting no problems.
 fn verified(ws: &Ws) -> (u64, u64) {
@@ -47,43 +37,19 @@ fn a_killed_sync_resumes_without_duplicates_or_partial_events() {
         .unwrap();
     }
     let bob = Ws::new();
-    let out = bob.ok(&["join", "--device-name", "bob"]);
-    let bob_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("device id: "))
-        .unwrap()
-        .to_string();
+    let bob_id = bob.join_bare("bob");
     alice.ok(&[
         "device", "enrol", &bob_id, "--name", "bob", "--role", "engineer",
     ]);
     let (total, _) = verified(&alice);
     assert!(total > EVENTS as u64);
 
-    let mut server = alice
-        .cmd()
-        .args([
-            "serve",
-            "--sync-bind",
-            "127.0.0.1:0",
-            "--no-mdns",
-            "--interval",
-            "1h",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let _server = Killed(server);
-    let addr = lines
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("sync endpoint: ").map(str::to_string))
-        .unwrap();
+    let (_server, addr) = alice.serve();
 
     // Start the sync and kill the receiver once part of the log has landed on its disk.
     let db = bob.dir.join("cairn.redb");
     let initial = std::fs::metadata(&db).unwrap().len();
-    let mut child = Killed(
+    let mut child = Child(
         bob.cmd()
             .args(["sync", &addr, "--bind", "127.0.0.1:0"])
             .stdout(Stdio::null())

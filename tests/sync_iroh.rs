@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cairn_core::domain::{FileEntry, Role, VersionRecord};
+use cairn_core::domain::{FileEntry, Role};
 use cairn_core::{AssetId, EventKind};
 use cairn_store::Store;
 use cairn_sync::session::{self, SharedStore};
@@ -43,20 +43,12 @@ fn edit(s: &SharedStore, asset: AssetId, field: &str, value: &str, t: u64) {
 fn commit(s: &SharedStore, asset: AssetId, content: &str, msg: &str, t: u64) {
     let mut st = s.lock();
     let (blob, size) = st.blobs().put_bytes(content.as_bytes()).unwrap();
-    let mut parents = st.projection().branch_heads(&asset, "main");
-    parents.sort();
-    let rec = VersionRecord {
-        asset,
-        branch: "main".into(),
-        parents,
-        message: msg.into(),
-        files: vec![FileEntry {
-            path: "plc.L5X".into(),
-            blob,
-            size,
-        }],
+    let file = FileEntry {
+        path: "plc.L5X".into(),
+        blob,
+        size,
     };
-    st.append(|w, p| w.commit(p, rec, t)).unwrap();
+    cairn_store::synthetic::commit_on_main(&mut st, asset, vec![file], msg, t).unwrap();
 }
 
 fn hash(s: &SharedStore) -> [u8; 32] {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cairn_core::domain::{FileEntry, Role, VersionRecord};
+use cairn_core::domain::{FileEntry, Role};
 use cairn_core::{AssetId, EventKind};
 use cairn_store::Store;
 use cairn_sync::{Node, SharedStore};
@@ -67,20 +67,19 @@ fn apply_local(s: &SharedStore, asset: AssetId, st: &Step, t: u64) -> bool {
                 .blobs()
                 .put_bytes(format!("cfg {v} {t}").as_bytes())
                 .unwrap();
-            let mut parents = s.projection().branch_heads(&asset, "main");
-            parents.sort();
-            let rec = VersionRecord {
-                asset,
-                branch: "main".into(),
-                parents,
-                message: format!("change {v}"),
-                files: vec![FileEntry {
-                    path: "plc.cfg".into(),
-                    blob,
-                    size,
-                }],
+            let file = FileEntry {
+                path: "plc.cfg".into(),
+                blob,
+                size,
             };
-            s.append(|w, p| w.commit(p, rec, t)).unwrap();
+            cairn_store::synthetic::commit_on_main(
+                &mut s,
+                asset,
+                vec![file],
+                &format!("change {v}"),
+                t,
+            )
+            .unwrap();
             true
         }
         Step::Create(n) => {

@@ -100,3 +100,67 @@ pub fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     hits
 }
+
+/// Kills a child process when the test ends, however it ends.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Ws {
+    /// Starts `cairn serve` on an ephemeral loopback port, without mDNS and background rounds;
+    /// returns it and its printed `ID@ADDR`.
+    pub fn serve(&self) -> (Child, String) {
+        use std::io::{BufRead, BufReader};
+        let mut child = self
+            .cmd()
+            .args([
+                "serve",
+                "--sync-bind",
+                "127.0.0.1:0",
+                "--no-mdns",
+                "--interval",
+                "1h",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let server = Child(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("sync endpoint: ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("serve printed its endpoint");
+        (server, addr)
+    }
+
+    /// `cairn join` without a ticket: a fresh device; returns the id it printed.
+    pub fn join_bare(&self, name: &str) -> String {
+        let out = self.ok(&["join", "--device-name", name]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("device id: "))
+            .unwrap()
+            .to_string()
+    }
+
+    /// Runs with another passphrase; returns the output.
+    pub fn run_with_passphrase(&self, pass: &str, args: &[&str]) -> Output {
+        self.cmd()
+            .env("CAIRN_PASSPHRASE", pass)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use cairn_core::EventKind;
-use cairn_core::domain::{FileEntry, VersionRecord};
+use cairn_core::domain::FileEntry;
 use cairn_store::Store;
 
 const CHEAP: (u32, u32, u32) = (64, 1, 1);
@@ -135,17 +135,13 @@ fn main() -> Result<()> {
                     size,
                 });
             }
-            files.sort();
-            let mut parents = s.projection().branch_heads(&asset, "main");
-            parents.sort();
-            let rec = VersionRecord {
+            cairn_store::synthetic::commit_on_main(
+                &mut s,
                 asset,
-                branch: "main".into(),
-                parents,
-                message: format!("r{r}"),
                 files,
-            };
-            s.append(|w, p| w.commit(p, rec, 10_000 + r))?;
+                &format!("r{r}"),
+                10_000 + r,
+            )?;
             ours.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             g(&["add", "-A"])?;

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use cairn_core::domain::{FileEntry, Role, VersionRecord};
+use cairn_core::domain::{FileEntry, Role};
 use cairn_core::keys::DeviceKey;
 use cairn_core::writer::Writer;
 use cairn_core::{EventKind, projection::Projection};
 use cairn_store::Store;
-use cairn_store::synthetic::{Shape, extend, pseudo_random};
+use cairn_store::synthetic::{Shape, commit_on_main, extend, pseudo_random};
 use cairn_sync::{Node, SharedStore, SyncReport};
 
 use crate::{CHEAP, git_fast_import, median};
@@ -216,20 +216,12 @@ pub(crate) fn run(tmp: &Path, n: usize) -> Result<()> {
                 .next()
                 .copied()
                 .context("an asset")?;
-            let mut parents = s.projection().branch_heads(&asset, "main");
-            parents.sort();
-            let rec = VersionRecord {
-                asset,
-                branch: "main".into(),
-                parents,
-                message: "firmware image".into(),
-                files: vec![FileEntry {
-                    path: "firmware.bin".into(),
-                    blob,
-                    size,
-                }],
+            let file = FileEntry {
+                path: "firmware.bin".into(),
+                blob,
+                size,
             };
-            s.append(|w, p| w.commit(p, rec, 40_000_000))?;
+            commit_on_main(&mut s, asset, vec![file], "firmware image", 40_000_000)?;
         }
         let (blob_s, r) = pass(&nb, &na).await?;
         anyhow::ensure!(r.blobs_in == 1, "blob sync: {r:?}");

@@ -24,9 +24,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn create(dir: &Path, name: &str) -> Result<Store> {
-    if Store::exists(dir) {
-        bail!("{} already holds a workspace", dir.display());
-    }
     let pass = ctx::passphrase()?;
     Ok(Store::create(
         dir,
@@ -155,22 +152,27 @@ pub(crate) fn sync(
         }
     };
     if json {
-        let v: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(p, r)| match r {
-                Ok(rep) => serde_json::json!({"peer": p, "report": rep}),
-                Err(e) => serde_json::json!({"peer": p, "error": e}),
-            })
-            .collect();
-        return output::json(&if peer.is_some() && v.len() == 1 {
-            results[0]
-                .1
-                .as_ref()
-                .map(|r| serde_json::to_value(r).unwrap_or_default())
-                .unwrap_or_else(|e| serde_json::json!({"error": e}))
-        } else {
-            serde_json::Value::Array(v)
-        });
+        // One named peer: its report (or error); `--all`: one entry per peer.
+        let entry = |p: Option<&str>, r: &Result<SyncReport, String>| {
+            let mut v = match r {
+                Ok(rep) if p.is_none() => serde_json::json!(rep),
+                Ok(rep) => serde_json::json!({ "report": rep }),
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            if let Some(p) = p {
+                v["peer"] = p.into();
+            }
+            v
+        };
+        return match (&peer, results.as_slice()) {
+            (Some(_), [(_, r)]) => output::json(&entry(None, r)),
+            _ => output::json(
+                &results
+                    .iter()
+                    .map(|(p, r)| entry(Some(p), r))
+                    .collect::<Vec<_>>(),
+            ),
+        };
     }
     if results.is_empty() {
         say!("no known peers (sync with one by address first, or run `cairn serve` for mDNS)");

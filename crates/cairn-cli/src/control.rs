@@ -82,8 +82,7 @@ pub(crate) fn listen(dir: &Path, node: NodeCtx, passphrase: &str) -> Result<Path
         UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
-    let mut key = [0u8; 32];
-    getrandom_key(&mut key)?;
+    let key: [u8; 32] = cairn_store::seal::random();
     let expected = blake3::keyed_hash(&key, passphrase.as_bytes());
     std::thread::Builder::new()
         .name("cairn-control".into())
@@ -105,12 +104,6 @@ pub(crate) fn listen(dir: &Path, node: NodeCtx, passphrase: &str) -> Result<Path
         })
         .context("starting the control thread")?;
     Ok(path)
-}
-
-fn getrandom_key(key: &mut [u8; 32]) -> Result<()> {
-    let mut f = std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
-    f.read_exact(key).context("reading /dev/urandom")?;
-    Ok(())
 }
 
 fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Hash) -> Result<()> {

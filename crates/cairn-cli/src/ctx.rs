@@ -125,32 +125,26 @@ pub(crate) fn passphrase() -> Result<String> {
 
 /// Wall-clock milliseconds.
 pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    cairn_sync::now_millis()
 }
 
 /// Opens the workspace (or borrows the running node's).
 pub(crate) fn open(dir: &Path) -> Result<Opened> {
-    if let Some(n) = node() {
-        return Ok(Opened::Node(n.store.lock_arc()));
-    }
-    let pass = passphrase()?;
-    Ok(Opened::Own(Box::new(
-        Store::open(dir, pass.as_bytes()).map_err(in_use(dir))?,
-    )))
+    open_with(dir, Store::open)
 }
 
 /// Opens the workspace without projecting it (for `audit verify`, which projects by itself).
 pub(crate) fn open_for_audit(dir: &Path) -> Result<Opened> {
+    open_with(dir, Store::open_for_audit)
+}
+
+fn open_with(dir: &Path, open: fn(&Path, &[u8]) -> cairn_store::Result<Store>) -> Result<Opened> {
     if let Some(n) = node() {
         return Ok(Opened::Node(n.store.lock_arc()));
     }
     let pass = passphrase()?;
-    Ok(Opened::Own(Box::new(
-        Store::open_for_audit(dir, pass.as_bytes()).map_err(in_use(dir))?,
-    )))
+    let store = open(dir, pass.as_bytes()).map_err(in_use(dir))?;
+    Ok(Opened::Own(Box::new(store)))
 }
 
 /// Explains a locked database: another process (usually `cairn serve`) has it open.

@@ -129,6 +129,27 @@ pub fn extend(store: &mut Store, shape: Shape) -> Result<usize> {
     Ok(added)
 }
 
+/// Commits `files` as a new version of `asset` on `main`, on top of all its current heads.
+pub fn commit_on_main(
+    store: &mut Store,
+    asset: AssetId,
+    mut files: Vec<FileEntry>,
+    message: &str,
+    t: u64,
+) -> Result<Event> {
+    files.sort();
+    let mut parents = store.projection().branch_heads(&asset, "main");
+    parents.sort();
+    let rec = VersionRecord {
+        asset,
+        branch: "main".into(),
+        parents,
+        message: message.into(),
+        files,
+    };
+    store.append(|w, p| w.commit(p, rec, t))
+}
+
 /// Incompressible bytes from a seed (BLAKE3 in XOF mode).
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];

@@ -323,7 +323,10 @@ async fn receive_half<R: AsyncRead + Unpin>(
                     wire::VERSION
                 )));
             }
-            let ours = expected_workspace(&lock(&store));
+            let (ours, joined) = {
+                let s = lock(&store);
+                (expected_workspace(&s), s.projection().workspace().is_some())
+            };
             match (ours, workspace) {
                 (Some(a), Some(b)) if a != b => {
                     return Err(SyncError::Refused(format!(
@@ -332,7 +335,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
                         a.short()
                     )));
                 }
-                (Some(a), None) if lock(&store).projection().workspace().is_none() => {
+                (Some(a), None) if !joined => {
                     return Err(SyncError::Refused(format!(
                         "peer has no workspace; this device is joining {}",
                         a.short()

@@ -193,10 +193,8 @@ pub fn create_invite(
             "only an admin device can invite (this device is not an admin)".into(),
         ));
     }
-    let mut id = [0u8; 16];
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut id).map_err(|e| SyncError::Transport(e.to_string()))?;
-    getrandom::fill(&mut secret).map_err(|e| SyncError::Transport(e.to_string()))?;
+    let id: [u8; 16] = cairn_store::seal::random();
+    let secret: [u8; 32] = cairn_store::seal::random();
     let inv = Invite {
         role,
         secret,
