@@ -151,7 +151,18 @@ fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Has
                     1,
                     "error: stop `cairn serve` before running this command\n".to_string(),
                 ),
-                Ok(cli) => crate::exit_code(&crate::run(cli)),
+                // A panic in one command (a parser bug on hostile input, say) fails that
+                // command and leaves the node serving.
+                Ok(cli) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::run(cli)
+                })) {
+                    Ok(res) => crate::exit_code(&res),
+                    Err(_) => (
+                        101,
+                        "error: the command panicked; nothing was recorded and the node keeps running\n"
+                            .to_string(),
+                    ),
+                },
                 Err(e) => (2, e.render().to_string()),
             }
         })

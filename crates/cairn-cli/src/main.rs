@@ -8,6 +8,7 @@ mod console;
 mod cmd_asset;
 mod cmd_audit;
 mod cmd_device;
+mod cmd_firmware;
 mod cmd_sync;
 mod cmd_version;
 #[cfg(unix)]
@@ -130,6 +131,9 @@ pub(crate) enum Cmd {
     Restore(cmd_version::RestoreArgs),
     /// Compare a fresh export with the golden version, and record the check.
     Drift(cmd_version::DriftArgs),
+    /// Add, list, show, compare and extract firmware images.
+    #[command(subcommand)]
+    Firmware(cmd_firmware::FirmwareCmd),
     /// Verify, list, replay and export the audit trail.
     #[command(subcommand)]
     Audit(cmd_audit::AuditCmd),
@@ -280,6 +284,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Golden(c) => cmd_version::golden(&dir, c),
         Cmd::Restore(a) => cmd_version::restore(&dir, a),
         Cmd::Drift(a) => cmd_version::drift(&dir, a),
+        Cmd::Firmware(c) => cmd_firmware::run(&dir, c),
         Cmd::Audit(c) => cmd_audit::run(&dir, c),
         Cmd::Device(c) => cmd_device::run(&dir, c),
         Cmd::StateHash => {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{DriftEntry, Role, VersionRecord};
 use crate::error::DecodeError;
+use crate::firmware::FirmwareRecord;
 use crate::ids::{AssetId, DeviceId, VersionId};
 use crate::kind::EventKind;
 
@@ -97,6 +98,8 @@ pub enum Body {
     Restore(RestoreBody),
     /// [`EventKind::DriftChecked`].
     Drift(DriftBody),
+    /// [`EventKind::FirmwareAdded`].
+    Firmware(FirmwareRecord),
 }
 
 fn strict<'a, T: Deserialize<'a>>(kind: EventKind, b: &'a [u8]) -> Result<T, DecodeError> {
@@ -128,6 +131,7 @@ impl Body {
             K::BranchCreated => Body::Branch(strict(kind, b)?),
             K::Restored => Body::Restore(strict(kind, b)?),
             K::DriftChecked => Body::Drift(strict(kind, b)?),
+            K::FirmwareAdded => Body::Firmware(strict(kind, b)?),
         })
     }
 
@@ -141,6 +145,7 @@ impl Body {
             Body::Branch(b) => postcard::to_allocvec(b),
             Body::Restore(b) => postcard::to_allocvec(b),
             Body::Drift(b) => postcard::to_allocvec(b),
+            Body::Firmware(b) => postcard::to_allocvec(b),
         };
         match r {
             Ok(v) => v,
@@ -156,7 +161,22 @@ impl Body {
             Body::Branch(b) => Some(b.asset),
             Body::Restore(r) => Some(r.asset),
             Body::Drift(d) => Some(d.asset),
+            Body::Firmware(f) => Some(f.asset),
             Body::Genesis(_) | Body::Member(_) => None,
+        }
+    }
+
+    /// The blobs this body references, as `(blob, size, what)`: a version's files, a firmware
+    /// image. Sync fetches them, audits verify them and bundles carry them.
+    pub fn blobs(&self) -> Vec<(crate::ids::BlobId, u64, String)> {
+        match self {
+            Body::Version(v) => v
+                .files
+                .iter()
+                .map(|f| (f.blob, f.size, format!("file {}", f.path)))
+                .collect(),
+            Body::Firmware(f) => vec![(f.blob, f.size, format!("firmware {}", f.file_name))],
+            _ => Vec::new(),
         }
     }
 }

@@ -69,6 +69,8 @@ kinds! {
     Restored = 43, "restored", "configuration";
     /// Records a drift check against the golden version.
     DriftChecked = 44, "drift-checked", "configuration";
+    /// Adds a firmware image and its analysis.
+    FirmwareAdded = 50, "firmware-added", "firmware";
 }
 
 impl EventKind {

@@ -22,6 +22,7 @@ pub mod docs;
 pub mod domain;
 pub mod error;
 pub mod event;
+pub mod firmware;
 pub mod hlc;
 pub mod ids;
 pub mod keys;

@@ -9,6 +9,7 @@ use crate::body::{Body, BranchBody, DocBody, DriftBody, GenesisBody, MemberBody,
 use crate::docs::{self, DocError, FieldEdit};
 use crate::domain::{DriftEntry, Role, VersionRecord};
 use crate::event::{Envelope, Event};
+use crate::firmware::FirmwareRecord;
 use crate::ids::{AssetId, DeviceId, VersionId, WorkspaceId};
 use crate::keys::DeviceKey;
 use crate::kind::EventKind;
@@ -342,5 +343,20 @@ impl<'k> Writer<'k> {
             changes,
         });
         self.sign(p, EventKind::DriftChecked, &body, now_millis)
+    }
+
+    /// Records a firmware image and its analysis.
+    pub fn add_firmware(
+        &mut self,
+        p: &Projection,
+        record: FirmwareRecord,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        self.sign(
+            p,
+            EventKind::FirmwareAdded,
+            &Body::Firmware(record),
+            now_millis,
+        )
     }
 }

@@ -128,18 +128,18 @@ fn verify_batches_sized(
             what: format!("applied concurrently with revocation {}", r.short()),
         });
     }
-    // Blobs of applied versions, each once.
-    for (b, size, event, path) in std::mem::take(&mut v.blobs) {
+    // Blobs of applied events (version files, firmware images), each once.
+    for (b, size, event, what) in std::mem::take(&mut v.blobs) {
         rep.blobs += 1;
         match blob(&b) {
             Ok(n) if n == size => {}
             Ok(n) => rep.problems.push(Problem {
                 event: Some(event),
-                what: format!("file {path}: blob has {n} bytes, version says {size}"),
+                what: format!("{what}: blob has {n} bytes, the event says {size}"),
             }),
             Err(err) => rep.problems.push(Problem {
                 event: Some(event),
-                what: format!("file {path}: {err}"),
+                what: format!("{what}: {err}"),
             }),
         }
     }
@@ -433,13 +433,14 @@ impl Verifier {
     }
 
     fn note_blobs(&mut self, e: &Event) {
-        if e.kind() != cairn_core::EventKind::VersionCommitted {
+        use cairn_core::EventKind as K;
+        if !matches!(e.kind(), K::VersionCommitted | K::FirmwareAdded) {
             return;
         }
-        if let Ok(Body::Version(v)) = e.body() {
-            for f in v.files {
-                if self.seen_blobs.insert(f.blob) {
-                    self.blobs.push((f.blob, f.size, e.id(), f.path));
+        if let Ok(body) = e.body() {
+            for (blob, size, what) in body.blobs() {
+                if self.seen_blobs.insert(blob) {
+                    self.blobs.push((blob, size, e.id(), what));
                 }
             }
         }
@@ -588,7 +589,7 @@ fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> std::io::Result<()> {
 }
 
 /// Writes an audit bundle: every logged and quarantined event, and optionally the plaintext of
-/// every blob referenced by a version. Written to a temp file and renamed.
+/// every blob an event references (version files, firmware images). Written to a temp file and renamed.
 pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usize> {
     let tmp = path.with_extension("partial");
     let res = (|| -> Result<usize> {
@@ -599,14 +600,14 @@ pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usi
         w.write_all(&[BUNDLE_VERSION]).map_err(io(&tmp))?;
         let log = store.log()?;
         let n = log.len();
-        let mut blobs = std::collections::BTreeSet::new();
+        let mut blobs = std::collections::BTreeMap::new();
         for e in &log {
             frame(&mut w, 1, &[&e.bytes]).map_err(io(&tmp))?;
             if with_blobs
                 && let Ok(ev) = Event::decode(e.bytes.clone())
-                && let Ok(Body::Version(v)) = ev.body()
+                && let Ok(body) = ev.body()
             {
-                blobs.extend(v.files.iter().map(|f| f.blob));
+                blobs.extend(body.blobs().into_iter().map(|(b, size, _)| (b, size)));
             }
         }
         for (_, q) in store.quarantine()? {
@@ -615,9 +616,19 @@ pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usi
             })?;
             frame(&mut w, 2, &[&b]).map_err(io(&tmp))?;
         }
-        for b in blobs {
-            let data = store.blobs().read(&b)?;
-            frame(&mut w, 3, &[&b.0, &data]).map_err(io(&tmp))?;
+        // Streamed: a firmware image need not fit in memory. The event states the size; a
+        // blob whose content disagrees fails its hash check and aborts the export.
+        for (b, size) in blobs {
+            w.write_all(&[3]).map_err(io(&tmp))?;
+            w.write_all(&(32 + size).to_le_bytes()).map_err(io(&tmp))?;
+            w.write_all(&b.0).map_err(io(&tmp))?;
+            let n = store.blobs().read_to(&b, &mut w)?;
+            if n != size {
+                return Err(StoreError::Blob {
+                    id: b.to_hex(),
+                    reason: format!("holds {n} bytes, its event says {size}"),
+                });
+            }
         }
         let f = w.into_inner().map_err(|e| StoreError::Io {
             path: tmp.clone(),

@@ -2,8 +2,8 @@
 
 use super::validate::Checked;
 use super::{
-    BranchState, DocKey, DocSlot, DriftState, MemberRec, Pos, Projection, Status, Verdict,
-    VersionState,
+    BranchState, DocKey, DocSlot, DriftState, FirmwareState, MemberRec, Pos, Projection, Status,
+    Verdict, VersionState,
 };
 use crate::body::Body;
 use crate::domain::Role;
@@ -132,6 +132,16 @@ impl Projection {
             }
             Body::Restore(_) => {
                 self.restores.insert(id);
+            }
+            Body::Firmware(f) => {
+                self.firmware.insert(
+                    id,
+                    FirmwareState {
+                        record: f,
+                        author: env.author,
+                        time: env.time,
+                    },
+                );
             }
             Body::Drift(d) => {
                 let newer = self

@@ -13,7 +13,7 @@ mod apply;
 mod validate;
 mod view;
 
-pub use view::{AssetView, BranchView, DriftView, MemberView, VersionView};
+pub use view::{AssetView, BranchView, DriftView, FirmwareView, MemberView, VersionView};
 
 use automerge::{Automerge, Change};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -122,6 +122,14 @@ pub enum DocKey {
     Asset(AssetId),
 }
 
+/// Applied state of a firmware image.
+#[derive(Debug, Clone)]
+pub(crate) struct FirmwareState {
+    pub(crate) record: crate::firmware::FirmwareRecord,
+    pub(crate) author: DeviceId,
+    pub(crate) time: Hlc,
+}
+
 /// Applied state of a configuration version.
 #[derive(Debug, Clone)]
 pub(crate) struct VersionState {
@@ -167,6 +175,7 @@ pub struct Projection {
     pub(crate) branches: HashMap<AssetId, BTreeMap<String, BranchState>>,
     pub(crate) drift: HashMap<AssetId, DriftState>,
     pub(crate) restores: BTreeSet<EventId>,
+    pub(crate) firmware: BTreeMap<EventId, FirmwareState>,
     pub(crate) assets: BTreeMap<AssetId, EventId>,
     pub(crate) pending: HashMap<EventId, Vec<Event>>,
     pub(crate) pending_ids: HashSet<EventId>,

@@ -416,6 +416,11 @@ impl Projection {
                     crate::domain::validate_rel_path(&c.path).map_err(|e| fail(invalid(e)))?;
                 }
             }
+            Body::Firmware(f) => {
+                f.validate()
+                    .map_err(|e| fail(invalid(format!("firmware: {e}"))))?;
+                self.asset_in_past(&f.asset, a, s, &vv).map_err(fail)?;
+            }
         }
         Ok(Checked {
             meta,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::{DocKey, Pos, Projection, Status};
 use crate::docs::{AssetFields, read_asset, read_members, read_name, read_sites};
 use crate::domain::{DriftEntry, FileEntry, Role};
+use crate::firmware::FirmwareRecord;
 use crate::hlc::Hlc;
 use crate::ids::{AssetId, DeviceId, EventId, PrefixMatch, VersionId, resolve_prefix};
 
@@ -116,6 +117,22 @@ pub struct VersionView {
     pub time: Hlc,
     /// Files.
     pub files: Vec<FileEntry>,
+}
+
+/// A firmware image and its analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirmwareView {
+    /// Firmware id (= event id).
+    pub id: EventId,
+    /// Author device.
+    pub author: DeviceId,
+    /// Author display name.
+    pub author_name: String,
+    /// Claimed time.
+    pub time: Hlc,
+    /// The signed record: asset, blob, size, names and analysis.
+    #[serde(flatten)]
+    pub record: FirmwareRecord,
 }
 
 impl Projection {
@@ -293,6 +310,35 @@ impl Projection {
         )
     }
 
+    /// One firmware image.
+    pub fn firmware(&self, id: &EventId) -> Option<FirmwareView> {
+        let f = self.firmware.get(id)?;
+        Some(FirmwareView {
+            id: *id,
+            author: f.author,
+            author_name: self.member_name(&f.author),
+            time: f.time,
+            record: f.record.clone(),
+        })
+    }
+
+    /// Firmware images of an asset, newest first.
+    pub fn firmware_of(&self, asset: &AssetId) -> Vec<FirmwareView> {
+        let mut v: Vec<FirmwareView> = self
+            .firmware
+            .iter()
+            .filter(|(_, f)| f.record.asset == *asset)
+            .filter_map(|(id, _)| self.firmware(id))
+            .collect();
+        v.sort_by_key(|x| std::cmp::Reverse((x.time, x.id)));
+        v
+    }
+
+    /// Resolves a firmware id prefix across the workspace.
+    pub fn resolve_firmware(&self, prefix: &str) -> PrefixMatch<EventId> {
+        resolve_prefix(prefix, self.firmware.keys().copied(), |f| f.to_hex())
+    }
+
     /// Heads of a branch (empty if it does not exist).
     pub fn branch_heads(&self, asset: &AssetId, branch: &str) -> Vec<VersionId> {
         self.branches
@@ -435,6 +481,9 @@ impl Projection {
         }
         for r in &self.restores {
             put(&r.0);
+        }
+        for f in self.firmware.keys() {
+            put(&f.0);
         }
         *h.finalize().as_bytes()
     }

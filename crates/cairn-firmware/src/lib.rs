@@ -1,0 +1,60 @@
+//! Firmware images: streaming, encrypted ingest; a bounded-memory binwalk scan that produces
+//! the signed layout; and extraction.
+//!
+//! * [`ingest`]: one read of the file feeds the blob store (hash + encrypt + write) and the
+//!   analysis thread at once.
+//! * [`scan`]: binwalk's signatures and parsers, driven over windows so memory stays bounded
+//!   whatever the image size; parser panics are contained.
+//! * [`layout`]: region hashes and the entropy profile, from the same stream.
+//! * [`extract`]: decrypt into the user's directory and run binwalk's extractors there.
+//!
+//! The types that travel in events, and the layout diff, are in [`cairn_core::firmware`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod extract;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+pub mod ingest;
+pub mod layout;
+pub mod scan;
+
+use std::path::PathBuf;
+
+pub use extract::{Extraction, PartOutcome, extract};
+pub use ingest::{AddOptions, Added, add, analyse, human};
+pub use scan::Scanner;
+
+/// What can go wrong with a firmware image.
+#[derive(Debug, thiserror::Error)]
+pub enum FirmwareError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file cannot be taken as an image.
+    #[error("{}: {reason}", path.display())]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Storing or reading the encrypted blob failed.
+    #[error("{}: {source}", path.display())]
+    Store {
+        /// The image file concerned.
+        path: PathBuf,
+        /// The cause.
+        source: Box<cairn_store::StoreError>,
+    },
+    /// The scanner could not run.
+    #[error("firmware analysis: {0}")]
+    Scanner(String),
+    /// Extraction could not run.
+    #[error("extraction: {0}")]
+    Extract(String),
+}
