@@ -163,6 +163,9 @@ pub fn extract(
             (_, true) => None,
             (Some(ExtractorType::External(cmd)), false) if !on_path(cmd) => {
                 Some(match package_of(cmd) {
+                    Some(pkg) if cmd.starts_with("sasquatch") => format!(
+                        "needs `{cmd}` or `unsquashfs`, and neither is installed (Debian package {pkg} provides unsquashfs)"
+                    ),
                     Some(pkg) => {
                         format!("needs `{cmd}`, which is not installed (Debian package {pkg})")
                     }

@@ -54,7 +54,7 @@ fn aad(header: &[u8], i: u64, last: bool) -> Vec<u8> {
 }
 
 /// Reads until `buf` is full or EOF; returns bytes read.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+fn fill(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -97,8 +97,18 @@ impl BlobStore {
     /// Streams `src` into the store: hashes and encrypts in one pass, writes a temp file, fsyncs
     /// it and renames it into place. `progress` is called with bytes consumed so far.
     pub fn put(&self, mut src: impl Read, mut progress: impl FnMut(u64)) -> Result<(BlobId, u64)> {
+        self.put_dyn(&mut src, &mut progress)
+    }
+
+    /// [`BlobStore::put`] without generics, so the hashing and encryption loop is compiled
+    /// (and optimised) here rather than in whichever crate calls `put`.
+    pub fn put_dyn(
+        &self,
+        src: &mut dyn Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(BlobId, u64)> {
         let tmp_path = self.dir.join("tmp").join(hex::encode(seal::random::<12>()));
-        let res = self.put_inner(&mut src, &tmp_path, &mut progress);
+        let res = self.put_inner(src, &tmp_path, progress);
         if res.is_err() {
             let _ = fs::remove_file(&tmp_path);
         }
@@ -107,9 +117,9 @@ impl BlobStore {
 
     fn put_inner(
         &self,
-        src: &mut impl Read,
+        src: &mut dyn Read,
         tmp_path: &Path,
-        progress: &mut impl FnMut(u64),
+        progress: &mut dyn FnMut(u64),
     ) -> Result<(BlobId, u64)> {
         let file_nonce: [u8; 16] = seal::random();
         let mut header = Vec::with_capacity(HEADER);
@@ -194,6 +204,11 @@ impl BlobStore {
     /// Streams the verified plaintext of a blob into `dst`. Every chunk is authenticated before
     /// it is written; the whole-blob hash is checked at the end. Errors name the bad chunk.
     pub fn read_to(&self, id: &BlobId, dst: &mut impl Write) -> Result<u64> {
+        self.read_to_dyn(id, dst)
+    }
+
+    /// [`BlobStore::read_to`] without generics (see [`BlobStore::put_dyn`]).
+    pub fn read_to_dyn(&self, id: &BlobId, dst: &mut dyn Write) -> Result<u64> {
         let err = |reason: String| StoreError::Blob {
             id: id.to_hex(),
             reason,
