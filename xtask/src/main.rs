@@ -87,8 +87,16 @@ fn debian(pkgs: &[(&str, &str)]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    // ip and unshare: the mDNS test runs in its own network namespace.
-    debian(&[("ip", "iproute2"), ("unshare", "util-linux")])?;
+    // ip and unshare: the mDNS test runs in its own network namespace. The firmware fixtures
+    // are built with mkimage, mksquashfs and zip; extraction is tested with 7z and unsquashfs.
+    debian(&[
+        ("ip", "iproute2"),
+        ("unshare", "util-linux"),
+        ("mkimage", "u-boot-tools"),
+        ("mksquashfs", "squashfs-tools"),
+        ("7z", "p7zip-full"),
+        ("zip", "zip"),
+    ])?;
     run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -112,6 +120,26 @@ fn test() -> Result<()> {
 
 /// Runs the benchmark scenarios in release mode (see BENCHMARKS.md).
 fn bench(args: &[String]) -> Result<()> {
+    let scenarios = ["append", "commit", "blob", "replay", "sync", "firmware"];
+    let all = !args.iter().any(|a| scenarios.contains(&a.as_str()));
+    if all || args.iter().any(|a| a == "firmware") {
+        debian(&[
+            ("mkimage", "u-boot-tools"),
+            ("mksquashfs", "squashfs-tools"),
+            ("zip", "zip"),
+        ])?;
+        // The baseline: binwalk's own CLI, the same version as the library we link.
+        let have = Command::new("binwalk")
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("3.1.0"))
+            .unwrap_or(false);
+        if !have {
+            run(cargo()
+                .args(["install", "binwalk", "--version", "3.1.0", "--locked"])
+                .env("RUST_FONTCONFIG_DLOPEN", "1"))?;
+        }
+    }
     let mut c = cargo();
     c.args(["run", "--release", "-p", "cairn-bench", "--"])
         .args(args);

@@ -1,6 +1,7 @@
 //! Scenario benchmarks. `cargo xtask bench [events N]` prints Markdown rows for BENCHMARKS.md.
 //! Medians over repeated runs; git is measured in the same run as the baseline.
 
+mod firmware;
 mod sync;
 
 use anyhow::{Context, Result};
@@ -38,13 +39,20 @@ fn main() -> Result<()> {
         let what = args.get(2).context("replay-child DIR open|verify")?;
         return replay_child(Path::new(dir), what);
     }
+    if args.first().map(String::as_str) == Some("firmware-child") {
+        let usage = "firmware-child DIR IMAGE put|add";
+        let dir = args.get(1).context(usage)?;
+        let img = args.get(2).context(usage)?;
+        let what = args.get(3).context(usage)?;
+        return firmware::child(Path::new(dir), Path::new(img), what);
+    }
     let events: usize = args
         .iter()
         .position(|a| a == "events")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(100_000);
     // Scenario names given on the command line select scenarios; none selects all.
-    const SCENARIOS: [&str; 5] = ["append", "commit", "blob", "replay", "sync"];
+    const SCENARIOS: [&str; 6] = ["append", "commit", "blob", "replay", "sync", "firmware"];
     let chosen: Vec<&str> = SCENARIOS
         .into_iter()
         .filter(|s| args.iter().any(|a| a == s))
@@ -192,6 +200,9 @@ fn main() -> Result<()> {
     }
     if want("replay") {
         replay_scenario(root.as_path(), events)?;
+    }
+    if want("firmware") {
+        firmware::run(root.as_path())?;
     }
     Ok(())
 }
