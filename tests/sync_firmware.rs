@@ -73,19 +73,18 @@ async fn firmware_and_its_layout_sync_to_a_new_member() {
         .unwrap();
     assert_eq!(r.blobs_in, 1, "{r:?}");
     let theirs = alice.lock().projection().firmware(&fw_id).unwrap();
-    let b = bob.lock();
-    let mine = b.projection().firmware(&fw_id).unwrap();
-    assert_eq!(mine.record, theirs.record);
-    assert_eq!(
-        b.blobs().read(&mine.record.blob).unwrap(),
-        std::fs::read(&fx.v1.path).unwrap()
-    );
-    assert!(cairn_store::audit::verify_store(&b).unwrap().ok());
-    assert_eq!(
-        b.projection().state_hash(),
-        alice.lock().projection().state_hash()
-    );
-    drop(b);
+    let alice_hash = alice.lock().projection().state_hash();
+    {
+        let b = bob.lock();
+        let mine = b.projection().firmware(&fw_id).unwrap();
+        assert_eq!(mine.record, theirs.record);
+        assert_eq!(
+            b.blobs().read(&mine.record.blob).unwrap(),
+            std::fs::read(&fx.v1.path).unwrap()
+        );
+        assert!(cairn_store::audit::verify_store(&b).unwrap().ok());
+        assert_eq!(b.projection().state_hash(), alice_hash);
+    }
     na.shutdown().await;
     nb.shutdown().await;
 }
