@@ -9,7 +9,7 @@
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use cairn_core::BlobId;
@@ -127,50 +127,83 @@ impl BlobStore {
         header.push(VERSION);
         header.extend_from_slice(&(CHUNK as u32).to_le_bytes());
         header.extend_from_slice(&file_nonce);
-        let file = File::create(tmp_path).map_err(StoreError::io(tmp_path))?;
-        let mut out = BufWriter::with_capacity(CHUNK + TAG, file);
-        out.write_all(&header).map_err(StoreError::io(tmp_path))?;
+        let mut file = File::create(tmp_path).map_err(StoreError::io(tmp_path))?;
+        file.write_all(&header).map_err(StoreError::io(tmp_path))?;
         let cipher = XChaCha20Poly1305::new((&self.key).into());
         let mut hasher = blake3::Hasher::new();
-        let mut cur = vec![0u8; CHUNK];
-        let mut next = vec![0u8; CHUNK];
-        let mut n = fill(src, &mut cur).map_err(StoreError::io(tmp_path))?;
         let mut total = 0u64;
-        let mut i = 0u64;
-        loop {
-            let m = if n == CHUNK {
-                fill(src, &mut next).map_err(StoreError::io(tmp_path))?
-            } else {
-                0
+        // Two stages on two cores: this thread reads, hashes and encrypts chunk i while the
+        // writer thread writes chunk i-1. Buffers circulate (at most POOL), which bounds memory
+        // and gives back-pressure when the disk is the slower side.
+        const POOL: usize = 4;
+        let (to_writer, from_main) = std::sync::mpsc::sync_channel::<Vec<u8>>(POOL);
+        let (to_main, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+        let written = std::thread::scope(|s| -> Result<std::io::Result<File>> {
+            let writer = s.spawn(move || -> std::io::Result<File> {
+                for buf in from_main {
+                    file.write_all(&buf)?;
+                    let _ = to_main.send(buf);
+                }
+                Ok(file)
+            });
+            let mut made = 0;
+            let mut take = || -> Option<Vec<u8>> {
+                if made < POOL {
+                    made += 1;
+                    return Some(vec![0u8; CHUNK + TAG]);
+                }
+                returned.recv().ok()
             };
-            let last = m == 0;
-            let chunk = &mut cur[..n];
-            hasher.update(chunk);
-            let tag: Tag = cipher
-                .encrypt_inout_detached(
-                    &nonce(&file_nonce, i),
-                    &aad(&header, i, last),
-                    chunk.into(),
-                )
-                .map_err(|_| StoreError::Blob {
-                    id: "(new)".into(),
-                    reason: "encryption failed".into(),
-                })?;
-            out.write_all(chunk).map_err(StoreError::io(tmp_path))?;
-            out.write_all(&tag).map_err(StoreError::io(tmp_path))?;
-            total += n as u64;
-            progress(total);
-            if last {
-                break;
-            }
-            std::mem::swap(&mut cur, &mut next);
-            n = m;
-            i += 1;
-        }
-        let file = out.into_inner().map_err(|e| StoreError::Io {
-            path: tmp_path.into(),
-            source: e.into_error(),
+            let res = (|| -> Result<()> {
+                let Some(mut cur) = take() else { return Ok(()) };
+                cur.resize(CHUNK + TAG, 0);
+                let mut n = fill(src, &mut cur[..CHUNK]).map_err(StoreError::io(tmp_path))?;
+                let mut i = 0u64;
+                loop {
+                    let Some(mut next) = take() else { return Ok(()) };
+                    next.resize(CHUNK + TAG, 0);
+                    let m = if n == CHUNK {
+                        fill(src, &mut next[..CHUNK]).map_err(StoreError::io(tmp_path))?
+                    } else {
+                        0
+                    };
+                    let last = m == 0;
+                    let chunk = &mut cur[..n];
+                    hasher.update(chunk);
+                    let tag: Tag = cipher
+                        .encrypt_inout_detached(
+                            &nonce(&file_nonce, i),
+                            &aad(&header, i, last),
+                            chunk.into(),
+                        )
+                        .map_err(|_| StoreError::Blob {
+                            id: "(new)".into(),
+                            reason: "encryption failed".into(),
+                        })?;
+                    cur.truncate(n);
+                    cur.extend_from_slice(&tag);
+                    if to_writer.send(cur).is_err() {
+                        // The writer stopped on an error; joining it below reports it.
+                        return Ok(());
+                    }
+                    total += n as u64;
+                    progress(total);
+                    if last {
+                        return Ok(());
+                    }
+                    cur = next;
+                    n = m;
+                    i += 1;
+                }
+            })();
+            drop(to_writer);
+            let written = writer.join().map_err(|_| StoreError::Blob {
+                id: "(new)".into(),
+                reason: "the blob writer thread panicked".into(),
+            })?;
+            res.map(|()| written)
         })?;
+        let file = written.map_err(StoreError::io(tmp_path))?;
         file.sync_all().map_err(StoreError::io(tmp_path))?;
         drop(file);
         let id = BlobId(*hasher.finalize().as_bytes());
