@@ -49,6 +49,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `(name, offset)` of the identified parts in a `--json` firmware record.
+fn parts_of(v: &Value) -> Vec<(String, u64)> {
+    v["analysis"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] != "data")
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn add_show_diff_extract_and_verify() {
     let (ws, fx, tmp) = setup();
@@ -71,18 +87,7 @@ fn add_show_diff_extract_and_verify() {
     let id1 = v1["id"].as_str().unwrap().to_string();
     assert_eq!(v1["file_name"], "firmware-v1.bin");
     assert_eq!(v1["version"], "V1.0");
-    let parts: Vec<(String, u64)> = v1["analysis"]["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["name"] != "data")
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().into(),
-                r["offset"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let parts = parts_of(&v1);
     let want: Vec<(String, u64)> = fx
         .v1
         .parts
@@ -416,16 +421,10 @@ fn adding_a_1_gib_image_stays_under_256_mb() {
     assert!(out.status.success());
     let v = json(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(v["size"], 1u64 << 30);
-    let names: Vec<(&str, u64)> = v["analysis"]["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["name"] != "data")
-        .map(|r| (r["name"].as_str().unwrap(), r["offset"].as_u64().unwrap()))
-        .collect();
-    assert!(names.contains(&("zip", 600 << 20)), "{names:?}");
+    let names = parts_of(&v);
+    assert!(names.contains(&("zip".into(), 600 << 20)), "{names:?}");
     assert!(
-        names.contains(&("squashfs", fixtures::ROOTFS_AT)),
+        names.contains(&("squashfs".to_string(), fixtures::ROOTFS_AT)),
         "{names:?}"
     );
     // 256 MB = 250 000 KiB.

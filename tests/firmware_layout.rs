@@ -293,27 +293,41 @@ fn big_image(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     (p, data)
 }
 
-#[test]
-fn a_file_deleted_while_read_is_stored_whole_and_noted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, data) = big_image(dir.path());
-    let blobs = blob_store(dir.path());
+/// Adds the big image, calling `meddle(path)` once, after the first read.
+fn add_meddling(
+    dir: &Path,
+    meddle: impl FnOnce(&Path) + Send + 'static,
+) -> (
+    std::path::PathBuf,
+    Vec<u8>,
+    Result<cairn_firmware::Added, cairn_firmware::FirmwareError>,
+) {
+    let (path, data) = big_image(dir);
+    let blobs = blob_store(dir);
     let victim = path.clone();
-    let mut done = false;
-    let added = cairn_firmware::add(
+    let mut meddle = Some(meddle);
+    let res = cairn_firmware::add(
         &blobs,
         &Scanner::new().unwrap(),
         &path,
         &AddOptions::default(),
         |_| {},
         move |n| {
-            if n > 0 && !done {
-                done = true;
-                std::fs::remove_file(&victim).unwrap();
+            if n > 0
+                && let Some(m) = meddle.take()
+            {
+                m(&victim);
             }
         },
-    )
-    .unwrap();
+    );
+    (path, data, res)
+}
+
+#[test]
+fn a_file_deleted_while_read_is_stored_whole_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, data, res) = add_meddling(dir.path(), |p| std::fs::remove_file(p).unwrap());
+    let added = res.unwrap();
     assert!(!path.exists());
     assert_eq!(added.blob, cairn_core::BlobId::of(&data));
     assert_eq!(added.notes.len(), 1);
@@ -323,30 +337,15 @@ fn a_file_deleted_while_read_is_stored_whole_and_noted() {
 #[test]
 fn a_file_truncated_while_read_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, _) = big_image(dir.path());
-    let blobs = blob_store(dir.path());
-    let victim = path.clone();
-    let mut done = false;
-    let err = cairn_firmware::add(
-        &blobs,
-        &Scanner::new().unwrap(),
-        &path,
-        &AddOptions::default(),
-        |_| {},
-        move |n| {
-            if n > 0 && !done {
-                done = true;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&victim)
-                    .unwrap()
-                    .set_len(3 << 20)
-                    .unwrap();
-            }
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let (_, _, res) = add_meddling(dir.path(), |p| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(3 << 20)
+            .unwrap();
+    });
+    let err = res.unwrap_err().to_string();
     assert!(err.contains("shrank while being read"), "{err}");
     // No blob, no temp file.
     let leftovers: Vec<_> = walk(&dir.path().join("blobs"));

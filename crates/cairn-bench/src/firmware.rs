@@ -59,26 +59,12 @@ pub fn child(dir: &Path, img: &Path, what: &str) -> Result<()> {
 }
 
 fn run_child(dir: &Path, img: &Path, what: &str) -> Result<(f64, f64)> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("firmware-child")
-        .arg(dir)
-        .arg(img)
-        .arg(what)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "firmware child failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    match f[..] {
-        [secs, rss] => Ok((secs, rss)),
-        _ => anyhow::bail!("unexpected child output {line:?}"),
-    }
+    crate::child_figures(&[
+        "firmware-child".as_ref(),
+        dir.as_os_str(),
+        img.as_os_str(),
+        what.as_ref(),
+    ])
 }
 
 /// Runs the scenario; prints Markdown rows.

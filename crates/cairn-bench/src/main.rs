@@ -32,6 +32,27 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Runs this binary again with `args` (a `*-child` scenario) and parses the
+/// `seconds peak_rss_mb` line it prints, so each figure is that process's own.
+fn child_figures(args: &[&std::ffi::OsStr]) -> Result<(f64, f64)> {
+    let out = Command::new(std::env::current_exe()?).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{:?} child failed: {}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match f[..] {
+        [secs, rss] => Ok((secs, rss)),
+        _ => anyhow::bail!("unexpected child output {line:?}"),
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("replay-child") {
@@ -227,27 +248,8 @@ fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let child = |what: &str| -> Result<(f64, f64)> {
-        let out = Command::new(std::env::current_exe()?)
-            .arg("replay-child")
-            .arg(&dir)
-            .arg(what)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "replay child failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8_lossy(&out.stdout);
-        let f: Vec<f64> = line
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        match f[..] {
-            [secs, rss] => Ok((secs, rss)),
-            _ => anyhow::bail!("unexpected child output {line:?}"),
-        }
-    };
+    let child =
+        |what: &str| child_figures(&["replay-child".as_ref(), dir.as_os_str(), what.as_ref()]);
     // Three runs each; medians.
     let mut opens = Vec::new();
     let mut verifies = Vec::new();

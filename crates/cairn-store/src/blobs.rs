@@ -160,7 +160,9 @@ impl BlobStore {
                 let mut n = fill(src, &mut cur[..CHUNK]).map_err(StoreError::io(tmp_path))?;
                 let mut i = 0u64;
                 loop {
-                    let Some(mut next) = take() else { return Ok(()) };
+                    let Some(mut next) = take() else {
+                        return Ok(());
+                    };
                     next.resize(CHUNK + TAG, 0);
                     let m = if n == CHUNK {
                         fill(src, &mut next[..CHUNK]).map_err(StoreError::io(tmp_path))?
