@@ -85,6 +85,43 @@ async fn firmware_and_its_layout_sync_to_a_new_member() {
         assert!(cairn_store::audit::verify_store(&b).unwrap().ok());
         assert_eq!(b.projection().state_hash(), alice_hash);
     }
+    // A second image, pulled with a progress counter: it counts what actually arrived.
+    {
+        let mut a = alice.lock();
+        let asset = a.projection().firmware(&fw_id).unwrap().record.asset;
+        let added = cairn_firmware::add(
+            a.blobs(),
+            &Scanner::new().unwrap(),
+            &fx.v2.path,
+            &AddOptions::default(),
+            |_| {},
+            |_| {},
+        )
+        .unwrap();
+        let record = FirmwareRecord {
+            asset,
+            blob: added.blob,
+            size: added.size,
+            file_name: "firmware-v2.bin".into(),
+            version: None,
+            label: None,
+            analysis: added.analysis,
+        };
+        a.append(|w, p| w.add_firmware(p, record, 4_000)).unwrap();
+    }
+    let progress = cairn_sync::session::Progress::default();
+    let r = tokio::time::timeout(LIMIT, nb.sync_with_progress(&na.addr(), &progress))
+        .await
+        .unwrap()
+        .unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(r.events_in, 1, "{r:?}");
+    assert_eq!(progress.events_expected.load(Relaxed), 1);
+    assert_eq!(progress.events_in.load(Relaxed), 1);
+    assert_eq!(
+        progress.blob_bytes_in.load(Relaxed),
+        std::fs::metadata(&fx.v2.path).unwrap().len()
+    );
     na.shutdown().await;
     nb.shutdown().await;
 }

@@ -119,10 +119,11 @@ pub(crate) fn sync(
         None if all => None,
         None => bail!("name a peer (ID@IP:PORT), or use --all or --bundle FILE"),
     };
+    let progress = cairn_sync::session::Progress::default();
     let pass = async |node: &Node| -> Result<Vec<(String, Result<SyncReport, String>)>> {
         Ok(match &peer {
             Some(p) => {
-                let r = tokio::time::timeout(PASS_LIMIT, node.sync_with(p))
+                let r = tokio::time::timeout(PASS_LIMIT, node.sync_with_progress(p, &progress))
                     .await
                     .context("sync timed out")?;
                 if r.is_ok() {
@@ -131,26 +132,48 @@ pub(crate) fn sync(
                 vec![(p.id.short(), r.map_err(|e| e.to_string()))]
             }
             None => node
-                .sync_known()
+                .sync_known_with_progress(&progress)
                 .await
                 .into_iter()
                 .map(|(id, r)| (id.short(), r.map_err(|e| e.to_string())))
                 .collect(),
         })
     };
+    // A progress bar (on a terminal) fed by the session's counters while the pass runs.
+    let bar = crate::progress::items(0, "receiving events");
+    let watched = async |node: &Node| -> Result<Vec<(String, Result<SyncReport, String>)>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let work = pass(node);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tick.tick() => {
+                    bar.set_length(progress.events_expected.load(Relaxed));
+                    bar.set_position(progress.events_in.load(Relaxed));
+                    let bytes = progress.blob_bytes_in.load(Relaxed);
+                    if bytes > 0 {
+                        bar.set_message(format!("receiving events; files {} KiB", bytes >> 10));
+                    }
+                }
+            }
+        }
+    };
     let results = match ctx::node() {
         // Inside `cairn serve`: use its endpoint.
-        Some(n) => n.runtime.block_on(pass(&n.node))?,
+        Some(n) => n.runtime.block_on(watched(&n.node))?,
         None => {
             let store = cairn_sync::share(ctx::open(dir)?.into_owned()?);
             runtime()?.block_on(async {
                 let node = Node::bind(store, bind).await?;
-                let r = pass(&node).await;
+                let r = watched(&node).await;
                 node.shutdown().await;
                 r
             })?
         }
     };
+    bar.finish_and_clear();
     if json {
         // One named peer: its report (or error); `--all`: one entry per peer.
         let entry = |p: Option<&str>, r: &Result<SyncReport, String>| {

@@ -17,7 +17,7 @@ use iroh::{Endpoint, EndpointAddr, PublicKey, SecretKey};
 
 use crate::SyncError;
 use crate::join::{self, JOIN_ALPN, JoinHandler};
-use crate::session::{self, SharedStore, SyncReport};
+use crate::session::{self, Progress, SharedStore, SyncReport};
 use crate::ticket::{JoinRequest, Ticket};
 use cairn_core::domain::Role;
 use iroh_mdns_address_lookup::MdnsAddressLookup;
@@ -327,6 +327,15 @@ impl Node {
     /// One sync pass with `peer`. The peer must be a member, unless this device has not
     /// joined yet (then the address it was given is the one it trusts, as with a ticket).
     pub async fn sync_with(&self, peer: &PeerAddr) -> Result<SyncReport, SyncError> {
+        self.sync_with_progress(peer, &Progress::default()).await
+    }
+
+    /// [`Node::sync_with`], counting what arrives in `progress`.
+    pub async fn sync_with_progress(
+        &self,
+        peer: &PeerAddr,
+        progress: &Progress,
+    ) -> Result<SyncReport, SyncError> {
         let joined = session::lock(&self.store)
             .projection()
             .workspace()
@@ -343,7 +352,8 @@ impl Node {
             .open_bi()
             .await
             .map_err(|e| SyncError::Transport(e.to_string()))?;
-        let res = session::run(self.store.clone(), &mut recv, &mut send).await;
+        let res =
+            session::run_with_progress(self.store.clone(), &mut recv, &mut send, progress).await;
         // Initiator's close: end our stream, then wait for the responder's end, which it sends
         // only once it has read all of ours. Closing earlier could drop data still in flight.
         let res = match res {
@@ -364,6 +374,14 @@ impl Node {
     /// Syncs with every remembered peer and, with mDNS, every member found on the LAN; one
     /// pass, peers one after another. Failures are logged and reported, not fatal.
     pub async fn sync_known(&self) -> Vec<(DeviceId, Result<SyncReport, SyncError>)> {
+        self.sync_known_with_progress(&Progress::default()).await
+    }
+
+    /// [`Node::sync_known`], counting what arrives from all peers in `progress`.
+    pub async fn sync_known_with_progress(
+        &self,
+        progress: &Progress,
+    ) -> Vec<(DeviceId, Result<SyncReport, SyncError>)> {
         let me = device_of(&self.endpoint.id());
         let mut peers = known_peers(&session::lock(&self.store)).unwrap_or_default();
         if self.mdns.is_some()
@@ -380,9 +398,12 @@ impl Node {
         }
         let mut out = Vec::new();
         for p in peers.into_iter().filter(|p| p.id != me) {
-            let r = tokio::time::timeout(std::time::Duration::from_secs(600), self.sync_with(&p))
-                .await
-                .unwrap_or_else(|_| Err(SyncError::Transport("timed out".into())));
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(600),
+                self.sync_with_progress(&p, progress),
+            )
+            .await
+            .unwrap_or_else(|_| Err(SyncError::Transport("timed out".into())));
             match &r {
                 Ok(rep) if rep.events_in + rep.events_out + rep.blobs_in > 0 => {
                     tracing::info!(peer = %p.id.short(), events_in = rep.events_in,

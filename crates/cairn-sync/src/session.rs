@@ -11,6 +11,7 @@
 //! with a protocol error. Nothing partial is ever applied.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_core::{BlobId, DeviceId, WorkspaceId};
 use cairn_store::blobs::BlobStore;
@@ -95,8 +96,34 @@ enum Cmd {
     Serve(Vec<BlobId>),
 }
 
+/// Live counters of exchanges in progress, for a progress display. One `Progress` may follow
+/// several exchanges in turn (`cairn sync --all`): the counters add up.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events the peers' frontiers say they will send (known once each hello arrives).
+    pub events_expected: AtomicU64,
+    /// Events received so far.
+    pub events_in: AtomicU64,
+    /// Blob bytes received so far.
+    pub blob_bytes_in: AtomicU64,
+}
+
 /// Runs one exchange. `reader` and `writer` are the two halves of one bidirectional stream.
 pub async fn run<R, W>(store: SharedStore, reader: R, writer: W) -> Result<SyncReport, SyncError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    run_with_progress(store, reader, writer, &Progress::default()).await
+}
+
+/// [`run`], counting what arrives in `progress` as it arrives.
+pub async fn run_with_progress<R, W>(
+    store: SharedStore,
+    reader: R,
+    writer: W,
+    progress: &Progress,
+) -> Result<SyncReport, SyncError>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
@@ -104,13 +131,17 @@ where
     let (hello_tx, hello_rx) = oneshot::channel();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let out = send_half(store.clone(), writer, hello_rx, cmd_rx);
-    let inn = receive_half(store, reader, hello_tx, cmd_tx);
+    let inn = receive_half(store, reader, hello_tx, cmd_tx, progress);
     let ((events_out, blobs_out, sent_bytes, forks), mut report) = tokio::try_join!(out, inn)?;
     report.events_out = events_out;
     report.blobs_out = blobs_out;
     report.blob_bytes += sent_bytes;
     report.forks = forks;
     Ok(report)
+}
+
+fn frontier_of(store: &SharedStore) -> Vec<FrontierEntry> {
+    frontier(&lock(store))
 }
 
 fn frontier(store: &Store) -> Vec<FrontierEntry> {
@@ -307,6 +338,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
     mut r: R,
     hello_tx: oneshot::Sender<Vec<FrontierEntry>>,
     cmds: mpsc::Sender<Cmd>,
+    progress: &Progress,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let next = |f: Option<Frame>| f.ok_or_else(|| SyncError::Protocol("stream ended early".into()));
@@ -343,6 +375,18 @@ async fn receive_half<R: AsyncRead + Unpin>(
                 }
                 _ => {}
             }
+            // What the peer will send: its chain past our head, per author.
+            let mine = frontier_of(&store);
+            let theirs: std::collections::BTreeMap<DeviceId, u64> =
+                frontier.iter().map(|(a, s, _)| (*a, *s)).collect();
+            let expected: u64 = plan(&frontier, &mine)
+                .send_from
+                .iter()
+                .map(|(a, from)| theirs.get(a).map_or(0, |s| (s + 1).saturating_sub(*from)))
+                .sum();
+            progress
+                .events_expected
+                .fetch_add(expected, Ordering::Relaxed);
             let _ = hello_tx.send(frontier);
         }
         other => return Err(unexpected("Hello", &other)),
@@ -351,7 +395,9 @@ async fn receive_half<R: AsyncRead + Unpin>(
     loop {
         match next(wire::read_frame(&mut r).await?)? {
             Frame::Events(batch) => {
+                let n = batch.len() as u64;
                 let rep = lock(&store).ingest(batch)?;
+                progress.events_in.fetch_add(n, Ordering::Relaxed);
                 for (id, why) in &rep.rejected {
                     tracing::warn!(event = %id, reason = %why, "rejected event from peer (quarantined)");
                 }
@@ -404,6 +450,9 @@ async fn receive_half<R: AsyncRead + Unpin>(
                 }
                 if let Some(inc) = incoming.as_ref() {
                     report.blob_bytes += data.len() as u64;
+                    progress
+                        .blob_bytes_in
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     inc.tx
                         .send(data)
                         .await
