@@ -254,9 +254,7 @@ fn print_layout(f: &FirmwareView) {
     let runs = a.high_entropy_runs(f.record.size);
     for (off, len) in runs {
         let end = off + len;
-        let covered = a
-            .parts()
-            .any(|r| r.offset <= off && r.end() >= end && r.name != "data");
+        let covered = a.parts().any(|r| r.offset <= off && r.end() >= end);
         say!(
             "high entropy {:#010x}..{:#010x} ({}): {}",
             off,

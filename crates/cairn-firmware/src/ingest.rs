@@ -225,34 +225,22 @@ pub fn add(
 }
 
 /// Analyses an image read from `src` (known to hold `len` bytes) without storing it.
-pub fn analyse(scanner: &Scanner, mut src: impl Read, len: u64) -> Result<Analysis, FirmwareError> {
+pub fn analyse(scanner: &Scanner, src: impl Read, len: u64) -> Result<Analysis, FirmwareError> {
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
     std::thread::scope(|s| {
         let worker = s.spawn(move || analyse_stream(scanner, rx, len));
-        let mut sent = 0u64;
-        let res = loop {
-            let mut chunk = vec![0u8; 1 << 20];
-            match src.read(&mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    chunk.truncate(n);
-                    sent += n as u64;
-                    if tx.send(chunk).is_err() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
+        // The same tee as `add`, into nowhere: it feeds the scanner and checks the length.
+        let mut tee = Tee {
+            src,
+            tx: Some(tx),
+            read: 0,
+            expected: len,
+            observe: Box::new(|_| {}),
         };
-        drop(tx);
+        let res = std::io::copy(&mut tee, &mut std::io::sink());
+        drop(tee);
         let analysis = worker.join();
         res.map_err(|e| FirmwareError::Scanner(format!("reading the image: {e}")))?;
-        if sent != len {
-            return Err(FirmwareError::Scanner(format!(
-                "expected {len} bytes, read {sent}"
-            )));
-        }
         analysis.map_err(|_| FirmwareError::Scanner("the analysis thread panicked".into()))
     })
 }

@@ -548,14 +548,9 @@ impl Store {
 
     /// Blobs referenced by known versions and firmware images but not present here.
     pub fn missing_blobs(&self) -> Vec<cairn_core::BlobId> {
-        let p = &self.projection;
-        let mut out: Vec<_> = p
-            .asset_ids()
-            .flat_map(|a| {
-                let files = p.versions_of(a).into_iter().flat_map(|v| v.files);
-                let images = p.firmware_of(a).into_iter().map(|f| f.record.blob);
-                files.map(|f| f.blob).chain(images)
-            })
+        let mut out: Vec<_> = self
+            .projection
+            .referenced_blobs()
             .filter(|b| !self.blobs.contains(b))
             .collect();
         out.sort_unstable();

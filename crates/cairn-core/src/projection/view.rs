@@ -334,6 +334,16 @@ impl Projection {
         v
     }
 
+    /// Every blob an applied event references: version files and firmware images (with
+    /// repeats), without building views.
+    pub fn referenced_blobs(&self) -> impl Iterator<Item = crate::ids::BlobId> + '_ {
+        let files = self
+            .versions
+            .values()
+            .flat_map(|v| v.record.files.iter().map(|f| f.blob));
+        files.chain(self.firmware.values().map(|f| f.record.blob))
+    }
+
     /// Resolves a firmware id prefix across the workspace.
     pub fn resolve_firmware(&self, prefix: &str) -> PrefixMatch<EventId> {
         resolve_prefix(prefix, self.firmware.keys().copied(), |f| f.to_hex())
