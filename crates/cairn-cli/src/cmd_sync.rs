@@ -307,29 +307,61 @@ fn import_bundle(dir: &Path, path: &Path, json: bool) -> Result<()> {
 
 /// `cairn serve`: serves sync, keeps known peers in sync in the background, finds members on
 /// the LAN by mDNS, and runs other `cairn` commands for other processes (control socket).
-pub(crate) fn serve(dir: &Path, bind: SocketAddr, interval: Duration, mdns: bool) -> Result<()> {
+/// What `cairn serve` runs.
+pub(crate) struct ServeOpts {
+    pub(crate) sync_bind: SocketAddr,
+    pub(crate) interval: Duration,
+    pub(crate) mdns: bool,
+    pub(crate) http_port: u16,
+    pub(crate) web_dir: Option<std::path::PathBuf>,
+}
+
+pub(crate) fn serve(dir: &Path, opts: ServeOpts) -> Result<()> {
     let pass = ctx::passphrase()?;
     let store = cairn_sync::share(Store::open(dir, pass.as_bytes())?);
     let rt = runtime()?;
     rt.block_on(async {
-        let node = Arc::new(Node::start(store.clone(), NodeConfig { bind, mdns }).await?);
+        let node = Arc::new(
+            Node::start(
+                store.clone(),
+                NodeConfig {
+                    bind: opts.sync_bind,
+                    mdns: opts.mdns,
+                },
+            )
+            .await?,
+        );
+        let node_ctx = ctx::NodeCtx {
+            store: store.clone(),
+            node: node.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+        };
         #[cfg(unix)]
-        let socket = crate::control::listen(
-            dir,
-            ctx::NodeCtx {
-                store: store.clone(),
-                node: node.clone(),
-                runtime: tokio::runtime::Handle::current(),
-                cwd: std::env::current_dir().unwrap_or_default(),
-            },
-            &pass,
-        )?;
+        let socket = crate::control::listen(dir, node_ctx.clone(), &pass)?;
+        let status = crate::http_api::SyncStatus::default();
+        let token = crate::http_api::new_token();
+        let web_dir = crate::http_api::find_web_dir(opts.web_dir);
+        let http = crate::http_api::start(
+            node_ctx,
+            opts.http_port,
+            &token,
+            web_dir.clone(),
+            status.clone(),
+        )
+        .await?;
         say!("sync endpoint: {}", node.addr());
         say!("members can run `cairn sync {}`", node.addr());
         #[cfg(unix)]
         say!("other cairn commands run through {}", socket.display());
+        match &web_dir {
+            Some(w) => say!("web UI ({}):", w.display()),
+            None => say!("web UI not built (run `cargo xtask web`); the HTTP API is up:"),
+        }
+        say!("  http://{http}/?token={token}");
         let bg = {
             let node = node.clone();
+            let interval = opts.interval;
             tokio::spawn(async move {
                 let mut found = node.mdns().map(|m| m.subscribe());
                 let mut events = match found.take() {
@@ -337,7 +369,8 @@ pub(crate) fn serve(dir: &Path, bind: SocketAddr, interval: Duration, mdns: bool
                     None => None,
                 };
                 loop {
-                    node.sync_known().await;
+                    let results = node.sync_known().await;
+                    record_status(&node, &status, results);
                     // Sleep until the next round, or until mDNS finds a peer.
                     let wake = async {
                         match events.as_mut() {
@@ -366,4 +399,41 @@ pub(crate) fn serve(dir: &Path, bind: SocketAddr, interval: Duration, mdns: bool
         }
         Ok(())
     })
+}
+
+/// Keeps the UI's view of background sync: last attempt, last success and last error per peer.
+fn record_status(
+    node: &Node,
+    status: &crate::http_api::SyncStatus,
+    results: Vec<(
+        cairn_core::DeviceId,
+        Result<cairn_sync::SyncReport, cairn_sync::SyncError>,
+    )>,
+) {
+    let now = ctx::now_millis();
+    let names: Vec<String> = {
+        let s = node.store().lock();
+        results
+            .iter()
+            .map(|(id, _)| s.projection().device_name(id))
+            .collect()
+    };
+    let mut st = status.lock();
+    for ((peer, r), name) in results.into_iter().zip(names) {
+        let e = st.entry(peer.to_hex()).or_default();
+        e.peer = peer.to_hex();
+        e.name = name;
+        e.last_attempt_ms = now;
+        match r {
+            Ok(rep) => {
+                e.last_ok_ms = Some(now);
+                e.last_error = None;
+                e.events_in += rep.events_in;
+                e.events_out += rep.events_out;
+                e.blobs_in += rep.blobs_in;
+                e.forks = rep.forks.iter().map(|f| f.to_hex()).collect();
+            }
+            Err(err) => e.last_error = Some(err.to_string()),
+        }
+    }
 }

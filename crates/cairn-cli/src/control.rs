@@ -143,10 +143,18 @@ fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Has
         cwd: req.cwd,
         ..node
     };
+    let (code, out, err) = run_in_node(ctx, &req.argv);
+    reply(&mut s, code, &out, err.as_bytes())
+}
+
+/// Runs one `cairn` command line inside the node (its open store, the caller's `cwd`), with
+/// output captured: `(exit code, stdout, stderr)`. The control socket and the HTTP API's
+/// writes both come through here, so a command behaves the same from either.
+pub(crate) fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String) {
     // Parsed inside the node context, so relative paths resolve against the caller's cwd.
     let ((code, err), out) = crate::console::capture(|| {
         ctx::within_node(ctx, || {
-            match <crate::Cli as clap::Parser>::try_parse_from(&req.argv) {
+            match <crate::Cli as clap::Parser>::try_parse_from(argv) {
                 Ok(cli) if !cli.cmd.runs_in_node() => (
                     1,
                     "error: stop `cairn serve` before running this command\n".to_string(),
@@ -167,7 +175,7 @@ fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Has
             }
         })
     });
-    reply(&mut s, code, &out, err.as_bytes())
+    (code, out, err)
 }
 
 fn reply(s: &mut UnixStream, code: u8, out: &[u8], err: &[u8]) -> Result<()> {

@@ -16,6 +16,7 @@ mod control;
 mod ctx;
 mod demo;
 mod files;
+mod http_api;
 mod output;
 mod progress;
 
@@ -109,6 +110,12 @@ pub(crate) enum Cmd {
         /// Do not announce or discover on the LAN.
         #[arg(long)]
         no_mdns: bool,
+        /// Port of the web UI and HTTP API on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 7878)]
+        port: u16,
+        /// Directory of the built web UI (default: found beside the binary or in target/web).
+        #[arg(long, value_parser = ctx::user_path)]
+        web_dir: Option<PathBuf>,
     },
     /// Register, list, show and edit assets.
     #[command(subcommand)]
@@ -265,14 +272,20 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             sync_bind,
             interval,
             no_mdns,
+            port,
+            web_dir,
         } => {
             let ms =
                 cairn_sync::ticket::parse_duration_ms(&interval).map_err(anyhow::Error::msg)?;
             cmd_sync::serve(
                 &dir,
-                sync_bind,
-                std::time::Duration::from_millis(ms),
-                !no_mdns,
+                cmd_sync::ServeOpts {
+                    sync_bind,
+                    interval: std::time::Duration::from_millis(ms),
+                    mdns: !no_mdns,
+                    http_port: port,
+                    web_dir,
+                },
             )
         }
         Cmd::Asset(c) => cmd_asset::run(&dir, c),

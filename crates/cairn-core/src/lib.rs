@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod body;
+pub mod bundle;
 pub mod docs;
 pub mod domain;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod kind;
 pub mod merge;
 pub mod projection;
+pub mod record;
 pub mod writer;
 
 pub use event::{Envelope, Event};

@@ -7,12 +7,13 @@
 
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use cairn_core::body::Body;
+use cairn_core::bundle::{MAGIC as BUNDLE_MAGIC, VERSION as BUNDLE_VERSION};
 use cairn_core::event::verify_signatures;
 use cairn_core::projection::Projection;
+pub use cairn_core::record::Record;
 use cairn_core::{BlobId, DeviceId, Event, EventId, Verdict};
 
 use crate::error::{Result, StoreError};
@@ -477,55 +478,6 @@ pub fn verify_store(store: &Store) -> Result<Report> {
     Ok(rep)
 }
 
-/// One audit record.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Record {
-    /// Claimed time (RFC 3339).
-    pub timestamp: String,
-    /// Device key (short hex).
-    pub device: String,
-    /// Device display name.
-    pub user: String,
-    /// Category.
-    pub category: String,
-    /// Event kind.
-    pub kind: String,
-    /// Event id (full hex).
-    pub event: String,
-    /// What it concerns.
-    pub subject: String,
-    /// `applied`, `excluded`, `rejected: …` or `applied (flagged: …)`.
-    pub result: String,
-}
-
-fn subject(p: &Projection, e: &Event) -> String {
-    match e.body() {
-        Ok(Body::Genesis(g)) => format!("workspace {:?}", g.name),
-        Ok(Body::Member(m)) => format!("device {} ({}, {})", m.device.short(), m.name, m.role),
-        Ok(b) => match b.asset() {
-            Some(a) => {
-                let name = p
-                    .asset(&a)
-                    .map(|v| v.name().to_string())
-                    .unwrap_or_else(|| a.short());
-                match &b {
-                    Body::Version(v) => format!("{name} @{} {:?}", v.branch, v.message),
-                    Body::Branch(br) => format!("{name} branch {}", br.name),
-                    Body::Restore(r) => format!("{name} {} -> {}", r.version.short(), r.target),
-                    Body::Drift(d) => format!(
-                        "{name} vs {}: {} difference(s)",
-                        d.golden.short(),
-                        d.changes.len()
-                    ),
-                    _ => name,
-                }
-            }
-            None => "workspace".into(),
-        },
-        Err(err) => format!("(undecodable body: {err})"),
-    }
-}
-
 /// Audit records for the log and the quarantine, oldest first.
 pub fn records(store: &Store) -> Result<Vec<Record>> {
     let p = store.projection();
@@ -541,11 +493,11 @@ pub fn records(store: &Store) -> Result<Vec<Record>> {
                 r.short()
             );
         }
-        out.push(record(p, &e, result));
+        out.push(Record::of(p, &e, result));
     }
     for (id, q) in store.quarantine()? {
         match Event::decode(q.bytes) {
-            Ok(e) => out.push(record(p, &e, format!("rejected: {}", q.reason))),
+            Ok(e) => out.push(Record::of(p, &e, format!("rejected: {}", q.reason))),
             Err(_) => out.push(Record {
                 timestamp: String::new(),
                 device: String::new(),
@@ -561,22 +513,6 @@ pub fn records(store: &Store) -> Result<Vec<Record>> {
     out.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
     Ok(out)
 }
-
-fn record(p: &Projection, e: &Event, result: String) -> Record {
-    Record {
-        timestamp: e.time().to_rfc3339(),
-        device: e.author().short(),
-        user: p.device_name(&e.author()),
-        category: e.kind().category().into(),
-        kind: e.kind().label().into(),
-        event: e.id().to_hex(),
-        subject: subject(p, e),
-        result,
-    }
-}
-
-const BUNDLE_MAGIC: &[u8; 8] = b"CAIRNAUD";
-const BUNDLE_VERSION: u8 = 1;
 
 fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> std::io::Result<()> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
@@ -602,7 +538,7 @@ pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usi
         let n = log.len();
         let mut blobs = std::collections::BTreeMap::new();
         for e in &log {
-            frame(&mut w, 1, &[&e.bytes]).map_err(io(&tmp))?;
+            frame(&mut w, cairn_core::bundle::TAG_EVENT, &[&e.bytes]).map_err(io(&tmp))?;
             if with_blobs
                 && let Ok(ev) = Event::decode(e.bytes.clone())
                 && let Ok(body) = ev.body()
@@ -614,12 +550,13 @@ pub fn export_bundle(store: &Store, path: &Path, with_blobs: bool) -> Result<usi
             let b = postcard::to_allocvec(&q).map_err(|e| StoreError::Corrupt {
                 what: e.to_string(),
             })?;
-            frame(&mut w, 2, &[&b]).map_err(io(&tmp))?;
+            frame(&mut w, cairn_core::bundle::TAG_QUARANTINED, &[&b]).map_err(io(&tmp))?;
         }
         // Streamed: a firmware image need not fit in memory. The event states the size; a
         // blob whose content disagrees fails its hash check and aborts the export.
         for (b, size) in blobs {
-            w.write_all(&[3]).map_err(io(&tmp))?;
+            w.write_all(&[cairn_core::bundle::TAG_BLOB])
+                .map_err(io(&tmp))?;
             w.write_all(&(32 + size).to_le_bytes()).map_err(io(&tmp))?;
             w.write_all(&b.0).map_err(io(&tmp))?;
             let n = store.blobs().read_to(&b, &mut w)?;
@@ -655,56 +592,23 @@ pub struct Bundle {
     pub blobs: HashMap<BlobId, Vec<u8>>,
 }
 
-/// Reads a bundle, with a clear error for anything malformed.
+/// Reads a bundle, with a clear error for anything malformed (the format is parsed by
+/// [`cairn_core::bundle`], which the browser UI uses too).
 pub fn read_bundle(path: &Path) -> Result<Bundle> {
-    let f = std::fs::File::open(path).map_err(StoreError::io(path))?;
-    let size = f.metadata().map_err(StoreError::io(path))?.len();
-    let mut r = BufReader::new(f);
+    let bytes = std::fs::read(path).map_err(StoreError::io(path))?;
     let bad = |what: String| StoreError::Corrupt {
         what: format!("bundle {}: {what}", path.display()),
     };
-    let mut head = [0u8; 9];
-    r.read_exact(&mut head)
-        .map_err(|_| bad("too short".into()))?;
-    if &head[..8] != BUNDLE_MAGIC || head[8] != BUNDLE_VERSION {
-        return Err(bad("not a Cairn audit bundle (bad magic or version)".into()));
-    }
-    let mut b = Bundle::default();
-    loop {
-        let mut th = [0u8; 9];
-        match r.read(&mut th[..1]) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                return Err(StoreError::Io {
-                    path: path.into(),
-                    source: e,
-                });
-            }
-        }
-        r.read_exact(&mut th[1..])
-            .map_err(|_| bad("truncated frame header".into()))?;
-        let len = u64::from_le_bytes([th[1], th[2], th[3], th[4], th[5], th[6], th[7], th[8]]);
-        if len > size {
-            return Err(bad(format!("frame of {len} bytes is longer than the file")));
-        }
-        let mut data = vec![0u8; len as usize];
-        r.read_exact(&mut data)
-            .map_err(|_| bad("truncated frame".into()))?;
-        match th[0] {
-            1 => b.events.push(data),
-            2 => b.quarantined.push(
-                postcard::from_bytes(&data).map_err(|e| bad(format!("quarantine frame: {e}")))?,
-            ),
-            3 if data.len() >= 32 => {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&data[..32]);
-                b.blobs.insert(BlobId(id), data[32..].to_vec());
-            }
-            t => return Err(bad(format!("unknown frame tag {t}"))),
-        }
-    }
-    Ok(b)
+    let p = cairn_core::bundle::parse(&bytes).map_err(|e| bad(e.0))?;
+    Ok(Bundle {
+        events: p.events.iter().map(|e| e.to_vec()).collect(),
+        quarantined: p
+            .quarantined
+            .iter()
+            .map(|q| postcard::from_bytes(q).map_err(|e| bad(format!("quarantine frame: {e}"))))
+            .collect::<Result<_>>()?,
+        blobs: p.blobs.iter().map(|(id, b)| (*id, b.to_vec())).collect(),
+    })
 }
 
 /// Verifies a bundle with no access to any workspace. Blobs absent from the bundle are not

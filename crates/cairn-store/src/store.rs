@@ -450,6 +450,31 @@ impl Store {
         self.scan_log(true, f)
     }
 
+    /// One page of the log in local order: up to `limit` events at positions after `after`
+    /// (`None`: from the start), each with its position, for a feed that resumes by cursor.
+    /// Cost O(limit + log(n)).
+    pub fn log_page(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let t = r.open_table(LOG).map_err(dbe!(self))?;
+        let range = match after {
+            Some(a) => t.range(a.saturating_add(1)..),
+            None => t.range(0..),
+        }
+        .map_err(dbe!(self))?;
+        let mut out = Vec::with_capacity(limit.min(LOG_BATCH));
+        for row in range.take(limit) {
+            let (k, v) = row.map_err(dbe!(self))?;
+            let local = k.value();
+            let bytes =
+                self.open_log_value(local, v.value())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("log entry {local} fails authentication"),
+                    })?;
+            out.push((local, bytes));
+        }
+        Ok(out)
+    }
+
     /// Number of events in the log (O(1)).
     pub fn log_len(&self) -> Result<u64> {
         let r = self.db.begin_read().map_err(dbe!(self))?;
