@@ -32,7 +32,8 @@ fn main() -> Result<()> {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
-        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…]"),
+        Some("web") => web().map(|_| ()),
+        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web"),
     }
 }
 
@@ -59,6 +60,64 @@ fn demo(args: &[String]) -> Result<()> {
             "CAIRN_PASSPHRASE",
             std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| "demo".into()),
         ))
+}
+
+/// The wasm-bindgen version this xtask links; the web crate must lock the same one.
+const WASM_BINDGEN: &str = "0.2.130";
+
+/// Builds the web UI into `target/web`: the Leptos app for wasm32, its JS glue generated
+/// in-process by wasm-bindgen (no downloaded binary), and the static files. Returns the
+/// directory.
+fn web() -> Result<PathBuf> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let locked = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"wasm-bindgen\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_string());
+    if locked.as_deref() != Some(WASM_BINDGEN) {
+        bail!(
+            "Cargo.lock has wasm-bindgen {locked:?} but xtask links wasm-bindgen-cli-support \
+             {WASM_BINDGEN}; make them equal"
+        );
+    }
+    run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "cairn-web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "web",
+    ]))?;
+    let wasm = root().join("target/wasm32-unknown-unknown/web/cairn-web.wasm");
+    let out = root().join("target/web");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
+    }
+    let mut b = wasm_bindgen_cli_support::Bindgen::new();
+    b.input_path(&wasm)
+        .web(true)?
+        .typescript(false)
+        .out_name("app");
+    b.generate(&out)
+        .with_context(|| format!("generating the JS glue for {}", wasm.display()))?;
+    for f in ["index.html", "style.css"] {
+        std::fs::copy(root().join("web").join(f), out.join(f))
+            .with_context(|| format!("copying web/{f}"))?;
+    }
+    let bytes = std::fs::read(out.join("app_bg.wasm"))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &bytes)?;
+    let gz = gz.finish()?;
+    eprintln!(
+        "web UI built in {}: app_bg.wasm {} KiB, {} KiB gzipped",
+        out.display(),
+        bytes.len() / 1024,
+        gz.len() / 1024
+    );
+    Ok(out)
 }
 
 /// Everything CI checks: toolchain pieces, format, lints, the wasm build of the core, tests.

@@ -10,7 +10,7 @@ use crate::hlc::Hlc;
 use crate::ids::{AssetId, DeviceId, EventId, PrefixMatch, VersionId, resolve_prefix};
 
 /// A member device as the state shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberView {
     /// Device key.
     pub device: DeviceId,
@@ -29,7 +29,7 @@ pub struct MemberView {
 }
 
 /// A branch of an asset.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BranchView {
     /// Name.
     pub name: String,
@@ -49,7 +49,7 @@ impl BranchView {
 }
 
 /// Latest drift check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DriftView {
     /// The recording event.
     pub event: EventId,
@@ -64,7 +64,7 @@ pub struct DriftView {
 }
 
 /// An asset with everything the CLI and UI show about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AssetView {
     /// Asset id.
     pub id: AssetId,
@@ -97,7 +97,7 @@ impl AssetView {
 }
 
 /// A configuration version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionView {
     /// Version id (= event id).
     pub id: VersionId,
@@ -120,7 +120,7 @@ pub struct VersionView {
 }
 
 /// A firmware image and its analysis.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirmwareView {
     /// Firmware id (= event id).
     pub id: EventId,
