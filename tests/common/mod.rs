@@ -115,6 +115,12 @@ impl Ws {
     /// Starts `cairn serve` on an ephemeral loopback port, without mDNS and background rounds;
     /// returns it and its printed `ID@ADDR`.
     pub fn serve(&self) -> (Child, String) {
+        let (child, addr, _) = self.serve_web();
+        (child, addr)
+    }
+
+    /// [`Ws::serve`], also returning the web UI's URL (`http://127.0.0.1:PORT/?token=T`).
+    pub fn serve_web(&self) -> (Child, String, String) {
         use std::io::{BufRead, BufReader};
         let mut child = self
             .cmd()
@@ -122,6 +128,8 @@ impl Ws {
                 "serve",
                 "--sync-bind",
                 "127.0.0.1:0",
+                "--port",
+                "0",
                 "--no-mdns",
                 "--interval",
                 "1h",
@@ -134,16 +142,20 @@ impl Ws {
         let server = Child(child);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut addr = None;
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(a) = line.strip_prefix("sync endpoint: ") {
-                    let _ = tx.send(a.to_string());
+                    addr = Some(a.to_string());
+                }
+                if let (Some(u), Some(a)) = (line.trim().strip_prefix("http://"), &addr) {
+                    let _ = tx.send((a.clone(), format!("http://{u}")));
                 }
             }
         });
-        let addr = rx
+        let (addr, url) = rx
             .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("serve printed its endpoint");
-        (server, addr)
+            .expect("serve printed its endpoints");
+        (server, addr, url)
     }
 
     /// `cairn join` without a ticket: a fresh device; returns the id it printed.

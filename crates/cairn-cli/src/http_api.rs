@@ -166,6 +166,21 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// A JSON request body; a malformed one is answered like every other API error, as
+/// `{"error": "..."}` with the extractor's 4xx status.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(error(e.status(), e.body_text())),
+        }
+    }
+}
+
 /// Host and Origin checks (see the module docs).
 async fn guard(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
     let h = req.headers();
@@ -442,7 +457,7 @@ struct NewAsset {
     tags: BTreeMap<String, String>,
 }
 
-async fn asset_add(State(api): State<Arc<Api>>, axum::Json(a): axum::Json<NewAsset>) -> Response {
+async fn asset_add(State(api): State<Arc<Api>>, JsonBody(a): JsonBody<NewAsset>) -> Response {
     let mut args = vec![
         "asset".into(),
         "add".into(),
@@ -471,7 +486,7 @@ struct Fields {
 async fn asset_set(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
-    axum::Json(f): axum::Json<Fields>,
+    JsonBody(f): JsonBody<Fields>,
 ) -> Response {
     if f.fields.is_empty() {
         return error(StatusCode::BAD_REQUEST, "no fields to set");
@@ -491,7 +506,7 @@ struct Resolve {
 async fn asset_resolve(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
-    axum::Json(r): axum::Json<Resolve>,
+    JsonBody(r): JsonBody<Resolve>,
 ) -> Response {
     let args = vec![
         "asset".into(),
@@ -513,7 +528,7 @@ struct Golden {
 async fn golden_set(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
-    axum::Json(g): axum::Json<Golden>,
+    JsonBody(g): JsonBody<Golden>,
 ) -> Response {
     let args = vec!["golden".into(), "set".into(), "--".into(), asset, g.version];
     command(&api, args).await
@@ -529,7 +544,7 @@ struct NewBranch {
 async fn branch_create(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
-    axum::Json(b): axum::Json<NewBranch>,
+    JsonBody(b): JsonBody<NewBranch>,
 ) -> Response {
     let args = vec![
         "branch".into(),
@@ -557,7 +572,7 @@ struct Merge {
 async fn merge(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
-    axum::Json(m): axum::Json<Merge>,
+    JsonBody(m): JsonBody<Merge>,
 ) -> Response {
     let mut args = vec!["merge".into(), flag("into", &m.into)];
     if let Some(msg) = m.message.filter(|s| !s.is_empty()) {
