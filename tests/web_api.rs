@@ -1,6 +1,7 @@
 //! The local node's HTTP API, against the real `cairn serve` on loopback: the token, Host and
 //! Origin guards; the raw signed-event feed; blobs; live updates; and writes signed by the
 //! node, with bad input refused and nothing written.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 

@@ -321,7 +321,7 @@ fn App() -> impl IntoView {
     let page = move || {
         let r = u.route.get();
         let path = r.split_once('?').map_or(r.as_str(), |(p, _)| p);
-        let view = match path {
+        match path {
             "/" => pages::overview::Overview().into_any(),
             "/assets" => pages::assets::Assets().into_any(),
             "/audit" => pages::audit::Audit().into_any(),
@@ -334,8 +334,7 @@ fn App() -> impl IntoView {
                 }
                 None => view! { <p>"No such page."</p> }.into_any(),
             },
-        };
-        view
+        }
     };
     view! {
         <widgets::TopBar/>

@@ -139,7 +139,7 @@ fn TimeTravel() -> impl IntoView {
                 let lo = lo.millis;
                 let hi = hi.millis;
                 view! {
-                    <input type="range" data-testid="time-travel" min=lo.to_string() max=hi.to_string() step="1000" value=hi.to_string()
+                    <input type="range" data-testid="time-travel" min=lo.to_string() max=hi.to_string() step="1" value=hi.to_string()
                         title="time travel: show the estate as it was"
                         prop:value=move || u.at.get().unwrap_or(hi).to_string()
                         on:change=move |ev| {

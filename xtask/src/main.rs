@@ -174,7 +174,37 @@ fn test() -> Result<()> {
         "--target",
         "wasm32-unknown-unknown",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "cairn-web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    browser_tests()
+}
+
+/// The web UI in real headless Chromium (Debian's), driven by npm playwright-core, against
+/// the demo workspace served by the `cairn` binary the tests just built.
+fn browser_tests() -> Result<()> {
+    debian(&[("chromium", "chromium")])?;
+    let web = web()?;
+    let e2e = root().join("web/e2e");
+    if !e2e.join("node_modules/playwright-core").is_dir() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&e2e))?;
+    }
+    run(Command::new("node")
+        .args(["--test", "--test-concurrency=1", "."])
+        .current_dir(&e2e)
+        .env("CAIRN_BIN", root().join("target/debug/cairn"))
+        .env("CAIRN_WEB_DIR", &web)
+        .env("CAIRN_ARTIFACTS", root().join("target/e2e-artifacts")))
 }
 
 /// Runs the benchmark scenarios in release mode (see BENCHMARKS.md).

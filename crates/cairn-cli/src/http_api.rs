@@ -93,12 +93,9 @@ pub(crate) fn find_web_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
         .chain(std::iter::once(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web"),
         ));
-    for c in candidates {
-        if c.join("index.html").is_file() {
-            return Some(c);
-        }
-    }
-    None
+    candidates
+        .into_iter()
+        .find(|c| c.join("index.html").is_file())
 }
 
 /// Binds `127.0.0.1:port` and serves until the runtime stops. Returns the bound address.
