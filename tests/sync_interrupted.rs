@@ -32,6 +32,7 @@ fn a_killed_sync_resumes_without_duplicates_or_partial_events() {
                 events: EVENTS,
                 versions: 8,
                 blob_size: 1 << 20,
+                assets: 0,
             },
         )
         .unwrap();

@@ -47,6 +47,11 @@ async fn fetch(path: &str, init: &RequestInit) -> Result<Response, String> {
         .await
         .map_err(err)?;
     let resp: Response = resp.dyn_into().map_err(err)?;
+    checked(resp).await
+}
+
+/// The response if it is a success, else the API's error message.
+async fn checked(resp: Response) -> Result<Response, String> {
     if resp.ok() {
         return Ok(resp);
     }
@@ -127,13 +132,30 @@ pub fn parse_page(b: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, String> {
     Ok(out)
 }
 
-/// The next page of the feed after `cursor` (empty when up to date).
-pub async fn events_after(cursor: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>, String> {
+/// A feed page on its way: the request is sent when this is made, so the next page travels
+/// while the current one is projected.
+pub struct PageRequest(js_sys::Promise);
+
+/// Requests the next page of the feed after `cursor` (empty when up to date).
+pub fn request_events_after(cursor: Option<u64>) -> Result<PageRequest, String> {
     let path = match cursor {
         Some(c) => format!("/api/events?after={c}&limit={PAGE}"),
         None => format!("/api/events?limit={PAGE}"),
     };
-    parse_page(&get_bytes(&path).await?)
+    let w = web_sys::window().ok_or("no window")?;
+    Ok(PageRequest(
+        w.fetch_with_str_and_init(&path, &auth_init("GET")?),
+    ))
+}
+
+impl PageRequest {
+    /// Waits for the page.
+    pub async fn page(self) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        let resp = JsFuture::from(self.0).await.map_err(err)?;
+        let resp: Response = resp.dyn_into().map_err(err)?;
+        let resp = checked(resp).await?;
+        parse_page(&bytes_of(resp).await?)
+    }
 }
 
 /// A blob's plaintext.

@@ -45,8 +45,10 @@ pub struct Ui {
     pub loaded: RwSignal<Option<Result<(), String>>>,
     /// Where the events come from.
     pub source: RwSignal<Source>,
-    /// Time from start to the first interactive render of the events, in ms.
+    /// Time from start until the whole log was fetched and projected, in ms.
     pub ready_ms: RwSignal<Option<f64>>,
+    /// Events fetched and projected, of how many the node holds.
+    pub fetched: RwSignal<(usize, usize)>,
 }
 
 /// The UI's signals, from any component.
@@ -69,6 +71,7 @@ fn new_ui() -> Ui {
         loaded: RwSignal::new(None),
         source: RwSignal::new(Source::Node),
         ready_ms: RwSignal::new(None),
+        fetched: RwSignal::new((0, 0)),
     }
 }
 
@@ -137,23 +140,53 @@ fn now_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Fetches every page after the cursor and projects it.
+/// Fetches every page after the cursor and projects it, the next page travelling while the
+/// current one is projected. The first page makes the estate usable (`loaded`); the header
+/// shows how much of the log is in.
 async fn pull(u: Ui) -> Result<usize, String> {
     let mut n = 0;
+    let mut next = api::request_events_after(estate::with(|e| e.cursor))?;
     loop {
-        let cursor = estate::with(|e| e.cursor);
-        let page = api::events_after(cursor).await?;
+        let page = next.page().await?;
         if page.is_empty() {
             break;
         }
+        let last = page.last().map(|(pos, _)| *pos);
+        next = api::request_events_after(last)?;
         n += page.len();
         estate::with_mut(|e| e.add_raw(page));
-        u.rev.update(|r| *r += 1);
+        u.fetched.update(|(got, total)| {
+            *got = estate::with(|e| e.events.len());
+            *total = (*total).max(*got);
+        });
+        // The first page makes the estate usable at once; later pages re-render only at the
+        // end (re-deriving 10^4 rows per page would double the load time), while the header
+        // counts them in.
+        if u.loaded.get_untracked().is_none() {
+            u.loaded.set(Some(Ok(())));
+            u.rev.update(|r| *r += 1);
+        }
+        // Let the page paint (and the user type) before projecting the next one.
+        yield_now().await;
     }
     if n > 0 {
+        u.rev.update(|r| *r += 1);
         schedule_verify(u);
     }
     Ok(n)
+}
+
+/// Gives the browser a turn (rendering, input) between slices of work.
+async fn yield_now() {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        set_timeout(
+            move || {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            },
+            Duration::from_millis(0),
+        );
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
 }
 
 thread_local! {
@@ -189,6 +222,11 @@ fn schedule_verify(u: Ui) {
 fn start_node(u: Ui) {
     let t0 = now_ms();
     spawn_local(async move {
+        if let Ok(info) = api::get_json("/api/info").await
+            && let Some(total) = info.get("events").and_then(|v| v.as_u64())
+        {
+            u.fetched.set((0, total as usize));
+        }
         match pull(u).await {
             Ok(_) => {
                 u.loaded.set(Some(Ok(())));

@@ -65,6 +65,17 @@ pub fn TopBar() -> impl IntoView {
         estate::with(|e| e.proj.workspace_name())
     };
     let progress = move || {
+        let (got, of) = u.fetched.get();
+        if got < of {
+            let pct = got as f64 * 100.0 / of as f64;
+            return view! {
+                <span data-testid="load-status" class="badge b-warn" title="the list fills in as the log arrives; records are unverified until checked">
+                    "loading log " {format!("{got}/{of}")} " "
+                    <span class="progress"><div style=format!("width:{pct:.0}%")></div></span>
+                </span>
+            }
+            .into_any();
+        }
         let (done, total) = u.progress.get();
         let all = estate::with(|e| e.events.len());
         let total = total.max(all);

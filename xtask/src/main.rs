@@ -207,8 +207,60 @@ fn browser_tests() -> Result<()> {
         .env("CAIRN_ARTIFACTS", root().join("target/e2e-artifacts")))
 }
 
+/// The UI benchmark: headless Chromium navigating to the asset list of the demo estate and
+/// of a synthetic one with 10^4 assets and 10^5 events (see web/e2e/bench.mjs).
+fn bench_ui() -> Result<()> {
+    debian(&[("chromium", "chromium")])?;
+    let web = web()?;
+    run(cargo().args(["build", "--release", "-p", "cairn-cli", "-p", "cairn-bench"]))?;
+    let e2e = root().join("web/e2e");
+    if !e2e.join("node_modules/playwright-core").is_dir() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&e2e))?;
+    }
+    let tmp = std::env::temp_dir().join(format!("cairn-ui-bench-{}", std::process::id()));
+    let demo = tmp.join("demo");
+    let big = tmp.join("big");
+    let bin = root().join("target/release/cairn");
+    run(Command::new(&bin)
+        .arg("--data-dir")
+        .arg(&demo)
+        .arg("demo")
+        .env("CAIRN_PASSPHRASE", "demo"))?;
+    let demo_assets = Command::new(&bin)
+        .arg("--data-dir")
+        .arg(&demo)
+        .args(["asset", "list", "--json"])
+        .env("CAIRN_PASSPHRASE", "demo")
+        .output()?;
+    let demo_assets = String::from_utf8_lossy(&demo_assets.stdout)
+        .matches("\"created_by\"")
+        .count();
+    let (events, assets) = ("100000", "10000");
+    run(Command::new(root().join("target/release/cairn-bench"))
+        .arg("ui-workspace")
+        .arg(&big)
+        .args([events, assets]))?;
+    let res = run(Command::new("node")
+        .arg("bench.mjs")
+        .current_dir(&e2e)
+        .env("CAIRN_BIN", &bin)
+        .env("CAIRN_WEB_DIR", &web)
+        .env("DEMO_DIR", &demo)
+        .env("DEMO_ASSETS", demo_assets.to_string())
+        .env("BIG_DIR", &big)
+        .env("BIG_EVENTS", events)
+        .env("BIG_ASSETS", assets));
+    let _ = std::fs::remove_dir_all(&tmp);
+    res
+}
+
 /// Runs the benchmark scenarios in release mode (see BENCHMARKS.md).
 fn bench(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "ui") {
+        return bench_ui();
+    }
     let scenarios = ["append", "commit", "blob", "replay", "sync", "firmware"];
     let all = !args.iter().any(|a| scenarios.contains(&a.as_str()));
     if all || args.iter().any(|a| a == "firmware") {

@@ -67,6 +67,26 @@ fn main() -> Result<()> {
         let what = args.get(3).context(usage)?;
         return firmware::child(Path::new(dir), Path::new(img), what);
     }
+    if args.first().map(String::as_str) == Some("ui-workspace") {
+        // For the UI benchmark (`cargo xtask bench ui`): a workspace `cairn serve` opens with
+        // the passphrase "pw".
+        let usage = "ui-workspace DIR EVENTS ASSETS";
+        let dir = args.get(1).context(usage)?;
+        let events: usize = args.get(2).context(usage)?.parse()?;
+        let assets: usize = args.get(3).context(usage)?.parse()?;
+        let mut store = Store::init_with_cost(Path::new(dir), b"pw", "Bench", "bench", 1, CHEAP)?;
+        let n = 1 + cairn_store::synthetic::extend(
+            &mut store,
+            cairn_store::synthetic::Shape {
+                events: events.saturating_sub(1),
+                versions: 0,
+                blob_size: 0,
+                assets,
+            },
+        )?;
+        eprintln!("{dir}: {n} events, {assets} assets");
+        return Ok(());
+    }
     let events: usize = args
         .iter()
         .position(|a| a == "events")
@@ -240,6 +260,7 @@ fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
             events: n.saturating_sub(1),
             versions: 0,
             blob_size: 0,
+            assets: 0,
         },
     )?;
     drop(store);

@@ -157,6 +157,7 @@ pub(crate) fn run(tmp: &Path, n: usize) -> Result<()> {
             events: n.saturating_sub(1),
             versions: 0,
             blob_size: 0,
+            assets: 0,
         },
     )?;
     let total = a.lock().log_len()?;

@@ -22,6 +22,9 @@ pub struct Shape {
     pub versions: usize,
     /// Bytes per blob.
     pub blob_size: usize,
+    /// Assets to create (0: one per hundred events, at most 1000). When set, each asset also
+    /// gets a kind and one of twenty sites, as an estate for the UI would.
+    pub assets: usize,
 }
 
 const BATCH: usize = 10_000;
@@ -64,19 +67,21 @@ pub fn extend(store: &mut Store, shape: Shape) -> Result<usize> {
             }
             Ok(())
         };
-    let n_assets = (shape.events / 100).clamp(1, 1000);
+    let n_assets = match shape.assets {
+        0 => (shape.events / 100).clamp(1, 1000),
+        n => n,
+    };
     let mut assets: Vec<AssetId> = Vec::with_capacity(n_assets);
     let werr = |e: cairn_core::writer::WriteError| refused(e.to_string());
     for i in 0..n_assets.min(shape.events) {
         t += 1;
-        let (e, a) = w
-            .create_asset(
-                &p,
-                &[("name".into(), Some(format!("ASSET-{i:05}")))],
-                &[],
-                t,
-            )
-            .map_err(werr)?;
+        let mut fields = vec![("name".to_string(), Some(format!("ASSET-{i:05}")))];
+        if shape.assets > 0 {
+            let kinds = ["plc", "hmi", "rtu", "drive", "switch"];
+            fields.push(("kind".into(), Some(kinds[i % kinds.len()].into())));
+            fields.push(("site".into(), Some(format!("Site-{:02}", i % 20))));
+        }
+        let (e, a) = w.create_asset(&p, &fields, &[], t).map_err(werr)?;
         push(e, &mut p, &mut batch, store)?;
         p.flush(); // the writer reads flushed documents
         assets.push(a);
