@@ -37,29 +37,37 @@ fn main() -> Result<()> {
     }
 }
 
-/// Builds `cairn` (release) and creates the demo workspace.
+/// Builds `cairn` (release) and the web UI, creates the demo workspace, and runs the local
+/// node on it (loopback only) until interrupted; the node prints the UI's URL.
 fn demo(args: &[String]) -> Result<()> {
+    let web = web()?;
     run(cargo().args(["build", "--release", "-p", "cairn-cli"]))?;
     let dir = args
         .first()
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/demo"));
     let bin = root().join("target/release/cairn");
-    let mut c = Command::new(&bin);
-    c.args(["--data-dir"]).arg(&dir).args(["demo", "--force"]);
-    if std::env::var_os("CAIRN_PASSPHRASE").is_none() {
+    let pass = std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| {
         eprintln!("CAIRN_PASSPHRASE is not set; using the demo passphrase \"demo\"");
-        c.env("CAIRN_PASSPHRASE", "demo");
-    }
-    run(&mut c)?;
-    run(Command::new(&bin)
-        .args(["--data-dir"])
-        .arg(&dir)
-        .args(["asset", "list"])
-        .env(
-            "CAIRN_PASSPHRASE",
-            std::env::var("CAIRN_PASSPHRASE").unwrap_or_else(|_| "demo".into()),
-        ))
+        "demo".into()
+    });
+    let cairn = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .env("CAIRN_PASSPHRASE", &pass);
+        c
+    };
+    run(&mut cairn(&["demo", "--force"]))?;
+    run(&mut cairn(&["asset", "list"]))?;
+    eprintln!(
+        "\nStarting the local node on the demo workspace; open the URL it prints. Ctrl-C stops it.\n\
+         (CLI commands keep working meanwhile: CAIRN_PASSPHRASE={pass} {} --data-dir {} asset list)\n",
+        bin.display(),
+        dir.display()
+    );
+    run(cairn(&["serve", "--sync-bind", "127.0.0.1:7879", "--no-mdns", "--web-dir"]).arg(&web))
 }
 
 /// The wasm-bindgen version this xtask links; the web crate must lock the same one.
