@@ -67,7 +67,14 @@ fn demo(args: &[String]) -> Result<()> {
         bin.display(),
         dir.display()
     );
-    run(cairn(&["serve", "--sync-bind", "127.0.0.1:7879", "--no-mdns", "--web-dir"]).arg(&web))
+    run(cairn(&[
+        "serve",
+        "--sync-bind",
+        "127.0.0.1:7879",
+        "--no-mdns",
+        "--web-dir",
+    ])
+    .arg(&web))
 }
 
 /// The wasm-bindgen version this xtask links; the web crate must lock the same one.
