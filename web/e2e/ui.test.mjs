@@ -228,3 +228,33 @@ async function serveAddr() {
   const info = await nodeInfo();
   return `${info.device}@${info.sync_endpoint[0]}`;
 }
+
+test("upload a version and a firmware image through the UI; the layout map shows", { timeout: 120_000 }, async () => {
+  const page = await newPage();
+  await openAsset(page, "PLC-SP-01");
+  const before = JSON.parse(cairn(["log", "PLC-SP-01", "--json"])).length;
+  await page.getByTestId("upload-files").setInputFiles([
+    { name: "Controller.L5X", mimeType: "text/xml", buffer: Buffer.from("<RSLogix5000Content SoftwareRevision=\"33.01\"><Controller Name=\"SP01\"/></RSLogix5000Content>\n") },
+  ]);
+  await page.getByTestId("upload-message").fill("uploaded from the browser");
+  await page.getByTestId("upload-commit").click();
+  await page.getByTestId("version-row").filter({ hasText: "uploaded from the browser" }).waitFor({ timeout: TIMEOUT });
+  const log = JSON.parse(cairn(["log", "PLC-SP-01", "--json"]));
+  assert.equal(log.length, before + 1);
+  // A firmware image: 64 KiB of zeros around a gzip stream, which the scan finds.
+  const gz = (await import("node:zlib")).gzipSync(Buffer.alloc(200_000, "cairn firmware "));
+  const img = Buffer.concat([Buffer.alloc(0x4000), gz, Buffer.alloc(0x4000)]);
+  await page.getByTestId("firmware-file").setInputFiles({ name: "sp01-fw.bin", mimeType: "application/octet-stream", buffer: img });
+  await page.getByTestId("firmware-version").fill("V2.1.0");
+  await page.getByTestId("firmware-add").click();
+  const map = page.getByTestId("firmware-map").first();
+  await map.waitFor({ timeout: 60_000 });
+  assert.ok((await map.locator("div").count()) >= 2, "the map shows the gzip part and the bytes around it");
+  assert.match(await page.getByTestId("firmware").first().textContent(), /gzip/);
+  const fw = JSON.parse(cairn(["firmware", "list", "PLC-SP-01", "--json"]));
+  assert.equal(fw.length, 1);
+  assert.equal(fw[0].version, "V2.1.0");
+  await shot(page, "09-uploads-and-firmware-map");
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

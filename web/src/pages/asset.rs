@@ -27,18 +27,27 @@ pub fn Asset(id: String) -> impl IntoView {
     let Ok(aid) = AssetId::from_hex(&id) else {
         return view! { <p class="banner b-bad">"Not an asset id: " {id}</p> }.into_any();
     };
-    let asset = Memo::new(move |_| with_proj(|p| p.asset(&aid).map(|a| (a, p.versions_of(&aid)))));
+    let asset = Memo::new(move |_| {
+        with_proj(|p| {
+            p.asset(&aid)
+                .map(|a| (a, p.versions_of(&aid), p.firmware_of(&aid)))
+        })
+    });
     view! {
         {move || match asset.get() {
             None => view! { <p class="banner b-warn" data-testid="no-asset">"This asset does not exist at the time shown."</p> }.into_any(),
-            Some((a, versions)) => view! { <AssetBody a=a versions=versions/> }.into_any(),
+            Some((a, versions, firmware)) => view! { <AssetBody a=a versions=versions firmware=firmware/> }.into_any(),
         }}
     }
     .into_any()
 }
 
 #[component]
-fn AssetBody(a: AssetView, versions: Vec<VersionView>) -> impl IntoView {
+fn AssetBody(
+    a: AssetView,
+    versions: Vec<VersionView>,
+    firmware: Vec<cairn_core::projection::FirmwareView>,
+) -> impl IntoView {
     let u = ui();
     let aid = a.id;
     let check = move || {
@@ -56,7 +65,6 @@ fn AssetBody(a: AssetView, versions: Vec<VersionView>) -> impl IntoView {
     let sel_b = RwSignal::new(newest);
     let by_id: HashMap<VersionId, VersionView> =
         versions.iter().map(|v| (v.id, v.clone())).collect();
-    let firmware = with_proj(|p| p.firmware_of(&aid));
     let name = a.name().to_string();
     view! {
         <h1 data-testid="asset-title">{name.clone()} " " {move || check_badge(&check())}
@@ -739,9 +747,9 @@ fn Uploads(aid: AssetId, versions: Vec<VersionView>) -> impl IntoView {
             </div>
             <div class="toolbar">
                 <b>"Firmware:"</b>
-                <input type="file" node_ref=fw/>
-                <input placeholder="vendor version" style="width:110px" on:input=move |ev| fw_version.set(event_target_value(&ev))/>
-                <button on:click=add_fw>"Add and analyse"</button>
+                <input type="file" node_ref=fw data-testid="firmware-file"/>
+                <input placeholder="vendor version" style="width:110px" data-testid="firmware-version" on:input=move |ev| fw_version.set(event_target_value(&ev))/>
+                <button on:click=add_fw data-testid="firmware-add">"Add and analyse"</button>
             </div>
         </div>
     }
