@@ -411,4 +411,46 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
     let log = ws.ok(&["log", "RTU-7", "--json"]);
     assert!(log.contains("from the browser"), "{log}");
     assert!(log.contains("cfg/rtu.xml"), "{log}");
+
+    // A zip export unpacks into one version; a zip whose entry climbs out is refused whole.
+    for (entries, want) in [
+        (vec![("../escape.txt", "x"), ("ok.txt", "y")], 400),
+        (
+            vec![("plc/Controller.L5X", "<a/>"), ("plc/notes.txt", "n")],
+            200,
+        ),
+    ] {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in &entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data.as_bytes()).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        let mut form = Vec::new();
+        form.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nzip export\r\n").as_bytes(),
+        );
+        form.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"zip\"; filename=\"export.zip\"\r\nContent-Type: application/zip\r\n\r\n").as_bytes(),
+        );
+        form.extend_from_slice(&z);
+        form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let before = log_len(&ws);
+        let (st, _, resp) = http(
+            &base,
+            "POST",
+            "/api/assets/RTU-7/versions",
+            &[auth, ("Content-Type", &ct)],
+            &form,
+        );
+        assert_eq!(st, want, "{}", String::from_utf8_lossy(&resp));
+        assert_eq!(log_len(&ws), before + usize::from(want == 200));
+    }
+    let log = ws.ok(&["log", "RTU-7", "--json"]);
+    assert!(
+        log.contains("plc/Controller.L5X") && log.contains("plc/notes.txt"),
+        "{log}"
+    );
+    assert!(!log.contains("escape.txt"));
 }

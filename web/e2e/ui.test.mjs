@@ -258,3 +258,21 @@ test("upload a version and a firmware image through the UI; the layout map shows
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test("a field conflict shows both values and is resolved in the UI", { timeout: 60_000 }, async () => {
+  const page = await newPage();
+  await openAsset(page, "SW-NF-04");
+  const conflict = page.getByTestId("field-address").getByTestId("conflict");
+  await conflict.waitFor({ timeout: TIMEOUT });
+  const values = assetJson("SW-NF-04").fields.address.conflict;
+  assert.equal(values.length, 2, "the demo's concurrent address edits");
+  for (const v of values) assert.match(await conflict.textContent(), new RegExp(v.replace(/\./g, "\\.")));
+  await shot(page, "10-conflict");
+  await conflict.getByTestId("resolve").last().click();
+  await page.getByTestId("field-address").getByTestId("conflict").waitFor({ state: "detached", timeout: TIMEOUT });
+  const after = assetJson("SW-NF-04").fields.address;
+  assert.ok(after.conflict.length <= 1, "resolved on the node");
+  assert.ok(values.includes(after.value));
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});

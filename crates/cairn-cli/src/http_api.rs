@@ -38,8 +38,11 @@ use crate::ctx::NodeCtx;
 
 /// Largest page of the event feed.
 const MAX_PAGE: usize = 50_000;
-/// Largest upload (a version export or a firmware image) accepted over HTTP.
+/// Largest upload (a version export or a firmware image) accepted over HTTP, and the most a
+/// zip upload may unpack to.
 const MAX_UPLOAD: usize = 1 << 30;
+/// Most entries a zip upload may hold.
+const MAX_ZIP_ENTRIES: usize = 20_000;
 
 /// What the background sync loop last saw of each peer, for the UI's sync page.
 #[derive(Default, Clone, Serialize)]
@@ -598,9 +601,70 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-/// A version upload: multipart with `message`, optional `branch`, and one or more `file`
-/// parts whose file names are the stored paths (a folder upload sends `dir/sub/file`).
-/// Written to a private temp directory, then committed as one version by `cairn commit`.
+/// Writes one uploaded file under `root` at the stored path `name`, refusing anything that
+/// would leave `root`.
+fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Response> {
+    let Some(rel) = safe_relative(name) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("refused file name {name:?}: stored paths must be relative, without `..`"),
+        ));
+    };
+    let path = root.join(&rel);
+    path.parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, data))
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
+}
+
+/// Unpacks a zip export under `root`: every entry name checked like an uploaded file name,
+/// at most [`MAX_ZIP_ENTRIES`] entries and [`MAX_UPLOAD`] bytes unpacked (a zip bomb is
+/// refused, not written). Returns the number of files.
+fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Response> {
+    use std::io::Read;
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data))
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    if zip.len() > MAX_ZIP_ENTRIES {
+        return Err(bad(format!(
+            "the zip holds {} entries (at most {MAX_ZIP_ENTRIES})",
+            zip.len()
+        )));
+    }
+    let mut budget = MAX_UPLOAD as u64;
+    let mut files = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| bad(format!("zip entry {i}: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry
+            .name()
+            .map_err(|e| bad(format!("zip entry {i}: name: {e}")))?
+            .to_string();
+        let mut buf = Vec::new();
+        (&mut entry)
+            .take(budget + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| bad(format!("zip entry {name:?}: {e}")))?;
+        if buf.len() as u64 > budget {
+            return Err(bad(format!(
+                "the zip unpacks to more than {MAX_UPLOAD} bytes"
+            )));
+        }
+        budget -= buf.len() as u64;
+        write_upload(root, &name, &buf)?;
+        files += 1;
+    }
+    Ok(files)
+}
+
+/// A version upload: multipart with `message`, optional `branch`, and `file` parts whose file
+/// names are the stored paths (a folder upload sends `dir/sub/file`) and/or `zip` parts (a zip
+/// export, unpacked). Written to a private temp directory, then committed as one version by
+/// `cairn commit`.
 async fn version_upload(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
@@ -629,25 +693,16 @@ async fn version_upload(
             "message" => message = Some(String::from_utf8_lossy(&data).into_owned()),
             "branch" => branch = Some(String::from_utf8_lossy(&data).into_owned()),
             "file" => {
-                let Some(rel) = file_name.as_deref().and_then(safe_relative) else {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "refused file name {:?}: stored paths must be relative, without `..`",
-                            file_name.unwrap_or_default()
-                        ),
-                    );
-                };
-                let path = tmp.path().join(&rel);
-                let written = path
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&path, &data));
-                if let Err(e) = written {
-                    return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}"));
+                if let Err(r) = write_upload(tmp.path(), file_name.as_deref().unwrap_or(""), &data)
+                {
+                    return r;
                 }
                 files += 1;
             }
+            "zip" => match unpack_zip(tmp.path(), &data) {
+                Ok(n) => files += n,
+                Err(r) => return r,
+            },
             other => {
                 return error(
                     StatusCode::BAD_REQUEST,

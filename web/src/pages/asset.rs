@@ -641,6 +641,7 @@ fn Uploads(aid: AssetId, versions: Vec<VersionView>) -> impl IntoView {
     let message = RwSignal::new(String::new());
     let branch = RwSignal::new("main".to_string());
     let files = NodeRef::<leptos::html::Input>::new();
+    let unzip = RwSignal::new(true);
     let upload = {
         let hex = hex.clone();
         move |_| {
@@ -660,7 +661,14 @@ fn Uploads(aid: AssetId, versions: Vec<VersionView>) -> impl IntoView {
                         .and_then(|v| v.as_string())
                         .filter(|s| !s.is_empty())
                         .unwrap_or_else(|| f.name());
-                    let _ = form.append_with_blob_and_filename("file", &f, &rel);
+                    // A zip export is unpacked by the node (checked entry by entry) unless
+                    // the user wants the archive itself stored.
+                    let part = if unzip.get_untracked() && rel.to_lowercase().ends_with(".zip") {
+                        "zip"
+                    } else {
+                        "file"
+                    };
+                    let _ = form.append_with_blob_and_filename(part, &f, &rel);
                 }
             }
             let path = format!("/api/assets/{hex}/versions");
@@ -731,6 +739,10 @@ fn Uploads(aid: AssetId, versions: Vec<VersionView>) -> impl IntoView {
             <div class="toolbar">
                 <b>"New version:"</b>
                 <input type="file" multiple node_ref=files data-testid="upload-files"/>
+                <label title="a .zip export becomes its files; untick to store the archive as one file">
+                    <input type="checkbox" prop:checked=move || unzip.get() on:change=move |ev| unzip.set(event_target_checked(&ev))/>
+                    " unpack .zip"
+                </label>
                 <input placeholder="message" on:input=move |ev| message.set(event_target_value(&ev)) data-testid="upload-message"/>
                 <input placeholder="branch" style="width:90px" prop:value=move || branch.get() on:input=move |ev| branch.set(event_target_value(&ev))/>
                 <button class="primary" on:click=upload data-testid="upload-commit">"Commit"</button>
