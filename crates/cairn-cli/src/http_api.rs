@@ -601,11 +601,14 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
+/// Why an upload is refused: the status and the message for [`error`].
+type Refusal = (StatusCode, String);
+
 /// Writes one uploaded file under `root` at the stored path `name`, refusing anything that
 /// would leave `root`.
-fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Response> {
+fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Refusal> {
     let Some(rel) = safe_relative(name) else {
-        return Err(error(
+        return Err((
             StatusCode::BAD_REQUEST,
             format!("refused file name {name:?}: stored paths must be relative, without `..`"),
         ));
@@ -614,15 +617,15 @@ fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Response> {
     path.parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(&path, data))
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
 }
 
 /// Unpacks a zip export under `root`: every entry name checked like an uploaded file name,
 /// at most [`MAX_ZIP_ENTRIES`] entries and [`MAX_UPLOAD`] bytes unpacked (a zip bomb is
 /// refused, not written). Returns the number of files.
-fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Response> {
+fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
     use std::io::Read;
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data))
         .map_err(|e| bad(format!("not a readable zip: {e}")))?;
     if zip.len() > MAX_ZIP_ENTRIES {
@@ -693,15 +696,16 @@ async fn version_upload(
             "message" => message = Some(String::from_utf8_lossy(&data).into_owned()),
             "branch" => branch = Some(String::from_utf8_lossy(&data).into_owned()),
             "file" => {
-                if let Err(r) = write_upload(tmp.path(), file_name.as_deref().unwrap_or(""), &data)
+                if let Err((st, m)) =
+                    write_upload(tmp.path(), file_name.as_deref().unwrap_or(""), &data)
                 {
-                    return r;
+                    return error(st, m);
                 }
                 files += 1;
             }
             "zip" => match unpack_zip(tmp.path(), &data) {
                 Ok(n) => files += n,
-                Err(r) => return r,
+                Err((st, m)) => return error(st, m),
             },
             other => {
                 return error(
