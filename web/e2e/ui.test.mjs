@@ -177,7 +177,9 @@ test("an audit bundle opens with no node, verified and read-only", { timeout: 60
   cairn(["audit", "export", bundle, "--with-blobs"]);
   const page = await newPage();
   // No token: the page cannot reach the node's API, and needs nothing from it.
-  await page.goto(url.split("/?")[0] + "/#/bundle");
+  await page.goto(url.split("/?")[0] + "/");
+  await page.getByTestId("no-node").waitFor({ timeout: TIMEOUT });
+  await page.evaluate(() => { location.hash = "/bundle"; });
   await page.getByTestId("bundle-input").setInputFiles(bundle);
   await page.getByTestId("source").filter({ hasText: "audit bundle" }).waitFor({ timeout: TIMEOUT });
   await page.getByTestId("verify-status").filter({ hasText: "events verified" }).waitFor({ timeout: TIMEOUT });

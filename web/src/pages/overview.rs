@@ -50,8 +50,18 @@ pub fn Overview() -> impl IntoView {
             )
         })
     };
+    let empty = move || {
+        u.rev.get();
+        u.source.get() == crate::estate::Source::Bundle && estate::with(|e| e.events.is_empty())
+    };
     view! {
         <h1>"Estate overview"</h1>
+        <Show when=empty>
+            <p class="banner b-info" data-testid="no-node">
+                "No node connected and no bundle open. Open the URL `cairn serve` printed (it carries this launch's token), "
+                "or " <a href="#/bundle">"open an audit bundle"</a> " to verify it here with no node at all."
+            </p>
+        </Show>
         {move || {
             let (sites, versions, members, forked, revoked, applied) = data();
             let total: SiteRow = sites.values().fold(SiteRow::default(), |mut t, r| {
