@@ -176,3 +176,59 @@ impl Ws {
             .unwrap()
     }
 }
+
+/// Starts `cairn relay serve` with the given extra arguments on an ephemeral loopback port;
+/// returns it and its URL.
+pub fn relay_serve(args: &[&str]) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["relay", "serve", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let server = Child(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("relay listening on ") {
+                let _ = tx.send(u.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("relay serve printed its URL");
+    (server, url)
+}
+
+impl Ws {
+    /// Enrols a fresh device offline (ticket file → request → bundle), as `role`.
+    pub fn enrol_offline(&self, name: &str, role: &str) -> Ws {
+        let stick = self.path(&format!("stick-{name}"));
+        std::fs::create_dir_all(&stick).unwrap();
+        let t = stick.join("ticket");
+        self.ok(&[
+            "device",
+            "invite",
+            "--role",
+            role,
+            "--out",
+            t.to_str().unwrap(),
+        ]);
+        let new = Ws::new();
+        new.ok(&["join", "--file", t.to_str().unwrap(), "--device-name", name]);
+        let bundle = stick.join("ws.bundle");
+        self.ok(&[
+            "device",
+            "accept",
+            stick.join("ticket.request").to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ]);
+        new.ok(&["sync", "--bundle", bundle.to_str().unwrap()]);
+        new
+    }
+}

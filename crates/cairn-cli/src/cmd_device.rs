@@ -249,6 +249,12 @@ fn change(dir: &Path, key: &str, kind: EventKind, role: Role) -> Result<()> {
     store.append(|w, p| w.member(p, kind, m.device, role, &m.name, None, ctx::now_millis()))?;
     if kind == EventKind::DeviceRevoked {
         say!("revoked {} ({})", m.name, m.device.short());
+        // A revoked device must not read what is sealed for the relay from now on.
+        if let cairn_sync::content_keys::Granted::Rotated { epoch, members } =
+            cairn_sync::content_keys::reconcile(&mut store, ctx::now_millis(), false)?
+        {
+            say!("rotated the relay content key to epoch {epoch} for {members} member(s)");
+        }
     } else {
         say!("{} ({}) is now {role}", m.name, m.device.short());
     }

@@ -371,6 +371,7 @@ pub(crate) fn serve(dir: &Path, opts: ServeOpts) -> Result<()> {
                 loop {
                     let results = node.sync_known().await;
                     record_status(&node, &status, results);
+                    sync_relays(node.store()).await;
                     // Sleep until the next round, or until mDNS finds a peer.
                     let wake = async {
                         match events.as_mut() {
@@ -399,6 +400,34 @@ pub(crate) fn serve(dir: &Path, opts: ServeOpts) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// One pass with each configured relay (blocking HTTP, so on the blocking pool); failures are
+/// logged and retried next round.
+async fn sync_relays(store: &cairn_sync::SharedStore) {
+    let relays = match cairn_sync::relay_client::configured(&store.lock()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("reading the relay configuration: {e}");
+            return;
+        }
+    };
+    for url in relays {
+        let store = store.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let res = cairn_sync::relay_client::sync(&store, &url, &|_, _| {});
+            (url, res)
+        })
+        .await;
+        match r {
+            Ok((url, Ok(rep))) => tracing::info!(
+                relay = %url, pushed = rep.pushed, pulled = rep.pulled,
+                applied = rep.ingest.applied, "relay sync"
+            ),
+            Ok((url, Err(e))) => tracing::warn!(relay = %url, "relay sync failed: {e}"),
+            Err(e) => tracing::warn!("relay sync task failed: {e}"),
+        }
+    }
 }
 
 /// Keeps the UI's view of background sync: last attempt, last success and last error per peer.

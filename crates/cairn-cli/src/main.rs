@@ -9,6 +9,7 @@ mod cmd_asset;
 mod cmd_audit;
 mod cmd_device;
 mod cmd_firmware;
+mod cmd_relay;
 mod cmd_sync;
 mod cmd_version;
 #[cfg(unix)]
@@ -81,11 +82,14 @@ pub(crate) enum Cmd {
         bind: std::net::SocketAddr,
     },
     /// Exchange events and blobs once: with a peer (`DEVICE_ID@IP:PORT`), with every known
-    /// peer (`--all`), or from a bundle file (`--bundle`).
+    /// peer (`--all`), through a relay (`--relay [URL]`), or from a bundle file (`--bundle`).
     Sync {
         /// The peer, as printed by `cairn serve`.
-        #[arg(conflicts_with_all = ["all", "bundle"])]
+        #[arg(conflicts_with_all = ["all", "bundle", "relay"])]
         peer: Option<String>,
+        /// Through a relay: the URL given, or every relay added with `cairn relay add`.
+        #[arg(long, num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["all", "bundle"])]
+        relay: Option<String>,
         /// Every peer this device has synced with before.
         #[arg(long, conflicts_with = "bundle")]
         all: bool,
@@ -147,6 +151,10 @@ pub(crate) enum Cmd {
     /// List, invite, accept, enrol, re-role and revoke member devices.
     #[command(subcommand)]
     Device(cmd_device::DeviceCmd),
+    /// Relays for sites with no direct path: run one (`serve`), or add, remove and list the
+    /// relays this device syncs through.
+    #[command(subcommand)]
+    Relay(cmd_relay::RelayCmd),
     /// Print the projection hash (equal on every device with the same events).
     StateHash,
     /// Build a demo estate (3 sites, 30+ assets, versions, a diverged branch, golden, drift).
@@ -161,10 +169,13 @@ impl Cmd {
     /// Whether a running `cairn serve` can run this command for another process (everything
     /// but creating or replacing a workspace, and starting a second node).
     pub(crate) fn runs_in_node(&self) -> bool {
-        !matches!(
-            self,
-            Cmd::Init { .. } | Cmd::Join { .. } | Cmd::Demo { .. } | Cmd::Serve { .. }
-        )
+        match self {
+            Cmd::Relay(r) => r.runs_in_node(),
+            c => !matches!(
+                c,
+                Cmd::Init { .. } | Cmd::Join { .. } | Cmd::Demo { .. } | Cmd::Serve { .. }
+            ),
+        }
     }
 }
 
@@ -262,11 +273,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
         ),
         Cmd::Sync {
+            relay: Some(url),
+            json,
+            ..
+        } => cmd_relay::sync(&dir, &url, json),
+        Cmd::Sync {
             peer,
             all,
             bundle,
             bind,
             json,
+            relay: None,
         } => cmd_sync::sync(&dir, peer, all, bundle, bind, json),
         Cmd::Serve {
             sync_bind,
@@ -300,6 +317,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Firmware(c) => cmd_firmware::run(&dir, c),
         Cmd::Audit(c) => cmd_audit::run(&dir, c),
         Cmd::Device(c) => cmd_device::run(&dir, c),
+        Cmd::Relay(c) => cmd_relay::run(&dir, c),
         Cmd::StateHash => {
             let store = ctx::open(&dir)?;
             say!("{}", hex::encode(store.projection().state_hash()));

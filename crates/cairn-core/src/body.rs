@@ -6,6 +6,7 @@ use crate::domain::{DriftEntry, Role, VersionRecord};
 use crate::error::DecodeError;
 use crate::firmware::FirmwareRecord;
 use crate::ids::{AssetId, DeviceId, VersionId};
+use crate::keyring::KeyGrant;
 use crate::kind::EventKind;
 
 /// Body of the genesis event.
@@ -34,6 +35,18 @@ pub struct MemberBody {
     pub x25519: Option<[u8; 32]>,
     /// The matching change to the workspace document.
     pub workspace_change: Vec<u8>,
+}
+
+/// Body of `ContentKeyGranted`: one sealed copy per member (and epoch) granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrantBody {
+    /// The grants, at most [`KeyGrantBody::MAX`].
+    pub grants: Vec<KeyGrant>,
+}
+
+impl KeyGrantBody {
+    /// Most grants in one event (members × epochs).
+    pub const MAX: usize = 4096;
 }
 
 /// Body of events that carry Automerge changes for an asset and/or the workspace document.
@@ -88,6 +101,8 @@ pub enum Body {
     Genesis(GenesisBody),
     /// Enrol, role change, revoke.
     Member(MemberBody),
+    /// [`EventKind::ContentKeyGranted`].
+    KeyGrant(KeyGrantBody),
     /// Asset and site edits, golden designations.
     Doc(DocBody),
     /// [`EventKind::VersionCommitted`].
@@ -121,6 +136,7 @@ impl Body {
         Ok(match kind {
             K::Genesis => Body::Genesis(strict(kind, b)?),
             K::DeviceEnrolled | K::RoleChanged | K::DeviceRevoked => Body::Member(strict(kind, b)?),
+            K::ContentKeyGranted => Body::KeyGrant(strict(kind, b)?),
             K::SiteEdited
             | K::AssetCreated
             | K::AssetEdited
@@ -140,6 +156,7 @@ impl Body {
         let r = match self {
             Body::Genesis(b) => postcard::to_allocvec(b),
             Body::Member(b) => postcard::to_allocvec(b),
+            Body::KeyGrant(b) => postcard::to_allocvec(b),
             Body::Doc(b) => postcard::to_allocvec(b),
             Body::Version(b) => postcard::to_allocvec(b),
             Body::Branch(b) => postcard::to_allocvec(b),
@@ -162,7 +179,7 @@ impl Body {
             Body::Restore(r) => Some(r.asset),
             Body::Drift(d) => Some(d.asset),
             Body::Firmware(f) => Some(f.asset),
-            Body::Genesis(_) | Body::Member(_) => None,
+            Body::Genesis(_) | Body::Member(_) | Body::KeyGrant(_) => None,
         }
     }
 

@@ -49,6 +49,8 @@ kinds! {
     RoleChanged = 11, "role-changed", "membership";
     /// Revokes a device.
     DeviceRevoked = 12, "device-revoked", "membership";
+    /// Grants a relay content key (an epoch) to members, sealed to their X25519 keys.
+    ContentKeyGranted = 13, "content-key-granted", "membership";
     /// Adds or edits a site in the workspace document.
     SiteEdited = 20, "site-edited", "inventory";
     /// Registers an asset.
@@ -84,6 +86,7 @@ impl EventKind {
                     | EventKind::DeviceEnrolled
                     | EventKind::RoleChanged
                     | EventKind::DeviceRevoked
+                    | EventKind::ContentKeyGranted
             ),
             Role::Viewer => false,
         }

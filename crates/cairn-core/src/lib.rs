@@ -26,6 +26,7 @@ pub mod event;
 pub mod firmware;
 pub mod hlc;
 pub mod ids;
+pub mod keyring;
 pub mod keys;
 pub mod kind;
 pub mod merge;

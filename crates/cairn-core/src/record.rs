@@ -32,6 +32,21 @@ pub fn subject(p: &Projection, e: &Event) -> String {
     match e.body() {
         Ok(Body::Genesis(g)) => format!("workspace {:?}", g.name),
         Ok(Body::Member(m)) => format!("device {} ({}, {})", m.device.short(), m.name, m.role),
+        Ok(Body::KeyGrant(k)) => {
+            let epochs: std::collections::BTreeSet<u32> =
+                k.grants.iter().map(|g| g.epoch).collect();
+            let members: std::collections::BTreeSet<_> =
+                k.grants.iter().map(|g| g.device).collect();
+            format!(
+                "content key epoch {} for {} member(s)",
+                epochs
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                members.len()
+            )
+        }
         Ok(b) => match b.asset() {
             Some(a) => {
                 let name = p

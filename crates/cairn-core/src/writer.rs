@@ -159,6 +159,17 @@ impl<'k> Writer<'k> {
         self.sign(p, kind, &body, now_millis)
     }
 
+    /// Grants content keys to members (see [`crate::keyring`]).
+    pub fn grant_keys(
+        &mut self,
+        p: &Projection,
+        grants: Vec<crate::keyring::KeyGrant>,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        let body = Body::KeyGrant(crate::body::KeyGrantBody { grants });
+        self.sign(p, EventKind::ContentKeyGranted, &body, now_millis)
+    }
+
     /// The id the next asset created by this device will get.
     pub fn next_asset_id(&self, p: &Projection) -> AssetId {
         let seq = p

@@ -6,12 +6,16 @@
 //!   pipe in tests): frontiers, then missing events per author in causal order, then blobs.
 //! - [`ticket`]: invitations, tickets and join requests, checked sans-IO; [`join`] carries a
 //!   request over iroh.
+//! - [`content_keys`]: the workspace content keys this device holds, and their grants.
+//! - [`relay_client`]: sync through an untrusted relay, events sealed with the content key.
 //! - [`node`]: the iroh transport. The endpoint key is the device key, so the QUIC handshake
 //!   proves the peer's device identity and membership is checked on it.
 
+pub mod content_keys;
 pub mod join;
 pub mod node;
 pub mod plan;
+pub mod relay_client;
 pub mod session;
 pub mod ticket;
 pub mod wire;

@@ -300,6 +300,8 @@ pub fn redeem(
     })?;
     inv.used_by = Some(req.device);
     store.put_local(INVITES, &req.invite, &encode(&inv))?;
+    // If the workspace uses a relay, the new member gets the content keys now.
+    crate::content_keys::reconcile(store, now_ms, false)?;
     tracing::info!(device = %req.device.short(), %role, "device enrolled by invitation");
     Ok(role)
 }

@@ -98,6 +98,9 @@ impl Projection {
                     self.assets.insert(a, id);
                 }
             }
+            Body::KeyGrant(g) => {
+                self.key_grants.insert(id, g.grants);
+            }
             Body::Version(v) => {
                 let branches = self.branches.entry(v.asset).or_default();
                 let b = branches.entry(v.branch.clone()).or_default();

@@ -176,6 +176,8 @@ pub struct Projection {
     pub(crate) drift: HashMap<AssetId, DriftState>,
     pub(crate) restores: BTreeSet<EventId>,
     pub(crate) firmware: BTreeMap<EventId, FirmwareState>,
+    /// Applied content-key grants, by granting event.
+    pub(crate) key_grants: BTreeMap<EventId, Vec<crate::keyring::KeyGrant>>,
     pub(crate) assets: BTreeMap<AssetId, EventId>,
     pub(crate) pending: HashMap<EventId, Vec<Event>>,
     pub(crate) pending_ids: HashSet<EventId>,

@@ -328,6 +328,24 @@ impl Projection {
                     .map_err(fail)?,
                 );
             }
+            Body::KeyGrant(k) => {
+                if k.grants.is_empty() || k.grants.len() > crate::body::KeyGrantBody::MAX {
+                    return Err(fail(invalid(format!(
+                        "a key grant carries 1 to {} grants, not {}",
+                        crate::body::KeyGrantBody::MAX,
+                        k.grants.len()
+                    ))));
+                }
+                for g in &k.grants {
+                    if g.sealed.len() != crate::keyring::SEALED_LEN {
+                        return Err(fail(invalid("a sealed content key has the wrong length")));
+                    }
+                    // Only enrolled, unrevoked members (at this causal position) get keys.
+                    self.role_at(&g.device, a, s, &vv).map_err(|e| {
+                        fail(invalid(format!("content key granted to a non-member: {e}")))
+                    })?;
+                }
+            }
             Body::Doc(d) => {
                 match (env.kind, d.asset) {
                     (EventKind::SiteEdited, None) => {}

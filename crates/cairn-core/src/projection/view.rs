@@ -495,6 +495,27 @@ impl Projection {
         for f in self.firmware.keys() {
             put(&f.0);
         }
+        for g in self.key_grants.keys() {
+            put(&g.0);
+        }
         *h.finalize().as_bytes()
+    }
+
+    /// Every applied content-key grant, as (granting event, grant), in event-id order.
+    pub fn key_grants(&self) -> impl Iterator<Item = (&EventId, &crate::keyring::KeyGrant)> {
+        self.key_grants
+            .iter()
+            .flat_map(|(e, gs)| gs.iter().map(move |g| (e, g)))
+    }
+
+    /// The number of membership events (genesis, enrolments, role changes, revocations) known:
+    /// grows with every membership change, so it versions the member list the relay holds.
+    pub fn membership_version(&self) -> u64 {
+        self.members.values().map(|r| r.len() as u64).sum()
+    }
+
+    /// The highest content-key epoch granted so far (any member), if any.
+    pub fn key_epoch(&self) -> Option<u32> {
+        self.key_grants().map(|(_, g)| g.epoch).max()
     }
 }

@@ -1,0 +1,556 @@
+//! The AWS backend: one DynamoDB table, `pk` (string) + `sk` (number).
+//!
+//! | item | pk | sk | attributes |
+//! |---|---|---|---|
+//! | event | `{ws}#ev` | cursor | `d`: postcard(SealedItem) |
+//! | (author, seq) marker | `{ws}#as#{author}` | seq | `c`: cursor |
+//! | cursor counter | `{ws}#meta` | 0 | `n`: last cursor |
+//! | member list | `{ws}#meta` | 1 | `v`: version, `d`: signed bytes |
+//! | chunk | `{ws}#ch#{hash}` | 0 | `d` |
+//! | seen request | `{ws}#rq#{digest}` | 0 | `exp`: expiry, Unix seconds (the table's TTL attribute) |
+//!
+//! A push is one transaction per at most 49 items (DynamoDB allows 100 actions and 4 MB): the
+//! counter moves from the value read to that value plus the batch, conditioned on being
+//! unchanged, and each item is written with its marker, conditioned on the marker being new.
+//! So cursors become visible only together with the counter, in commit order, and a pull
+//! returns nothing above the counter it read first (with strongly consistent reads): a reader
+//! can never pass a cursor that is still to appear. A cancelled transaction (a concurrent
+//! writer, or a concurrent push of the same event) is retried with back-off after re-reading
+//! the counter and the markers; throttling is retried by the SDK (standard mode, 8 attempts).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ScalarAttributeType, TransactWriteItem, Update,
+};
+use cairn_core::WorkspaceId;
+
+use super::{Pushed, RelayStore, StoreError};
+use crate::wire::{SealedItem, decode_exact, encode};
+
+/// Items per transaction: 100 actions = the counter + 2 per item.
+const TXN_ITEMS: usize = 49;
+/// Bytes of item data per transaction (DynamoDB: 4 MB per transaction).
+const TXN_BYTES: usize = 3_500_000;
+
+/// Where the table is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct DynamoConfig {
+    /// Table name.
+    pub table: String,
+    /// Region (`AWS_REGION`).
+    pub region: String,
+    /// An endpoint other than AWS's (a local emulator such as moto).
+    pub endpoint_url: Option<String>,
+}
+
+/// A relay store in one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn err(e: impl std::error::Error) -> StoreError {
+    StoreError(format!("{}", DisplayErrorContext(e)))
+}
+
+fn s(v: String) -> AttributeValue {
+    AttributeValue::S(v)
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn b(v: Vec<u8>) -> AttributeValue {
+    AttributeValue::B(Blob::new(v))
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn get_b<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a [u8]> {
+    Some(item.get(name)?.as_b().ok()?.as_ref())
+}
+
+impl DynamoStore {
+    /// A client from the environment's credentials (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`: what Lambda provides).
+    pub fn from_env(cfg: &DynamoConfig) -> Result<DynamoStore, StoreError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err(StoreError(
+                "AWS credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            ));
+        };
+        let creds = Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut b = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .credentials_provider(creds)
+            .http_client(http)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            );
+        if let Some(ep) = &cfg.endpoint_url {
+            b = b.endpoint_url(ep);
+        }
+        Ok(DynamoStore {
+            client: Client::from_conf(b.build()),
+            table: cfg.table.clone(),
+        })
+    }
+
+    /// Creates the table (on-demand billing) if it does not exist: for self-hosting against an
+    /// emulator and for tests. On AWS the CDK stack creates it.
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        let exists = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .is_ok();
+        if exists {
+            return Ok(());
+        }
+        let def = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .map_err(err)
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(err)
+        };
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(def("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(def("sk", ScalarAttributeType::N)?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Every stored binary attribute, raw, for tests that check the relay holds only
+    /// ciphertext.
+    pub async fn raw_values(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let r = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in r.items() {
+                for v in item.values() {
+                    match v {
+                        AttributeValue::B(b) => out.push(b.as_ref().to_vec()),
+                        AttributeValue::S(s) => out.push(s.as_bytes().to_vec()),
+                        _ => {}
+                    }
+                }
+            }
+            match r.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn key(pk: String, sk: u64) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), n(sk))])
+    }
+
+    async fn counter(&self, ws: &WorkspaceId) -> Result<u64, StoreError> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(format!("{}#meta", ws.to_hex()), 0)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(r.item().and_then(|i| get_n(i, "n")).unwrap_or(0))
+    }
+
+    /// Which of `items` already have a marker.
+    async fn known(&self, ws: &WorkspaceId, items: &[SealedItem]) -> Result<Vec<bool>, StoreError> {
+        let pk = |it: &SealedItem| format!("{}#as#{}", ws.to_hex(), it.author.to_hex());
+        let mut found: std::collections::HashSet<(String, u64)> = Default::default();
+        for chunk in items.chunks(100) {
+            // Callers pass distinct (author, seq) pairs, as BatchGetItem requires.
+            let keys: Vec<_> = chunk.iter().map(|it| Self::key(pk(it), it.seq)).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(err)?,
+            );
+            let mut rounds = 0;
+            while let Some(req) = pending.take() {
+                rounds += 1;
+                let r = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(err)?;
+                for item in r
+                    .responses()
+                    .and_then(|m| m.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(AttributeValue::S(p)), Some(sk)) =
+                        (item.get("pk"), get_n(item, "sk"))
+                    {
+                        found.insert((p.clone(), sk));
+                    }
+                }
+                pending = r
+                    .unprocessed_keys()
+                    .and_then(|m| m.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if pending.is_some() {
+                    if rounds > 8 {
+                        return Err(StoreError("DynamoDB kept keys unprocessed".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << rounds.min(6))).await;
+                }
+            }
+        }
+        Ok(items
+            .iter()
+            .map(|it| found.contains(&(pk(it), it.seq)))
+            .collect())
+    }
+
+    /// One transaction: counter `from` → `from + batch.len()`, the items and their markers.
+    /// `Ok(false)` if DynamoDB cancelled it (a concurrent writer or duplicate).
+    async fn commit(
+        &self,
+        ws: &WorkspaceId,
+        from: u64,
+        batch: &[&SealedItem],
+    ) -> Result<bool, StoreError> {
+        let w = ws.to_hex();
+        let to = from + batch.len() as u64;
+        let counter = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(format!("{w}#meta"), 0)))
+            .update_expression("SET n = :to")
+            .condition_expression(if from == 0 {
+                "attribute_not_exists(n) OR n = :from"
+            } else {
+                "n = :from"
+            })
+            .expression_attribute_values(":to", n(to))
+            .expression_attribute_values(":from", n(from))
+            .build()
+            .map_err(err)?;
+        let mut txn = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(counter).build());
+        for (i, it) in batch.iter().enumerate() {
+            let cursor = from + 1 + i as u64;
+            let marker = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("{w}#as#{}", it.author.to_hex())))
+                .item("sk", n(it.seq))
+                .item("c", n(cursor))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(err)?;
+            let item = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("{w}#ev")))
+                .item("sk", n(cursor))
+                .item("d", b(encode(*it)))
+                .build()
+                .map_err(err)?;
+            txn = txn
+                .transact_items(TransactWriteItem::builder().put(marker).build())
+                .transact_items(TransactWriteItem::builder().put(item).build());
+        }
+        match txn.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+impl RelayStore for DynamoStore {
+    async fn members(&self, ws: &WorkspaceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(format!("{}#meta", ws.to_hex()), 1)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(r.item().and_then(|i| get_b(i, "d")).map(<[u8]>::to_vec))
+    }
+
+    async fn put_members(
+        &self,
+        ws: &WorkspaceId,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{}#meta", ws.to_hex())))
+            .item("sk", n(1))
+            .item("v", n(version))
+            .item("d", b(bytes.to_vec()))
+            .condition_expression("attribute_not_exists(v) OR v < :v")
+            .expression_attribute_values(":v", n(version))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn push(&self, ws: &WorkspaceId, items: &[SealedItem]) -> Result<Pushed, StoreError> {
+        // Later copies of one (author, seq) in the same push are duplicates.
+        let mut firsts = std::collections::HashSet::new();
+        let mut out = Pushed::default();
+        let mut todo: Vec<&SealedItem> = Vec::new();
+        for it in items {
+            if firsts.insert((it.author, it.seq)) {
+                todo.push(it);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        let mut attempt = 0u32;
+        while !todo.is_empty() {
+            let owned: Vec<SealedItem> = todo.iter().map(|i| (*i).clone()).collect();
+            let known = self.known(ws, &owned).await?;
+            let mut fresh = Vec::new();
+            for (it, k) in todo.iter().zip(known) {
+                if k {
+                    out.duplicates += 1;
+                } else {
+                    fresh.push(*it);
+                }
+            }
+            todo = fresh;
+            // Commit in transactions; stop at the first cancelled one and re-check.
+            let mut done = 0;
+            let mut cancelled = false;
+            while done < todo.len() {
+                let mut end = done;
+                let mut bytes = 0;
+                while end < todo.len()
+                    && end - done < TXN_ITEMS
+                    && bytes + todo[end].data.len() <= TXN_BYTES
+                {
+                    bytes += todo[end].data.len();
+                    end += 1;
+                }
+                end = end.max(done + 1);
+                let from = self.counter(ws).await?;
+                if self.commit(ws, from, &todo[done..end]).await? {
+                    out.stored += (end - done) as u32;
+                    done = end;
+                } else {
+                    cancelled = true;
+                    break;
+                }
+            }
+            todo.drain(..done);
+            if cancelled {
+                attempt += 1;
+                if attempt > 10 {
+                    return Err(StoreError(
+                        "push kept conflicting with other writers".into(),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10 << attempt.min(7))).await;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pull(
+        &self,
+        ws: &WorkspaceId,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, SealedItem)>, StoreError> {
+        // Read the counter first: nothing above it is returned, so nothing can appear below
+        // what this pull returns.
+        let top = self.counter(ws).await?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        'pages: loop {
+            let r = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":p", s(format!("{}#ev", ws.to_hex())))
+                .expression_attribute_values(":a", n(after + 1))
+                .expression_attribute_values(":b", n(top.max(after + 1)))
+                .consistent_read(true)
+                .limit(limit.min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(err)?;
+            for item in r.items() {
+                let (Some(c), Some(d)) = (get_n(item, "sk"), get_b(item, "d")) else {
+                    return Err(StoreError("stored event item lacks sk or d".into()));
+                };
+                if c > top {
+                    break 'pages;
+                }
+                let it: SealedItem = decode_exact(d)
+                    .map_err(|e| StoreError(format!("stored item is corrupt: {e}")))?;
+                bytes += it.data.len();
+                if !out.is_empty() && bytes > max_bytes {
+                    break 'pages;
+                }
+                out.push((c, it));
+                if out.len() >= limit {
+                    break 'pages;
+                }
+            }
+            match r.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_chunk(
+        &self,
+        ws: &WorkspaceId,
+        hash: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{}#ch#{}", ws.to_hex(), hex::encode(hash))))
+            .item("sk", n(0))
+            .item("d", b(bytes.to_vec()))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_chunk(
+        &self,
+        ws: &WorkspaceId,
+        hash: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(
+                format!("{}#ch#{}", ws.to_hex(), hex::encode(hash)),
+                0,
+            )))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(r.item().and_then(|i| get_b(i, "d")).map(<[u8]>::to_vec))
+    }
+
+    async fn remember_request(
+        &self,
+        ws: &WorkspaceId,
+        digest: &[u8; 32],
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreError> {
+        // An expired record (TTL deletion is lazy) does not count as a sighting.
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(
+                "pk",
+                s(format!("{}#rq#{}", ws.to_hex(), hex::encode(digest))),
+            )
+            .item("sk", n(0))
+            .item("exp", n(expires_ms / 1000 + 1))
+            .condition_expression("attribute_not_exists(pk) OR exp < :now")
+            .expression_attribute_values(":now", n(now_ms / 1000))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Where the relay keeps what it is given: one trait, two backends.
+//!
+//! Every backend must give the same guarantees:
+//! - cursors are assigned in commit order and a pull never returns a cursor whose predecessors
+//!   could still appear (so "after the last cursor I saw" never misses an item);
+//! - a push is idempotent on (author, seq): the first item stored for a pair wins;
+//! - a member list replaces the stored one only if its version is higher;
+//! - a request digest is remembered until it expires, and a second sighting is reported.
+
+use std::future::Future;
+
+use cairn_core::WorkspaceId;
+
+use crate::wire::SealedItem;
+
+pub mod redb;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+
+/// A backend failure (the relay answers 503; nothing is acknowledged).
+#[derive(Debug, thiserror::Error)]
+#[error("relay storage: {0}")]
+pub struct StoreError(pub String);
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Items newly stored.
+    pub stored: u32,
+    /// Items already present (same author and seq).
+    pub duplicates: u32,
+}
+
+/// Storage behind the relay.
+pub trait RelayStore: Send + Sync + 'static {
+    /// The stored member list bytes, if the workspace is registered.
+    fn members(
+        &self,
+        ws: &WorkspaceId,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Stores `bytes` as the member list if `version` is higher than the stored one's (or none
+    /// is stored). Returns false (and stores nothing) otherwise.
+    fn put_members(
+        &self,
+        ws: &WorkspaceId,
+        version: u64,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Appends items not yet stored (by author and seq), assigning increasing cursors.
+    fn push(
+        &self,
+        ws: &WorkspaceId,
+        items: &[SealedItem],
+    ) -> impl Future<Output = Result<Pushed, StoreError>> + Send;
+
+    /// Items with cursor > `after`, ascending, at most `limit` of them and, beyond the first,
+    /// at most `max_bytes` of item data.
+    fn pull(
+        &self,
+        ws: &WorkspaceId,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, SealedItem)>, StoreError>> + Send;
+
+    /// Stores a chunk under its BLAKE3 hash (idempotent).
+    fn put_chunk(
+        &self,
+        ws: &WorkspaceId,
+        hash: &[u8; 32],
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A chunk by hash.
+    fn get_chunk(
+        &self,
+        ws: &WorkspaceId,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Remembers a request digest until `expires_ms`. False if it was already remembered (a
+    /// replay).
+    fn remember_request(
+        &self,
+        ws: &WorkspaceId,
+        digest: &[u8; 32],
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

@@ -1,0 +1,200 @@
+//! The workspace content keys this device holds, and the admin's duty to grant them.
+//!
+//! Keys are never stored apart from the log: a device opens the grants addressed to it (see
+//! `cairn_core::keyring`) with its X25519 secret whenever it needs them.
+
+use std::collections::BTreeMap;
+
+use cairn_core::domain::Role;
+use cairn_core::keyring::{self, ContentKey, KeyGrant, KeyId};
+use cairn_store::{Store, seal};
+
+/// The content keys this device can open, by id.
+#[derive(Default)]
+pub struct Keyring {
+    keys: BTreeMap<KeyId, (u32, ContentKey)>,
+}
+
+impl Keyring {
+    /// Opens every grant in the log addressed to this device.
+    pub fn load(store: &Store) -> Keyring {
+        let mut k = Keyring::default();
+        let (Some(ws), me) = (store.projection().workspace(), store.device().device_id()) else {
+            return k;
+        };
+        let secret = store.x25519_secret();
+        for (_, g) in store.projection().key_grants() {
+            if g.device == me
+                && !k.keys.contains_key(&g.key_id)
+                && let Some(key) = keyring::open(&ws, g, &secret)
+            {
+                k.keys.insert(g.key_id, (g.epoch, key));
+            }
+        }
+        k
+    }
+
+    /// Adds the keys a `content-key-granted` event grants to this device, before the event
+    /// itself can be applied (its causal past may be sealed with the very key it grants). Safe
+    /// without checking the grant's author: a key only opens items, and what it opens is then
+    /// verified like any event.
+    pub fn absorb_grant(&mut self, store: &Store, event: &cairn_core::Event) {
+        let (Some(ws), me) = (store.projection().workspace(), store.device().device_id()) else {
+            return;
+        };
+        let Ok(cairn_core::body::Body::KeyGrant(body)) = event.body() else {
+            return;
+        };
+        let secret = store.x25519_secret();
+        for g in &body.grants {
+            if g.device == me
+                && !self.keys.contains_key(&g.key_id)
+                && let Some(key) = keyring::open(&ws, g, &secret)
+            {
+                self.keys.insert(g.key_id, (g.epoch, key));
+            }
+        }
+    }
+
+    /// The key to seal with: the highest epoch (ties: the smaller id, so every device picks the
+    /// same one).
+    pub fn current(&self) -> Option<(KeyId, &ContentKey)> {
+        self.keys
+            .iter()
+            .max_by(|a, b| (a.1.0, std::cmp::Reverse(a.0)).cmp(&(b.1.0, std::cmp::Reverse(b.0))))
+            .map(|(id, (_, k))| (*id, k))
+    }
+
+    /// Adds another ring's keys.
+    pub fn merge(&mut self, other: Keyring) {
+        for (id, v) in other.keys {
+            self.keys.entry(id).or_insert(v);
+        }
+    }
+
+    /// A key by id.
+    pub fn get(&self, id: &KeyId) -> Option<&ContentKey> {
+        self.keys.get(id).map(|(_, k)| k)
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// What [`reconcile`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Granted {
+    /// Nothing to do (or this device is not an admin, or holds no key to grant).
+    Nothing,
+    /// Created the first content key (epoch 0) for the members.
+    Created(usize),
+    /// Rotated to a new epoch because a revoked device held the current key.
+    Rotated {
+        /// The new epoch.
+        epoch: u32,
+        /// Members it was granted to.
+        members: usize,
+    },
+    /// Granted the keys this device holds to members who lacked the current one.
+    CaughtUp(usize),
+}
+
+/// Brings the grants in line with the membership, if this device is an admin:
+/// - no content key yet: create epoch 0 for every active member;
+/// - the current key is held by a revoked device: rotate to a new epoch, granted to the active
+///   members only (so the revoked device cannot read what is sealed afterwards);
+/// - an active member lacks the current key: grant it every key this device holds.
+///
+/// The first key is created only when `create_first` is set (a relay is in use); enrolments
+/// and revocations only keep existing keys in line. Appends at most one `content-key-granted`
+/// event (more only beyond [`cairn_core::body::KeyGrantBody::MAX`] grants).
+pub fn reconcile(
+    store: &mut Store,
+    now_millis: u64,
+    create_first: bool,
+) -> cairn_store::Result<Granted> {
+    let p = store.projection();
+    let me = store.device().device_id();
+    let Some(ws) = p.workspace() else {
+        return Ok(Granted::Nothing);
+    };
+    let members = p.members();
+    let my_role = members
+        .iter()
+        .find(|m| m.device == me && m.revoked_by.is_none())
+        .map(|m| m.role);
+    if my_role != Some(Role::Admin) {
+        return Ok(Granted::Nothing);
+    }
+    let active: Vec<_> = members
+        .iter()
+        .filter(|m| m.revoked_by.is_none())
+        .filter_map(|m| {
+            let x = hex::decode(m.x25519.as_deref()?).ok()?;
+            Some((m.device, <[u8; 32]>::try_from(x).ok()?))
+        })
+        .collect();
+    let revoked: Vec<_> = members
+        .iter()
+        .filter(|m| m.revoked_by.is_some())
+        .map(|m| m.device)
+        .collect();
+    let any_grant = p.key_grants().next().is_some();
+    let mine = Keyring::load(store);
+    let grant_all = |epoch: u32, key: &ContentKey| -> Vec<KeyGrant> {
+        active
+            .iter()
+            .map(|(d, x)| keyring::grant(&ws, *d, x, epoch, key, &seal::random()))
+            .collect()
+    };
+    let (grants, what) = if !any_grant && !create_first {
+        return Ok(Granted::Nothing);
+    } else if !any_grant {
+        let g = grant_all(0, &seal::random());
+        let n = g.len();
+        (g, Granted::Created(n))
+    } else if let Some((cur_id, _)) = mine.current() {
+        let exposed = p
+            .key_grants()
+            .any(|(_, g)| g.key_id == cur_id && revoked.contains(&g.device));
+        if exposed {
+            let epoch = p.key_epoch().unwrap_or(0) + 1;
+            let g = grant_all(epoch, &seal::random());
+            let n = g.len();
+            (g, Granted::Rotated { epoch, members: n })
+        } else {
+            let lacking: Vec<_> = active
+                .iter()
+                .filter(|(d, _)| {
+                    !p.key_grants()
+                        .any(|(_, g)| g.key_id == cur_id && g.device == *d)
+                })
+                .collect();
+            let mut g = Vec::new();
+            for (d, x) in &lacking {
+                for (id, (epoch, key)) in &mine.keys {
+                    debug_assert_eq!(keyring::key_id(key), *id);
+                    g.push(keyring::grant(&ws, *d, x, *epoch, key, &seal::random()));
+                }
+            }
+            (g, Granted::CaughtUp(lacking.len()))
+        }
+    } else {
+        return Ok(Granted::Nothing);
+    };
+    if grants.is_empty() {
+        return Ok(Granted::Nothing);
+    }
+    for chunk in grants.chunks(cairn_core::body::KeyGrantBody::MAX) {
+        let chunk = chunk.to_vec();
+        store.append(|w, p| w.grant_keys(p, chunk, now_millis))?;
+    }
+    Ok(what)
+}

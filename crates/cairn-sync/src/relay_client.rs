@@ -1,0 +1,517 @@
+//! Sync through a relay (`cairn sync --relay`): push this device's log sealed, pull what
+//! others pushed, open it and ingest it through the ordinary verification path.
+//!
+//! One pass: (1) an admin brings the content-key grants and the relay's member list up to
+//! date; (2) pull after the saved cursor, page by page, each page one durable ingest, the cursor
+//! saved after it (so an interrupted pull resumes there); (3) push the log after the saved push
+//! position, skipping what the relay just gave us. Cost: O(new items) both ways, plus one
+//! member-list read.
+//!
+//! Sealing: every event is sealed with the current content key (`cairn_core::keyring`);
+//! `content-key-granted` events travel as they are, because a device must read its grant
+//! before it can open anything sealed with the key it grants, and their payload is only keys
+//! sealed to members. An item this device cannot open yet (a key not granted to it) holds the
+//! saved cursor back, so it is read again once the grant arrives; items that fail to open or
+//! do not match their header are reported and skipped.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cairn_core::keyring::{open_event, seal_event};
+use cairn_core::{DeviceId, Event, EventKind};
+use cairn_relay::auth;
+use cairn_relay::wire::{
+    CLEAR, MemberList, MemberListBody, PullReply, PushReply, SealedItem, decode_exact, encode,
+};
+use cairn_store::{IngestReport, seal};
+use serde::{Deserialize, Serialize};
+
+use crate::content_keys::{Granted, Keyring, reconcile};
+use crate::session::{SharedStore, lock};
+use crate::{SyncError, now_millis};
+
+/// Local-record namespace of relay state (per relay URL; never synced).
+const NS: &str = "relay";
+
+/// Items per push request and pull page.
+const PAGE: usize = 1000;
+/// Item bytes per push request (under the relay's 4 MiB body limit).
+const PUSH_BYTES: usize = 3 << 20;
+/// The relay's default item limit (DynamoDB items are at most 400 KB).
+const MAX_ITEM: usize = 300_000;
+
+/// Where this device stands with one relay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RelayState {
+    /// Last relay cursor whose items are all ingested (or reported unreadable for good).
+    pull_cursor: u64,
+    /// Last local log position pushed.
+    pushed: Option<u64>,
+}
+
+/// What one relay pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RelayReport {
+    /// The relay.
+    pub relay: String,
+    /// Items pushed and newly stored by the relay.
+    pub pushed: u64,
+    /// Items pushed that the relay already had.
+    pub push_duplicates: u64,
+    /// Items pulled.
+    pub pulled: u64,
+    /// What ingesting the pulled events did.
+    pub ingest: IngestReport,
+    /// Items sealed with a key this device does not hold (yet).
+    pub unreadable: u64,
+    /// Items that failed to open or did not match their header (reported, skipped).
+    pub bad_items: Vec<String>,
+    /// Events too large for the relay (not pushed; sync them peer to peer or by bundle).
+    pub too_large: Vec<String>,
+    /// Whether this device registered or updated the relay's member list.
+    pub member_list_updated: bool,
+    /// Content keys granted in this pass, in words.
+    pub keys: Option<String>,
+}
+
+/// A relay's HTTP endpoint.
+pub struct RelayClient {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl RelayClient {
+    /// A client for `url` (`http://host:port` or `https://…`, without a trailing path).
+    pub fn new(url: &str) -> Result<RelayClient, SyncError> {
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(SyncError::Refused(format!(
+                "relay URL must start with http:// or https://: {url:?}"
+            )));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(RelayClient { base, agent })
+    }
+
+    /// Sends one signed request; returns the status and body.
+    pub fn call(
+        &self,
+        key: &cairn_core::keys::DeviceKey,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), SyncError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let headers = auth::sign(key, method, path_and_query, now_millis(), body);
+        let t = |e: ureq::Error| SyncError::Transport(format!("relay {url}: {e}"));
+        let mut resp = match method {
+            "GET" => {
+                let mut r = self.agent.get(&url);
+                for (k, v) in &headers {
+                    r = r.header(*k, v);
+                }
+                r.call().map_err(t)?
+            }
+            _ => {
+                let mut r = match method {
+                    "PUT" => self.agent.put(&url),
+                    _ => self.agent.post(&url),
+                };
+                for (k, v) in &headers {
+                    r = r.header(*k, v);
+                }
+                r.header("content-type", "application/octet-stream")
+                    .send(body)
+                    .map_err(t)?
+            }
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_vec()
+            .map_err(t)?;
+        Ok((status, bytes))
+    }
+
+    fn expect_ok(&self, what: &str, (status, body): (u16, Vec<u8>)) -> Result<Vec<u8>, SyncError> {
+        if status == 200 {
+            return Ok(body);
+        }
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        Err(SyncError::Refused(format!(
+            "relay {} refused {what} ({status}): {msg}",
+            self.base
+        )))
+    }
+}
+
+fn load_state(store: &cairn_store::Store, url: &str) -> RelayState {
+    store
+        .get_local(NS, url.as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|b| decode_exact(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(store: &mut cairn_store::Store, url: &str, s: &RelayState) -> Result<(), SyncError> {
+    Ok(store.put_local(NS, url.as_bytes(), &encode(s))?)
+}
+
+/// The relays this device is configured to use (`cairn relay add`).
+pub fn configured(store: &cairn_store::Store) -> Result<Vec<String>, SyncError> {
+    Ok(store
+        .local_entries("relay-config")?
+        .into_iter()
+        .filter_map(|(k, _)| String::from_utf8(k).ok())
+        .collect())
+}
+
+/// Adds a relay to the configuration.
+pub fn add(store: &mut cairn_store::Store, url: &str) -> Result<(), SyncError> {
+    RelayClient::new(url)?;
+    Ok(store.put_local("relay-config", url.trim_end_matches('/').as_bytes(), b"")?)
+}
+
+/// Removes a relay; false if it was not configured.
+pub fn remove(store: &mut cairn_store::Store, url: &str) -> Result<bool, SyncError> {
+    Ok(store.remove_local("relay-config", url.trim_end_matches('/').as_bytes())?)
+}
+
+/// One full pass with a relay: keys and member list, pull, push.
+pub fn sync(
+    store: &SharedStore,
+    url: &str,
+    progress: &dyn Fn(&str, u64),
+) -> Result<RelayReport, SyncError> {
+    let client = RelayClient::new(url)?;
+    let url = client.base.clone();
+    let mut report = RelayReport {
+        relay: url.clone(),
+        ..Default::default()
+    };
+    let (ws, key) = {
+        let mut s = lock(store);
+        report.keys = match reconcile(&mut s, now_millis(), true)? {
+            Granted::Nothing => None,
+            Granted::Created(n) => Some(format!("created the first content key for {n} member(s)")),
+            Granted::Rotated { epoch, members } => Some(format!(
+                "rotated the content key to epoch {epoch} for {members} member(s)"
+            )),
+            Granted::CaughtUp(n) => Some(format!("granted content keys to {n} member(s)")),
+        };
+        let ws = s
+            .projection()
+            .workspace()
+            .ok_or_else(|| SyncError::Refused("this device has no workspace yet".into()))?;
+        (
+            ws,
+            cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes()),
+        )
+    };
+    let base = format!("/v1/ws/{}", ws.to_hex());
+    report.member_list_updated = update_member_list(store, &client, &key, &base)?;
+
+    // Pull.
+    let mut state = load_state(&lock(store), &url);
+    let mut seen: HashSet<(DeviceId, u64)> = HashSet::new();
+    let mut keys = Keyring::load(&lock(store));
+    // A key granted late in the relay's order may open items held back earlier in this pass;
+    // then read again from the first held item (bounded: each round needs a new key).
+    for _round in 0..4 {
+        let learned = pull_pass(
+            store,
+            &client,
+            &key,
+            &base,
+            &ws,
+            &mut state,
+            &mut seen,
+            &mut keys,
+            &mut report,
+            progress,
+        )?;
+        save_state(&mut lock(store), &url, &state)?;
+        if !learned {
+            break;
+        }
+    }
+
+    // Push.
+    let current = {
+        let s = lock(store);
+        let mut k = Keyring::load(&s);
+        k.merge(keys);
+        k.current().map(|(id, k)| (id, *k))
+    };
+    loop {
+        let page = lock(store).log_page(state.pushed, PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        let mut last = state.pushed;
+        for (pos, ev) in &page {
+            if bytes > PUSH_BYTES {
+                break;
+            }
+            last = Some(*pos);
+            let Ok(e) = Event::decode(ev.clone()) else {
+                continue;
+            };
+            let env = e.envelope();
+            if seen.contains(&(env.author, env.seq)) {
+                continue;
+            }
+            let item = if env.kind == EventKind::ContentKeyGranted {
+                SealedItem {
+                    author: env.author,
+                    seq: env.seq,
+                    key_id: CLEAR,
+                    nonce: [0; 24],
+                    data: ev.clone(),
+                }
+            } else {
+                let Some((id, k)) = &current else {
+                    return Err(SyncError::Refused(
+                        "this device holds no content key yet: an admin must sync with the \
+                         relay (or with this device) first"
+                            .into(),
+                    ));
+                };
+                let nonce: [u8; 24] = seal::random();
+                SealedItem {
+                    author: env.author,
+                    seq: env.seq,
+                    key_id: *id,
+                    nonce,
+                    data: seal_event(&ws, k, &env.author, env.seq, &nonce, ev),
+                }
+            };
+            if item.data.len() > MAX_ITEM {
+                report.too_large.push(format!(
+                    "{} ({}#{}, {} bytes)",
+                    e.id().short(),
+                    env.author.short(),
+                    env.seq,
+                    ev.len()
+                ));
+                continue;
+            }
+            bytes += item.data.len();
+            items.push(item);
+        }
+        if !items.is_empty() {
+            let body = client.expect_ok(
+                "a push",
+                client.call(&key, "POST", &format!("{base}/events"), &encode(&items))?,
+            )?;
+            let r: PushReply = decode_exact(&body)
+                .map_err(|e| SyncError::Protocol(format!("relay push reply: {e}")))?;
+            report.pushed += u64::from(r.stored);
+            report.push_duplicates += u64::from(r.duplicates);
+        }
+        state.pushed = last;
+        save_state(&mut lock(store), &url, &state)?;
+        progress("pushed", report.pushed + report.push_duplicates);
+    }
+    for t in &report.too_large {
+        tracing::warn!(relay = %url, event = %t, "event too large for the relay; not pushed");
+    }
+    Ok(report)
+}
+
+/// Reads every page after the saved cursor. Advances `state.pull_cursor` to the end, or to
+/// just before the first item this device could not open. Returns true if it learned a key
+/// and held items back (another pass may open them).
+#[expect(clippy::too_many_arguments, reason = "one pass's whole context")]
+fn pull_pass(
+    store: &SharedStore,
+    client: &RelayClient,
+    key: &cairn_core::keys::DeviceKey,
+    base: &str,
+    ws: &cairn_core::WorkspaceId,
+    state: &mut RelayState,
+    seen: &mut HashSet<(DeviceId, u64)>,
+    keys: &mut Keyring,
+    report: &mut RelayReport,
+    progress: &dyn Fn(&str, u64),
+) -> Result<bool, SyncError> {
+    let mut after = state.pull_cursor;
+    let mut hold: Option<u64> = None;
+    let mut learned = false;
+    loop {
+        let body = client.expect_ok(
+            "a pull",
+            client.call(
+                key,
+                "GET",
+                &format!("{base}/events?after={after}&limit={PAGE}"),
+                b"",
+            )?,
+        )?;
+        let page: PullReply = decode_exact(&body)
+            .map_err(|e| SyncError::Protocol(format!("relay pull reply: {e}")))?;
+        if page.items.is_empty() {
+            break;
+        }
+        if page.cursor <= after || page.items.iter().any(|(c, _)| *c <= after) {
+            return Err(SyncError::Protocol(
+                "relay returned items at or before the cursor".into(),
+            ));
+        }
+        report.pulled += page.items.len() as u64;
+        let mut s = lock(store);
+        let mut batch = Vec::new();
+        for (cursor, it) in &page.items {
+            seen.insert((it.author, it.seq));
+            let bytes = if it.key_id == CLEAR {
+                Some(it.data.clone())
+            } else if let Some(k) = keys.get(&it.key_id) {
+                let opened = open_event(ws, k, &it.author, it.seq, &it.nonce, &it.data);
+                if opened.is_none() {
+                    report.bad_items.push(format!(
+                        "cursor {cursor}: {}#{} does not open with its key",
+                        it.author.short(),
+                        it.seq
+                    ));
+                }
+                opened
+            } else {
+                report.unreadable += 1;
+                hold.get_or_insert(cursor - 1);
+                None
+            };
+            let Some(bytes) = bytes else { continue };
+            match Event::decode(bytes.clone()) {
+                Ok(e) if e.envelope().author == it.author && e.envelope().seq == it.seq => {
+                    if it.key_id == CLEAR && e.envelope().kind != EventKind::ContentKeyGranted {
+                        report.bad_items.push(format!(
+                            "cursor {cursor}: a {} event arrived unsealed",
+                            e.envelope().kind.label()
+                        ));
+                        continue;
+                    }
+                    if e.envelope().kind == EventKind::ContentKeyGranted {
+                        // Keys granted here may open the items that follow, and the ones held
+                        // back before it (the grant's own past may be sealed with its key).
+                        let before = keys.len();
+                        keys.absorb_grant(&s, &e);
+                        learned |= keys.len() > before && hold.is_some();
+                    }
+                    batch.push(bytes);
+                }
+                Ok(_) => report.bad_items.push(format!(
+                    "cursor {cursor}: the event inside is not {}#{}",
+                    it.author.short(),
+                    it.seq
+                )),
+                // Undecodable bytes that opened with the key were sealed by a member: keep
+                // them as evidence through the ordinary ingest (it quarantines them).
+                Err(_) => batch.push(bytes),
+            }
+        }
+        merge(&mut report.ingest, s.ingest(batch)?);
+        after = page.cursor;
+        state.pull_cursor = hold.unwrap_or(after).max(state.pull_cursor);
+        save_state(&mut s, &report.relay, state)?;
+        drop(s);
+        progress("pulled", report.pulled);
+        if !page.more {
+            break;
+        }
+    }
+    Ok(learned)
+}
+
+fn merge(into: &mut IngestReport, r: IngestReport) {
+    into.applied += r.applied;
+    into.excluded += r.excluded;
+    into.pending += r.pending;
+    into.duplicates += r.duplicates;
+    into.rejected.extend(r.rejected);
+}
+
+/// Registers the workspace or updates its member list when this device is an admin and its
+/// log knows more membership events than the relay's list. Returns whether it wrote.
+fn update_member_list(
+    store: &SharedStore,
+    client: &RelayClient,
+    key: &cairn_core::keys::DeviceKey,
+    base: &str,
+) -> Result<bool, SyncError> {
+    let path = format!("{base}/members");
+    let (status, body) = client.call(key, "GET", &path, b"")?;
+    let remote = match status {
+        200 => Some(MemberList::decode(&body).map_err(|e| {
+            SyncError::Protocol(format!("the relay's member list is invalid: {e}"))
+        })?),
+        404 => None,
+        _ => {
+            return client
+                .expect_ok("reading the member list", (status, body))
+                .map(|_| false);
+        }
+    };
+    let (body, admin) = {
+        let s = lock(store);
+        let p = s.projection();
+        let me = s.device().device_id();
+        let members: Vec<_> = p
+            .members()
+            .into_iter()
+            .filter(|m| m.revoked_by.is_none())
+            .map(|m| (m.device, m.role))
+            .collect();
+        let admin = members
+            .iter()
+            .any(|(d, r)| *d == me && *r == cairn_core::domain::Role::Admin);
+        let ws = p
+            .workspace()
+            .ok_or_else(|| SyncError::Refused("no workspace".into()))?;
+        (
+            MemberListBody {
+                workspace: ws,
+                version: p.membership_version(),
+                members,
+                time: now_millis(),
+            },
+            admin,
+        )
+    };
+    if let Some(r) = &remote {
+        let signer_ok = lock(store)
+            .projection()
+            .members()
+            .iter()
+            .any(|m| m.device == r.signer() && m.role == cairn_core::domain::Role::Admin);
+        if !signer_ok {
+            tracing::warn!(signer = %r.signer().short(), "the relay's member list is signed by a device this log does not know as an admin");
+        }
+        if r.body().version >= body.version {
+            return Ok(false);
+        }
+    }
+    if !admin {
+        return match remote {
+            Some(_) => Ok(false),
+            None => Err(SyncError::Refused(
+                "the relay does not know this workspace yet: an admin must sync with it first"
+                    .into(),
+            )),
+        };
+    }
+    let bytes = MemberList::sign(&body, key);
+    client.expect_ok("the member list", client.call(key, "PUT", &path, &bytes)?)?;
+    Ok(true)
+}

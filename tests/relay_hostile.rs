@@ -1,0 +1,360 @@
+//! Hostile requests to the relay: each gets a 4xx with a clear reason and writes nothing.
+//! The relay logic runs in process over the redb backend, with a fixed clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::collections::HashMap;
+
+use cairn_core::domain::Role;
+use cairn_core::keys::DeviceKey;
+use cairn_core::{DeviceId, WorkspaceId};
+use cairn_relay::auth;
+use cairn_relay::store::redb::RedbStore;
+use cairn_relay::wire::{MemberList, MemberListBody, PullReply, PushReply, SealedItem, encode};
+use cairn_relay::{Limits, Relay, Request, Response};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn now() -> u64 {
+    NOW
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    relay: Relay<RedbStore>,
+    ws: WorkspaceId,
+    admin: DeviceKey,
+    eng: DeviceKey,
+}
+
+fn req(key: &DeviceKey, method: &str, path: &str, query: &str, body: Vec<u8>, at: u64) -> Request {
+    let pq = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let headers: HashMap<String, String> = auth::sign(key, method, &pq, at, &body)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers,
+        body,
+    }
+}
+
+fn item(author: DeviceId, seq: u64, len: usize) -> SealedItem {
+    SealedItem {
+        author,
+        seq,
+        key_id: [1; 8],
+        nonce: [2; 24],
+        data: vec![0xa5; len],
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Fixture {
+    fn new(limits: Limits) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&tmp.path().join("relay.redb")).unwrap();
+        let relay = Relay::new(store, limits).with_clock(now);
+        let f = Fixture {
+            _tmp: tmp,
+            relay,
+            ws: WorkspaceId([7; 32]),
+            admin: DeviceKey::from_secret(&[1; 32]),
+            eng: DeviceKey::from_secret(&[2; 32]),
+        };
+        let list = f.members(
+            1,
+            &[(&f.admin, Role::Admin), (&f.eng, Role::Engineer)],
+            &f.admin,
+        );
+        let r = f.call(req(&f.admin, "PUT", &f.path("members"), "", list, NOW));
+        assert_eq!(r.status, 200, "{:?}", r.error_message());
+        f
+    }
+
+    fn path(&self, tail: &str) -> String {
+        format!("/v1/ws/{}/{tail}", self.ws.to_hex())
+    }
+
+    fn members(&self, version: u64, m: &[(&DeviceKey, Role)], signer: &DeviceKey) -> Vec<u8> {
+        MemberList::sign(
+            &MemberListBody {
+                workspace: self.ws,
+                version,
+                members: m.iter().map(|(k, r)| (k.device_id(), *r)).collect(),
+                time: NOW,
+            },
+            signer,
+        )
+    }
+
+    fn call(&self, r: Request) -> Response {
+        rt().block_on(self.relay.handle(&r))
+    }
+
+    fn push(&self, key: &DeviceKey, items: &[SealedItem]) -> Response {
+        self.call(req(
+            key,
+            "POST",
+            &self.path("events"),
+            "",
+            encode(&items.to_vec()),
+            NOW,
+        ))
+    }
+
+    /// Everything the relay stores, to check that a refused request wrote nothing.
+    fn snapshot(&self) -> Vec<Vec<u8>> {
+        self.relay.store().raw_values().unwrap()
+    }
+
+    fn refused(&self, r: Request, status: u16, reason: &str) {
+        let before = self.snapshot();
+        let resp = self.call(r);
+        assert_eq!(resp.status, status, "{:?}", resp.error_message());
+        let msg = resp.error_message().expect("a JSON error");
+        assert!(msg.contains(reason), "{msg:?} lacks {reason:?}");
+        assert_eq!(
+            self.snapshot(),
+            before,
+            "a refused request ({reason}) wrote something"
+        );
+    }
+}
+
+#[test]
+fn honest_push_and_pull_are_idempotent_and_paginated() {
+    let f = Fixture::new(Limits::default());
+    let items: Vec<_> = (1..=5).map(|s| item(f.eng.device_id(), s, 40)).collect();
+    let r = f.push(&f.eng, &items);
+    assert_eq!(r.status, 200);
+    let rep: PushReply = postcard::from_bytes(&r.body).unwrap();
+    assert_eq!((rep.stored, rep.duplicates), (5, 0));
+    let r = f.push(&f.admin, &items[2..]);
+    let rep: PushReply = postcard::from_bytes(&r.body).unwrap();
+    assert_eq!((rep.stored, rep.duplicates), (0, 3));
+    let r = f.call(req(
+        &f.admin,
+        "GET",
+        &f.path("events"),
+        "after=0&limit=2",
+        vec![],
+        NOW,
+    ));
+    let page: PullReply = postcard::from_bytes(&r.body).unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.more);
+    let r = f.call(req(
+        &f.admin,
+        "GET",
+        &f.path("events"),
+        &format!("after={}&limit=10", page.cursor),
+        vec![],
+        NOW,
+    ));
+    let rest: PullReply = postcard::from_bytes(&r.body).unwrap();
+    assert_eq!(rest.items.len(), 3);
+    assert!(!rest.more);
+    let seqs: Vec<u64> = page
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|(_, i)| i.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn hostile_requests_get_a_reason_and_write_nothing() {
+    let f = Fixture::new(Limits {
+        max_body: 64 << 10,
+        ..Limits::default()
+    });
+    let good = encode(&vec![item(f.eng.device_id(), 1, 40)]);
+    let events = f.path("events");
+
+    // A bad signature: signed over other bytes.
+    let mut r = req(&f.eng, "POST", &events, "", good.clone(), NOW);
+    r.body = encode(&vec![item(f.eng.device_id(), 2, 40)]);
+    f.refused(r, 401, "signature does not verify");
+
+    // A signature by another key than the device named.
+    let mut r = req(&f.eng, "POST", &events, "", good.clone(), NOW);
+    r.headers
+        .insert(auth::H_DEVICE.into(), f.admin.device_id().to_hex());
+    f.refused(r, 401, "signature does not verify");
+
+    // Expired and future timestamps.
+    f.refused(
+        req(&f.eng, "POST", &events, "", good.clone(), NOW - 6 * 60_000),
+        401,
+        "window",
+    );
+    f.refused(
+        req(&f.eng, "POST", &events, "", good.clone(), NOW + 6 * 60_000),
+        401,
+        "window",
+    );
+
+    // Missing headers.
+    let mut r = req(&f.eng, "POST", &events, "", good.clone(), NOW);
+    r.headers.remove(auth::H_SIG);
+    f.refused(r, 401, "x-cairn-signature");
+
+    // A replayed request: the first is accepted, the identical second refused.
+    let r = req(&f.eng, "POST", &events, "", good.clone(), NOW);
+    assert_eq!(f.call(r.clone()).status, 200);
+    f.refused(r, 409, "replayed");
+
+    // A non-member, even with a valid signature.
+    let stranger = DeviceKey::from_secret(&[9; 32]);
+    f.refused(
+        req(
+            &stranger,
+            "POST",
+            &events,
+            "",
+            encode(&vec![item(stranger.device_id(), 1, 40)]),
+            NOW,
+        ),
+        403,
+        "not a member",
+    );
+
+    // An oversized body, and an oversized item.
+    let big = encode(&vec![item(f.eng.device_id(), 3, 70 << 10)]);
+    f.refused(
+        req(&f.eng, "POST", &events, "", big, NOW),
+        413,
+        "over the limit",
+    );
+    let f2 = Fixture::new(Limits::default());
+    let huge_item = encode(&vec![item(f2.eng.device_id(), 3, 400_000)]);
+    f2.refused(
+        req(&f2.eng, "POST", &f2.path("events"), "", huge_item, NOW),
+        413,
+        "limit",
+    );
+
+    // Malformed input: garbage, trailing bytes, seq 0, bad query, unknown route.
+    f.refused(
+        req(&f.eng, "POST", &events, "", vec![0xff; 100], NOW),
+        400,
+        "malformed",
+    );
+    let mut trailing = good.clone();
+    trailing.push(0);
+    f.refused(
+        req(&f.eng, "POST", &events, "", trailing, NOW),
+        400,
+        "trailing",
+    );
+    f.refused(
+        req(
+            &f.eng,
+            "POST",
+            &events,
+            "",
+            encode(&vec![item(f.eng.device_id(), 0, 40)]),
+            NOW,
+        ),
+        400,
+        "malformed",
+    );
+    f.refused(
+        req(&f.eng, "GET", &events, "after=x", vec![], NOW),
+        400,
+        "after",
+    );
+    f.refused(
+        req(&f.eng, "GET", "/v1/ws/zz/events", "", vec![], NOW),
+        404,
+        "no such route",
+    );
+
+    // Member lists: an engineer cannot replace it, an admin cannot roll it back, a forged or
+    // foreign list is refused.
+    let list = f.members(2, &[(&f.eng, Role::Admin)], &f.eng);
+    f.refused(
+        req(&f.eng, "PUT", &f.path("members"), "", list, NOW),
+        403,
+        "only an admin",
+    );
+    let old = f.members(1, &[(&f.admin, Role::Admin)], &f.admin);
+    f.refused(
+        req(&f.admin, "PUT", &f.path("members"), "", old, NOW),
+        409,
+        "newer or equal",
+    );
+    let mut forged = f.members(3, &[(&f.admin, Role::Admin)], &f.admin);
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    f.refused(
+        req(&f.admin, "PUT", &f.path("members"), "", forged, NOW),
+        400,
+        "signature",
+    );
+
+    // A chunk that does not match its hash.
+    let h = hex::encode(blake3::hash(b"chunk").as_bytes());
+    f.refused(
+        req(
+            &f.eng,
+            "PUT",
+            &f.path(&format!("chunks/{h}")),
+            "",
+            b"other".to_vec(),
+            NOW,
+        ),
+        400,
+        "does not match",
+    );
+
+    // Rate limit: a device over its burst is refused until tokens refill.
+    let f3 = Fixture::new(Limits {
+        burst: 3.0,
+        rate_per_sec: 0.001,
+        ..Limits::default()
+    });
+    for i in 0..3 {
+        let r = req(
+            &f3.eng,
+            "GET",
+            &f3.path("events"),
+            &format!("after={i}"),
+            vec![],
+            NOW,
+        );
+        assert_eq!(f3.call(r).status, 200);
+    }
+    f3.refused(
+        req(&f3.eng, "GET", &f3.path("events"), "after=9", vec![], NOW),
+        429,
+        "rate limit",
+    );
+}
+
+#[test]
+fn revocation_on_the_member_list_locks_the_device_out() {
+    let f = Fixture::new(Limits::default());
+    let list = f.members(2, &[(&f.admin, Role::Admin)], &f.admin);
+    let r = f.call(req(&f.admin, "PUT", &f.path("members"), "", list, NOW));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    f.refused(
+        req(&f.eng, "GET", &f.path("events"), "", vec![], NOW),
+        403,
+        "not a member",
+    );
+}
