@@ -180,10 +180,18 @@ impl Ws {
 /// Starts `cairn relay serve` with the given extra arguments on an ephemeral loopback port;
 /// returns it and its URL.
 pub fn relay_serve(args: &[&str]) -> (Child, String) {
+    let mut all = vec!["--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    relay_serve_env(&all, &[])
+}
+
+/// Starts `cairn relay serve ARGS` with extra environment variables; returns it and its URL.
+pub fn relay_serve_env(args: &[&str], env: &[(&str, String)]) -> (Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["relay", "serve", "--bind", "127.0.0.1:0"])
+        .args(["relay", "serve"])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -253,6 +253,45 @@ pub fn sync(
         k.merge(keys);
         k.current().map(|(id, k)| (id, *k))
     };
+    // Grants go first, so a member pulling in cursor order learns each key before the items
+    // sealed with it (a grant comes after those items in the log: it names them as its past).
+    let mut grants = Vec::new();
+    let mut at = state.pushed;
+    loop {
+        let page = lock(store).log_page(at, PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        at = Some(*last);
+        for (_, ev) in page {
+            if let Ok(e) = Event::decode(ev.clone())
+                && e.envelope().kind == EventKind::ContentKeyGranted
+                && !seen.contains(&(e.envelope().author, e.envelope().seq))
+            {
+                seen.insert((e.envelope().author, e.envelope().seq));
+                grants.push(SealedItem {
+                    author: e.envelope().author,
+                    seq: e.envelope().seq,
+                    key_id: CLEAR,
+                    nonce: [0; 24],
+                    data: ev,
+                });
+            }
+        }
+    }
+    for chunk in grants.chunks(PAGE) {
+        let body = client.expect_ok(
+            "a push",
+            client.call(
+                &key,
+                "POST",
+                &format!("{base}/events"),
+                &encode(&chunk.to_vec()),
+            )?,
+        )?;
+        let r: PushReply = decode_exact(&body)
+            .map_err(|e| SyncError::Protocol(format!("relay push reply: {e}")))?;
+        report.pushed += u64::from(r.stored);
+        report.push_duplicates += u64::from(r.duplicates);
+    }
     loop {
         let page = lock(store).log_page(state.pushed, PAGE)?;
         if page.is_empty() {

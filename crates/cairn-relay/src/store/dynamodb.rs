@@ -93,7 +93,18 @@ impl DynamoStore {
                 "AWS credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             ));
         };
-        let creds = Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        Ok(DynamoStore::build(
+            cfg,
+            Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment"),
+        ))
+    }
+
+    /// A client with fixed credentials (an emulator's test credentials).
+    pub fn with_credentials(cfg: &DynamoConfig, id: &str, secret: &str) -> DynamoStore {
+        DynamoStore::build(cfg, Credentials::new(id, secret, None, None, "static"))
+    }
+
+    fn build(cfg: &DynamoConfig, creds: Credentials) -> DynamoStore {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -112,10 +123,10 @@ impl DynamoStore {
         if let Some(ep) = &cfg.endpoint_url {
             b = b.endpoint_url(ep);
         }
-        Ok(DynamoStore {
+        DynamoStore {
             client: Client::from_conf(b.build()),
             table: cfg.table.clone(),
-        })
+        }
     }
 
     /// Creates the table (on-demand billing) if it does not exist: for self-hosting against an
