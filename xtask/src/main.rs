@@ -199,8 +199,24 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    let moto = moto_server()?;
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("CAIRN_MOTO_SERVER", &moto))?;
     browser_tests()
+}
+
+/// moto's DynamoDB-compatible server from PyPI, in a virtualenv under target/tools
+/// (idempotent); the relay tests start it on loopback.
+fn moto_server() -> Result<PathBuf> {
+    let venv = root().join("target/tools/venv");
+    let bin = venv.join("bin/moto_server");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "moto[server]==5.2.5"]))?;
+    Ok(bin)
 }
 
 /// The web UI in real headless Chromium (Debian's), driven by npm playwright-core, against

@@ -159,6 +159,15 @@ pub(crate) fn create(
     if store.projection().assets().iter().any(|a| a.name() == name) {
         bail!("an asset named {name:?} already exists");
     }
+    create_new(store, fields, tags)
+}
+
+/// [`create`] without the name check, for callers that checked a whole batch at once.
+fn create_new(
+    store: &mut Store,
+    fields: &[FieldEdit],
+    tags: &[FieldEdit],
+) -> Result<cairn_core::AssetId> {
     let mut id = None;
     store.append(|w, p| {
         let (e, a) = w.create_asset(p, fields, tags, ctx::now_millis())?;
@@ -395,9 +404,16 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             if !headers.iter().any(|h| h == "name") {
                 bail!("{}: a name column is required", file.display());
             }
-            // Parse and check every row before writing anything.
+            // Parse and check every row before writing anything. Existing names are read once:
+            // a name check per row would make an import quadratic in the estate's size.
             let mut rows = Vec::new();
             let mut names = std::collections::BTreeSet::new();
+            let existing: std::collections::HashSet<String> = store
+                .projection()
+                .assets()
+                .iter()
+                .map(|a| a.name().to_string())
+                .collect();
             for (i, rec) in rdr.records().enumerate() {
                 let rec = rec.with_context(|| format!("{}: row {}", file.display(), i + 2))?;
                 let mut fields = Vec::new();
@@ -420,9 +436,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                     .find(|(k, _)| k == "name")
                     .and_then(|(_, v)| v.clone())
                     .with_context(|| format!("{}: row {} has no name", file.display(), i + 2))?;
-                if !names.insert(name.clone())
-                    || store.projection().assets().iter().any(|a| a.name() == name)
-                {
+                if !names.insert(name.clone()) || existing.contains(&name) {
                     bail!(
                         "{}: row {}: asset {name:?} already exists",
                         file.display(),
@@ -433,7 +447,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             }
             let bar = crate::progress::items(rows.len() as u64, "importing");
             for (f, t) in &rows {
-                create(&mut store, f, t)?;
+                create_new(&mut store, f, t)?;
                 bar.inc(1);
             }
             bar.finish_and_clear();

@@ -85,12 +85,21 @@ pub struct Request {
 }
 
 impl Request {
-    /// What the signature covers: the path and, if any, `?query`.
+    /// The path from its `/v1/` on: a front that mounts the relay under a prefix (a proxy,
+    /// `cargo lambda`'s `/lambda-url/NAME`) changes nothing the client signed or routes by.
+    pub fn relay_path(&self) -> &str {
+        self.path
+            .find("/v1/")
+            .map(|i| &self.path[i..])
+            .unwrap_or(&self.path)
+    }
+
+    /// What the signature covers: the relay path and, if any, `?query`.
     pub fn path_and_query(&self) -> String {
         if self.query.is_empty() {
-            self.path.clone()
+            self.relay_path().to_string()
         } else {
-            format!("{}?{}", self.path, self.query)
+            format!("{}?{}", self.relay_path(), self.query)
         }
     }
 }
@@ -226,7 +235,7 @@ impl<S: RelayStore> Relay<S> {
     }
 
     async fn handle_inner(&self, req: &Request) -> Response {
-        let Some(r) = route(&req.path) else {
+        let Some(r) = route(req.relay_path()) else {
             return Response::error(404, format!("no such route: {}", req.path));
         };
         let (ws, method) = match (&r, req.method.as_str()) {

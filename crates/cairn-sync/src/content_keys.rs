@@ -16,7 +16,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Opens every grant in the log addressed to this device.
+    /// Opens every grant in the log addressed to this device, applied or pending.
     pub fn load(store: &Store) -> Keyring {
         let mut k = Keyring::default();
         let (Some(ws), me) = (store.projection().workspace(), store.device().device_id()) else {
@@ -29,6 +29,14 @@ impl Keyring {
                 && let Some(key) = keyring::open(&ws, g, &secret)
             {
                 k.keys.insert(g.key_id, (g.epoch, key));
+            }
+        }
+        // Grants still waiting for their causal past (which may be sealed with their keys).
+        for (_, bytes) in store.pending().unwrap_or_default() {
+            if let Ok(e) = cairn_core::Event::decode(bytes)
+                && e.envelope().kind == cairn_core::EventKind::ContentKeyGranted
+            {
+                k.absorb_grant(store, &e);
             }
         }
         k

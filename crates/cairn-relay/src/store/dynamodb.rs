@@ -2,21 +2,24 @@
 //!
 //! | item | pk | sk | attributes |
 //! |---|---|---|---|
-//! | event | `{ws}#ev` | cursor | `d`: postcard(SealedItem) |
+//! | page of events | `{ws}#pg` | slot (1, 2, …) | `d`: postcard(Vec<SealedItem>), ≤ 350 000 bytes |
 //! | (author, seq) marker | `{ws}#as#{author}` | seq | `c`: cursor |
-//! | cursor counter | `{ws}#meta` | 0 | `n`: last cursor |
 //! | member list | `{ws}#meta` | 1 | `v`: version, `d`: signed bytes |
 //! | chunk | `{ws}#ch#{hash}` | 0 | `d` |
 //! | seen request | `{ws}#rq#{digest}` | 0 | `exp`: expiry, Unix seconds (the table's TTL attribute) |
 //!
-//! A push is one transaction per at most 49 items (DynamoDB allows 100 actions and 4 MB): the
-//! counter moves from the value read to that value plus the batch, conditioned on being
-//! unchanged, and each item is written with its marker, conditioned on the marker being new.
-//! So cursors become visible only together with the counter, in commit order, and a pull
-//! returns nothing above the counter it read first (with strongly consistent reads): a reader
-//! can never pass a cursor that is still to appear. A cancelled transaction (a concurrent
-//! writer, or a concurrent push of the same event) is retried with back-off after re-reading
-//! the counter and the markers; throttling is retried by the SDK (standard mode, 8 attempts).
+//! A push packs the items not yet marked into pages and claims the next slot for each page:
+//! read the highest slot (strongly consistent), put the page at slot + 1 on the condition that
+//! the slot is free, and on a lost race read again. A slot is only ever claimed after the one
+//! below it was seen written, so slots appear in order and a strongly consistent pull "after
+//! cursor C" can never pass an item that is still to appear. The cursor of an item is
+//! `slot << 16 | index in page (1-based)`. Markers for (author, seq) are written after their
+//! page (BatchWriteItem); a push checks them first, so a re-push stores nothing. Only a writer
+//! that dies between its page and its markers, or two devices pushing the same event at the
+//! same moment, can store an event twice, which readers ingest as a duplicate; an event is
+//! never lost. No transactions: one conditional write per page of up to ~1000 events.
+//! Throttling is retried by the SDK (standard mode, 8 attempts, from 50 ms), lost slot races
+//! and unprocessed batch keys with back-off here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,17 +31,17 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ScalarAttributeType, TransactWriteItem, Update,
+    PutRequest, ScalarAttributeType, WriteRequest,
 };
 use cairn_core::WorkspaceId;
 
 use super::{Pushed, RelayStore, StoreError};
 use crate::wire::{SealedItem, decode_exact, encode};
 
-/// Items per transaction: 100 actions = the counter + 2 per item.
-const TXN_ITEMS: usize = 49;
-/// Bytes of item data per transaction (DynamoDB: 4 MB per transaction).
-const TXN_BYTES: usize = 3_500_000;
+/// Encoded bytes of one page (DynamoDB items are at most 400 KB with their keys).
+const PAGE_BYTES: usize = 350_000;
+/// Items per page (the index is the cursor's low 16 bits, from 1).
+const PAGE_ITEMS: usize = 65_535;
 
 /// Where the table is and how to reach it.
 #[derive(Debug, Clone)]
@@ -205,17 +208,96 @@ impl DynamoStore {
         HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), n(sk))])
     }
 
-    async fn counter(&self, ws: &WorkspaceId) -> Result<u64, StoreError> {
+    /// The highest page slot (0 if none), read strongly consistent.
+    async fn top_slot(&self, ws: &WorkspaceId) -> Result<u64, StoreError> {
         let r = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(Self::key(format!("{}#meta", ws.to_hex()), 0)))
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(format!("{}#pg", ws.to_hex())))
+            .scan_index_forward(false)
+            .limit(1)
             .consistent_read(true)
+            .projection_expression("sk")
             .send()
             .await
             .map_err(err)?;
-        Ok(r.item().and_then(|i| get_n(i, "n")).unwrap_or(0))
+        Ok(r.items().first().and_then(|i| get_n(i, "sk")).unwrap_or(0))
+    }
+
+    /// Writes `page` at the next free slot; returns the slot.
+    async fn claim_slot(&self, ws: &WorkspaceId, page: &[SealedItem]) -> Result<u64, StoreError> {
+        let body = encode(&page.to_vec());
+        for attempt in 0u32..20 {
+            let slot = self.top_slot(ws).await? + 1;
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("{}#pg", ws.to_hex())))
+                .item("sk", n(slot))
+                .item("d", b(body.clone()))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match r {
+                Ok(_) => return Ok(slot),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    // Another writer took the slot: read the top again.
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Err(StoreError(
+            "kept losing the race for the next page slot".into(),
+        ))
+    }
+
+    /// Writes (author, seq) → cursor markers, 25 per request, retrying unprocessed ones.
+    async fn mark(&self, ws: &WorkspaceId, marks: &[(&SealedItem, u64)]) -> Result<(), StoreError> {
+        for chunk in marks.chunks(25) {
+            let mut reqs = Vec::with_capacity(chunk.len());
+            for (it, cursor) in chunk {
+                let put = PutRequest::builder()
+                    .item(
+                        "pk",
+                        s(format!("{}#as#{}", ws.to_hex(), it.author.to_hex())),
+                    )
+                    .item("sk", n(it.seq))
+                    .item("c", n(*cursor))
+                    .build()
+                    .map_err(err)?;
+                reqs.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut rounds = 0u32;
+            while !reqs.is_empty() {
+                rounds += 1;
+                let r = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, reqs)
+                    .send()
+                    .await
+                    .map_err(err)?;
+                reqs = r
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !reqs.is_empty() {
+                    if rounds > 8 {
+                        return Err(StoreError("DynamoDB kept markers unprocessed".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << rounds.min(6))).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Which of `items` already have a marker.
@@ -272,66 +354,6 @@ impl DynamoStore {
             .map(|it| found.contains(&(pk(it), it.seq)))
             .collect())
     }
-
-    /// One transaction: counter `from` → `from + batch.len()`, the items and their markers.
-    /// `Ok(false)` if DynamoDB cancelled it (a concurrent writer or duplicate).
-    async fn commit(
-        &self,
-        ws: &WorkspaceId,
-        from: u64,
-        batch: &[&SealedItem],
-    ) -> Result<bool, StoreError> {
-        let w = ws.to_hex();
-        let to = from + batch.len() as u64;
-        let counter = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(format!("{w}#meta"), 0)))
-            .update_expression("SET n = :to")
-            .condition_expression(if from == 0 {
-                "attribute_not_exists(n) OR n = :from"
-            } else {
-                "n = :from"
-            })
-            .expression_attribute_values(":to", n(to))
-            .expression_attribute_values(":from", n(from))
-            .build()
-            .map_err(err)?;
-        let mut txn = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(counter).build());
-        for (i, it) in batch.iter().enumerate() {
-            let cursor = from + 1 + i as u64;
-            let marker = Put::builder()
-                .table_name(&self.table)
-                .item("pk", s(format!("{w}#as#{}", it.author.to_hex())))
-                .item("sk", n(it.seq))
-                .item("c", n(cursor))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(err)?;
-            let item = Put::builder()
-                .table_name(&self.table)
-                .item("pk", s(format!("{w}#ev")))
-                .item("sk", n(cursor))
-                .item("d", b(encode(*it)))
-                .build()
-                .map_err(err)?;
-            txn = txn
-                .transact_items(TransactWriteItem::builder().put(marker).build())
-                .transact_items(TransactWriteItem::builder().put(item).build());
-        }
-        match txn.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(err(e)),
-        }
-    }
 }
 
 impl RelayStore for DynamoStore {
@@ -382,60 +404,48 @@ impl RelayStore for DynamoStore {
         // Later copies of one (author, seq) in the same push are duplicates.
         let mut firsts = std::collections::HashSet::new();
         let mut out = Pushed::default();
-        let mut todo: Vec<&SealedItem> = Vec::new();
+        let mut todo: Vec<SealedItem> = Vec::new();
         for it in items {
             if firsts.insert((it.author, it.seq)) {
-                todo.push(it);
+                todo.push(it.clone());
             } else {
                 out.duplicates += 1;
             }
         }
-        let mut attempt = 0u32;
-        while !todo.is_empty() {
-            let owned: Vec<SealedItem> = todo.iter().map(|i| (*i).clone()).collect();
-            let known = self.known(ws, &owned).await?;
-            let mut fresh = Vec::new();
-            for (it, k) in todo.iter().zip(known) {
+        let known = self.known(ws, &todo).await?;
+        let fresh: Vec<SealedItem> = todo
+            .into_iter()
+            .zip(known)
+            .filter_map(|(it, k)| {
                 if k {
                     out.duplicates += 1;
+                    None
                 } else {
-                    fresh.push(*it);
+                    Some(it)
                 }
+            })
+            .collect();
+        let mut start = 0;
+        while start < fresh.len() {
+            let mut end = start;
+            let mut bytes = 16;
+            while end < fresh.len()
+                && end - start < PAGE_ITEMS
+                && (end == start || bytes + fresh[end].size() <= PAGE_BYTES)
+            {
+                bytes += fresh[end].size();
+                end += 1;
             }
-            todo = fresh;
-            // Commit in transactions; stop at the first cancelled one and re-check.
-            let mut done = 0;
-            let mut cancelled = false;
-            while done < todo.len() {
-                let mut end = done;
-                let mut bytes = 0;
-                while end < todo.len()
-                    && end - done < TXN_ITEMS
-                    && bytes + todo[end].data.len() <= TXN_BYTES
-                {
-                    bytes += todo[end].data.len();
-                    end += 1;
-                }
-                end = end.max(done + 1);
-                let from = self.counter(ws).await?;
-                if self.commit(ws, from, &todo[done..end]).await? {
-                    out.stored += (end - done) as u32;
-                    done = end;
-                } else {
-                    cancelled = true;
-                    break;
-                }
-            }
-            todo.drain(..done);
-            if cancelled {
-                attempt += 1;
-                if attempt > 10 {
-                    return Err(StoreError(
-                        "push kept conflicting with other writers".into(),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(10 << attempt.min(7))).await;
-            }
+            let page = &fresh[start..end];
+            let slot = self.claim_slot(ws, page).await?;
+            let marks: Vec<(&SealedItem, u64)> = page
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (it, (slot << 16) | (i as u64 + 1)))
+                .collect();
+            self.mark(ws, &marks).await?;
+            out.stored += page.len() as u32;
+            start = end;
         }
         Ok(out)
     }
@@ -447,9 +457,6 @@ impl RelayStore for DynamoStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, SealedItem)>, StoreError> {
-        // Read the counter first: nothing above it is returned, so nothing can appear below
-        // what this pull returns.
-        let top = self.counter(ws).await?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -458,32 +465,34 @@ impl RelayStore for DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":p", s(format!("{}#ev", ws.to_hex())))
-                .expression_attribute_values(":a", n(after + 1))
-                .expression_attribute_values(":b", n(top.max(after + 1)))
+                .key_condition_expression("pk = :p AND sk >= :a")
+                .expression_attribute_values(":p", s(format!("{}#pg", ws.to_hex())))
+                .expression_attribute_values(":a", n((after >> 16).max(1)))
                 .consistent_read(true)
-                .limit(limit.min(1000) as i32)
+                .limit(8)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(err)?;
             for item in r.items() {
-                let (Some(c), Some(d)) = (get_n(item, "sk"), get_b(item, "d")) else {
-                    return Err(StoreError("stored event item lacks sk or d".into()));
+                let (Some(slot), Some(d)) = (get_n(item, "sk"), get_b(item, "d")) else {
+                    return Err(StoreError("stored page lacks sk or d".into()));
                 };
-                if c > top {
-                    break 'pages;
-                }
-                let it: SealedItem = decode_exact(d)
-                    .map_err(|e| StoreError(format!("stored item is corrupt: {e}")))?;
-                bytes += it.data.len();
-                if !out.is_empty() && bytes > max_bytes {
-                    break 'pages;
-                }
-                out.push((c, it));
-                if out.len() >= limit {
-                    break 'pages;
+                let page: Vec<SealedItem> = decode_exact(d)
+                    .map_err(|e| StoreError(format!("stored page {slot} is corrupt: {e}")))?;
+                for (i, it) in page.into_iter().enumerate() {
+                    let cursor = (slot << 16) | (i as u64 + 1);
+                    if cursor <= after {
+                        continue;
+                    }
+                    bytes += it.data.len();
+                    if !out.is_empty() && bytes > max_bytes {
+                        break 'pages;
+                    }
+                    out.push((cursor, it));
+                    if out.len() >= limit {
+                        break 'pages;
+                    }
                 }
             }
             match r.last_evaluated_key() {
