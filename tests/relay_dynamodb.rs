@@ -7,48 +7,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn_relay::store::dynamodb::{DynamoConfig, DynamoStore};
-use common::{Child, PASS, Ws, relay_serve_env};
+use common::{PASS, Ws, moto, relay_serve_env};
 
 const PER_DEVICE: usize = 5000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts moto's server on a free loopback port; returns it and its URL.
-fn moto() -> (Child, String) {
-    let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start moto's DynamoDB server ({bin}): {e}. Run `cargo xtask test`, which \
-                 installs it, or `pip install 'moto[server]'` and set CAIRN_MOTO_SERVER"
-            )
-        });
-    let child = Child(child);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "moto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (child, format!("http://127.0.0.1:{port}"))
-}
 
 fn aws_env() -> Vec<(&'static str, String)> {
     vec![

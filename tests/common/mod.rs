@@ -240,3 +240,38 @@ impl Ws {
         new
     }
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts moto's server on a free loopback port; returns it and its URL.
+pub fn moto() -> (Child, String) {
+    let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start moto's DynamoDB server ({bin}): {e}. Run `cargo xtask test`, which \
+                 installs it, or `pip install 'moto[server]'` and set CAIRN_MOTO_SERVER"
+            )
+        });
+    let child = Child(child);
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "moto did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}

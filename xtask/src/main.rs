@@ -199,24 +199,60 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let moto = moto_server()?;
+    // moto_server and cargo-lambda (PyPI) for the relay tests, on PATH for them.
+    let tools = python_tools()?;
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("CAIRN_MOTO_SERVER", &moto))?;
+        .env("PATH", &path)
+        .env("CAIRN_MOTO_SERVER", tools.join("moto_server")))?;
+    cdk_tests()?;
     browser_tests()
 }
 
-/// moto's DynamoDB-compatible server from PyPI, in a virtualenv under target/tools
-/// (idempotent); the relay tests start it on loopback.
-fn moto_server() -> Result<PathBuf> {
+/// A virtualenv under target/tools with moto's DynamoDB server and cargo-lambda, from PyPI
+/// (idempotent: installs only what is missing). Returns its `bin` directory.
+fn python_tools() -> Result<PathBuf> {
     let venv = root().join("target/tools/venv");
-    let bin = venv.join("bin/moto_server");
-    if bin.exists() {
-        return Ok(bin);
+    let bin = venv.join("bin");
+    if !bin.join("pip").exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "moto[server]==5.2.5"]))?;
+    for (exe, pkg) in [
+        ("moto_server", "moto[server]==5.2.5"),
+        ("cargo-lambda", "cargo-lambda==1.9.2"),
+    ] {
+        if !bin.join(exe).exists() {
+            run(Command::new(bin.join("pip")).args(["install", "-q", pkg]))?;
+        }
+    }
     Ok(bin)
+}
+
+/// The CDK app: its assertion tests, then `cdk synth` (offline) with the relay's Lambda binary
+/// as the asset (a host build: synthesis only packages the directory; deployments use
+/// `cargo lambda build --release --arm64`, see README).
+fn cdk_tests() -> Result<()> {
+    let cdk = root().join("cdk");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&cdk))?;
+    run(Command::new("npm").arg("test").current_dir(&cdk))?;
+    run(cargo().args(["build", "-p", "cairn-relay-lambda"]))?;
+    let code = root().join("target/cdk-synth-code");
+    std::fs::create_dir_all(&code)?;
+    std::fs::copy(
+        root().join("target/debug/cairn-relay-lambda"),
+        code.join("bootstrap"),
+    )?;
+    run(Command::new("npx")
+        .args(["cdk", "synth", "--quiet", "--no-notices", "-c"])
+        .arg(format!("relayCode={}", code.display()))
+        .current_dir(&cdk))
 }
 
 /// The web UI in real headless Chromium (Debian's), driven by npm playwright-core, against
