@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cairn_relay::store::dynamodb::{DynamoConfig, DynamoStore};
 use common::{PASS, Ws, moto, relay_serve_env};

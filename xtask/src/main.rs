@@ -328,8 +328,17 @@ fn bench(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "ui") {
         return bench_ui();
     }
-    let scenarios = ["append", "commit", "blob", "replay", "sync", "firmware"];
+    let scenarios = [
+        "append", "commit", "blob", "replay", "sync", "firmware", "relay",
+    ];
     let all = !args.iter().any(|a| scenarios.contains(&a.as_str()));
+    let mut c = cargo();
+    if all || args.iter().any(|a| a == "relay") {
+        // The relay scenario runs the real `cairn relay serve`, and moto for the DynamoDB one.
+        run(cargo().args(["build", "--release", "-p", "cairn-cli"]))?;
+        c.env("CAIRN_BIN", root().join("target/release/cairn"))
+            .env("CAIRN_MOTO_SERVER", python_tools()?.join("moto_server"));
+    }
     if all || args.iter().any(|a| a == "firmware") {
         debian(&[
             ("mkimage", "u-boot-tools"),
@@ -348,7 +357,6 @@ fn bench(args: &[String]) -> Result<()> {
                 .env("RUST_FONTCONFIG_DLOPEN", "1"))?;
         }
     }
-    let mut c = cargo();
     c.args(["run", "--release", "-p", "cairn-bench", "--"])
         .args(args);
     run(&mut c)

@@ -2,6 +2,7 @@
 //! Medians over repeated runs; git is measured in the same run as the baseline.
 
 mod firmware;
+mod relay;
 mod sync;
 
 use anyhow::{Context, Result};
@@ -93,7 +94,9 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(100_000);
     // Scenario names given on the command line select scenarios; none selects all.
-    const SCENARIOS: [&str; 6] = ["append", "commit", "blob", "replay", "sync", "firmware"];
+    const SCENARIOS: [&str; 7] = [
+        "append", "commit", "blob", "replay", "sync", "firmware", "relay",
+    ];
     let chosen: Vec<&str> = SCENARIOS
         .into_iter()
         .filter(|s| args.iter().any(|a| a == s))
@@ -244,6 +247,9 @@ fn main() -> Result<()> {
     }
     if want("firmware") {
         firmware::run(root.as_path())?;
+    }
+    if want("relay") {
+        relay::run(root.as_path(), events)?;
     }
     Ok(())
 }
