@@ -44,22 +44,16 @@ async fn handle(relay: &Relay<DynamoStore>, req: Request) -> Result<Response<Bod
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
-    let r = cairn_relay::Request {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts
+    let r = cairn_relay::Request::from_parts(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        parts
             .headers
             .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().ok()?.to_string(),
-                ))
-            })
-            .collect(),
+            .map(|(k, v)| (k.as_str(), v.as_bytes())),
         body,
-    };
+    );
     let resp = relay.handle(&r).await;
     Ok(Response::builder()
         .status(resp.status)

@@ -85,6 +85,32 @@ pub struct Request {
 }
 
 impl Request {
+    /// Builds a request from an HTTP front's parts. Header names are lower-cased; headers whose
+    /// value is not text are dropped (the relay's own are ASCII).
+    pub fn from_parts<'h>(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        body: Vec<u8>,
+    ) -> Request {
+        Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.unwrap_or("").to_string(),
+            headers: headers
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.to_ascii_lowercase(),
+                        std::str::from_utf8(v).ok()?.to_string(),
+                    ))
+                })
+                .collect(),
+            body,
+        }
+    }
+
     /// The path from its `/v1/` on: a front that mounts the relay under a prefix (a proxy,
     /// `cargo lambda`'s `/lambda-url/NAME`) changes nothing the client signed or routes by.
     pub fn relay_path(&self) -> &str {

@@ -312,30 +312,21 @@ pub fn sync(
             if seen.contains(&(env.author, env.seq)) {
                 continue;
             }
-            let item = if env.kind == EventKind::ContentKeyGranted {
-                SealedItem {
-                    author: env.author,
-                    seq: env.seq,
-                    key_id: CLEAR,
-                    nonce: [0; 24],
-                    data: ev.clone(),
-                }
-            } else {
-                let Some((id, k)) = &current else {
-                    return Err(SyncError::Refused(
-                        "this device holds no content key yet: an admin must sync with the \
-                         relay (or with this device) first"
-                            .into(),
-                    ));
-                };
-                let nonce: [u8; 24] = seal::random();
-                SealedItem {
-                    author: env.author,
-                    seq: env.seq,
-                    key_id: *id,
-                    nonce,
-                    data: seal_event(&ws, k, &env.author, env.seq, &nonce, ev),
-                }
+            // Grants went first, above (they are in `seen`); everything else is sealed.
+            let Some((id, k)) = &current else {
+                return Err(SyncError::Refused(
+                    "this device holds no content key yet: an admin must sync with the \
+                     relay (or with this device) first"
+                        .into(),
+                ));
+            };
+            let nonce: [u8; 24] = seal::random();
+            let item = SealedItem {
+                author: env.author,
+                seq: env.seq,
+                key_id: *id,
+                nonce,
+                data: seal_event(&ws, k, &env.author, env.seq, &nonce, ev),
             };
             if item.data.len() > MAX_ITEM {
                 report.too_large.push(format!(

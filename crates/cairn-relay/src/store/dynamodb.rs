@@ -27,7 +27,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
@@ -35,7 +36,7 @@ use aws_sdk_dynamodb::types::{
 };
 use cairn_core::WorkspaceId;
 
-use super::{Pushed, RelayStore, StoreError};
+use super::{Page, Pushed, RelayStore, StoreError};
 use crate::wire::{SealedItem, decode_exact, encode};
 
 /// Encoded bytes of one page (DynamoDB items are at most 400 KB with their keys).
@@ -63,6 +64,22 @@ pub struct DynamoStore {
 
 fn err(e: impl std::error::Error) -> StoreError {
     StoreError(format!("{}", DisplayErrorContext(e)))
+}
+
+/// The outcome of a conditional put: written, or refused by its condition.
+fn put_if<R: std::fmt::Debug>(
+    r: Result<PutItemOutput, SdkError<PutItemError, R>>,
+) -> Result<bool, StoreError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 fn s(v: String) -> AttributeValue {
@@ -241,17 +258,11 @@ impl DynamoStore {
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
-            match r {
-                Ok(_) => return Ok(slot),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
-                    // Another writer took the slot: read the top again.
-                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
-                }
-                Err(e) => return Err(err(e)),
+            if put_if(r)? {
+                return Ok(slot);
             }
+            // Another writer took the slot: read the top again.
+            tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
         }
         Err(StoreError(
             "kept losing the race for the next page slot".into(),
@@ -388,16 +399,7 @@ impl RelayStore for DynamoStore {
             .expression_attribute_values(":v", n(version))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(err(e)),
-        }
+        put_if(r)
     }
 
     async fn push(&self, ws: &WorkspaceId, items: &[SealedItem]) -> Result<Pushed, StoreError> {
@@ -457,8 +459,7 @@ impl RelayStore for DynamoStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<(u64, SealedItem)>, StoreError> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
+        let mut out = Page::new(limit, max_bytes);
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         'pages: loop {
             let r = self
@@ -485,12 +486,7 @@ impl RelayStore for DynamoStore {
                     if cursor <= after {
                         continue;
                     }
-                    bytes += it.data.len();
-                    if !out.is_empty() && bytes > max_bytes {
-                        break 'pages;
-                    }
-                    out.push((cursor, it));
-                    if out.len() >= limit {
+                    if !out.push(cursor, it) {
                         break 'pages;
                     }
                 }
@@ -500,7 +496,7 @@ impl RelayStore for DynamoStore {
                 _ => break,
             }
         }
-        Ok(out)
+        Ok(out.into_items())
     }
 
     async fn put_chunk(
@@ -562,15 +558,6 @@ impl RelayStore for DynamoStore {
             .expression_attribute_values(":now", n(now_ms / 1000))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(err(e)),
-        }
+        put_if(r)
     }
 }

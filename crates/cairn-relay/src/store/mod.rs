@@ -32,6 +32,40 @@ pub struct Pushed {
     pub duplicates: u32,
 }
 
+/// Collects a pull reply the same way in every backend: at most `limit` items and, beyond
+/// the first, at most `max_bytes` of item data.
+pub(crate) struct Page {
+    out: Vec<(u64, SealedItem)>,
+    limit: usize,
+    max_bytes: usize,
+    bytes: usize,
+}
+
+impl Page {
+    pub(crate) fn new(limit: usize, max_bytes: usize) -> Page {
+        Page {
+            out: Vec::new(),
+            limit,
+            max_bytes,
+            bytes: 0,
+        }
+    }
+
+    /// Adds an item if it fits; false once the page is full (stop reading).
+    pub(crate) fn push(&mut self, cursor: u64, item: SealedItem) -> bool {
+        self.bytes += item.data.len();
+        if !self.out.is_empty() && self.bytes > self.max_bytes {
+            return false;
+        }
+        self.out.push((cursor, item));
+        self.out.len() < self.limit
+    }
+
+    pub(crate) fn into_items(self) -> Vec<(u64, SealedItem)> {
+        self.out
+    }
+}
+
 /// Storage behind the relay.
 pub trait RelayStore: Send + Sync + 'static {
     /// The stored member list bytes, if the workspace is registered.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cairn_core::WorkspaceId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Pushed, RelayStore, StoreError};
+use super::{Page, Pushed, RelayStore, StoreError};
 use crate::wire::{SealedItem, decode_exact, encode};
 
 /// ws | cursor (BE) → postcard(SealedItem).
@@ -170,24 +170,18 @@ impl RelayStore for RedbStore {
             let t = r.open_table(ITEMS).map_err(err)?;
             let from = key(&[&ws.0, &after.saturating_add(1).to_be_bytes()]);
             let to = key(&[&ws.0, &u64::MAX.to_be_bytes()]);
-            let mut out = Vec::new();
-            let mut bytes = 0usize;
+            let mut page = Page::new(limit, max_bytes);
             for e in t.range(from.as_slice()..=to.as_slice()).map_err(err)? {
                 let (k, v) = e.map_err(err)?;
                 let mut c = [0u8; 8];
                 c.copy_from_slice(&k.value()[32..40]);
                 let item: SealedItem = decode_exact(v.value())
                     .map_err(|e| StoreError(format!("stored item is corrupt: {e}")))?;
-                bytes += item.data.len();
-                if !out.is_empty() && bytes > max_bytes {
-                    break;
-                }
-                out.push((u64::from_be_bytes(c), item));
-                if out.len() >= limit {
+                if !page.push(u64::from_be_bytes(c), item) {
                     break;
                 }
             }
-            Ok(out)
+            Ok(page.into_items())
         })
         .await
     }
