@@ -14,6 +14,10 @@ use cairn_core::EventKind;
 use cairn_core::domain::FileEntry;
 use cairn_store::Store;
 
+/// The same allocator as `cairn`, so the figures are the CLI's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CHEAP: (u32, u32, u32) = (64, 1, 1);
 
 fn median(mut v: Vec<f64>) -> f64 {

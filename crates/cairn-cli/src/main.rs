@@ -25,6 +25,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: replay, audit and sync allocate on one thread and free on another, which costs
+/// glibc's allocator a tenth of the CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A failed check (not an error): exit code 3.
 #[derive(Debug)]
 pub(crate) struct CheckFailed;

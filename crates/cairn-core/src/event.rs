@@ -187,7 +187,7 @@ impl Event {
     }
 }
 
-/// Verifies the signatures of many events (batched, see [`crate::keys::verify_many`]).
+/// Verifies the signatures of many events (batched, see [`crate::signature::verify_many`]).
 pub fn verify_signatures(events: &[Event]) -> Vec<bool> {
     let items: Vec<(DeviceId, &[u8], [u8; 64])> = events
         .iter()

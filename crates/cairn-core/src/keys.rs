@@ -1,7 +1,7 @@
-//! Device signing keys and signature verification.
+//! Device signing keys (verification lives in [`crate::signature`]).
 
 use crate::ids::DeviceId;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
 /// 32 secret bytes. `SigningKey` wipes its copy on drop (dalek feature `zeroize`).
 type Secret = [u8; 32];
@@ -41,56 +41,7 @@ impl std::fmt::Debug for DeviceKey {
     }
 }
 
-/// Parses a device id as a verifying key, refusing weak (small-order) keys.
-pub fn verifying_key(id: &DeviceId) -> Option<VerifyingKey> {
-    let vk = VerifyingKey::from_bytes(&id.0).ok()?;
-    if vk.is_weak() { None } else { Some(vk) }
-}
-
-/// Verifies one signature with the strict rules (no small-order components).
-pub fn verify_one(author: &DeviceId, msg: &[u8], sig: &[u8; 64]) -> bool {
-    match verifying_key(author) {
-        Some(vk) => vk.verify_strict(msg, &Signature::from_bytes(sig)).is_ok(),
-        None => false,
-    }
-}
-
-/// Verifies many signatures. Uses Ed25519 batch verification as the fast path and falls back
-/// to strict one-by-one checks when a batch fails, so the result says which ones are bad.
-/// Each distinct key is decompressed once per call (logs have few authors and many events).
-pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
-    const BATCH: usize = 128;
-    let mut cache: Vec<(DeviceId, Option<VerifyingKey>)> = Vec::new();
-    let mut key_of = |a: &DeviceId| match cache.iter().find(|(d, _)| d == a) {
-        Some((_, k)) => *k,
-        None => {
-            let k = verifying_key(a);
-            cache.push((*a, k));
-            k
-        }
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(BATCH) {
-        let keys: Option<Vec<VerifyingKey>> = chunk.iter().map(|(a, _, _)| key_of(a)).collect();
-        let ok = match keys {
-            Some(keys) => {
-                let msgs: Vec<&[u8]> = chunk.iter().map(|(_, m, _)| *m).collect();
-                let sigs: Vec<Signature> = chunk
-                    .iter()
-                    .map(|(_, _, s)| Signature::from_bytes(s))
-                    .collect();
-                ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
-            }
-            None => false,
-        };
-        if ok {
-            out.extend(std::iter::repeat_n(true, chunk.len()));
-        } else {
-            out.extend(chunk.iter().map(|(a, m, s)| verify_one(a, m, s)));
-        }
-    }
-    out
-}
+pub use crate::signature::{valid_key, verify_many, verify_one};
 
 #[cfg(test)]
 mod tests {
@@ -104,19 +55,5 @@ mod tests {
         assert!(!verify_one(&k.device_id(), b"hellO", &sig));
         let other = DeviceKey::from_secret(&[8; 32]);
         assert!(!verify_one(&other.device_id(), b"hello", &sig));
-    }
-
-    #[test]
-    fn batch_names_the_bad_one() {
-        let k = DeviceKey::from_secret(&[7; 32]);
-        let msgs: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().to_vec()).collect();
-        let mut items: Vec<(DeviceId, &[u8], [u8; 64])> = msgs
-            .iter()
-            .map(|m| (k.device_id(), m.as_slice(), k.sign(m)))
-            .collect();
-        items[70].2[3] ^= 1;
-        let res = verify_many(&items);
-        assert_eq!(res.iter().filter(|ok| !**ok).count(), 1);
-        assert!(!res[70]);
     }
 }

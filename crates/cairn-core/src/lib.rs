@@ -32,6 +32,7 @@ pub mod kind;
 pub mod merge;
 pub mod projection;
 pub mod record;
+pub mod signature;
 pub mod writer;
 
 pub use event::{Envelope, Event};

@@ -88,18 +88,21 @@ pub fn verify_batches(
     source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()>,
     blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
 ) -> Result<Report> {
-    verify_batches_sized(0, source, blob)
+    verify_batches_sized(0, &|e| e, source, blob)
 }
 
-/// [`verify_batches`] with the number of events expected, to size the projection once.
-fn verify_batches_sized(
+/// [`verify_batches`] over items that `open` turns into entries (a store feeds sealed values,
+/// so that decryption runs in the parallel stage too), with the number of events expected, to
+/// size the projection once.
+fn verify_batches_sized<T: Send>(
     expected: usize,
-    mut source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()>,
+    open: &(impl Fn(T) -> Entry + Sync),
+    mut source: impl FnMut(&mut dyn FnMut(Vec<T>)) -> Result<()>,
     mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
 ) -> Result<Report> {
     let mut v = Verifier::default();
     v.projection.reserve(expected);
-    source(&mut |batch| v.feed(batch))?;
+    source(&mut |batch| v.feed(batch, open))?;
     let mut rep = v.finish_chains();
     let mut p = std::mem::take(&mut v.projection);
     if p.needs_rebuild() {
@@ -108,7 +111,7 @@ fn verify_batches_sized(
         let mut q = Projection::new(p.forks());
         drop(p);
         source(&mut |batch| {
-            for e in decode_batch(batch).into_iter().flatten() {
+            for e in decode_batch(batch, open).into_iter().flatten() {
                 if !skip.contains(&e.id()) {
                     q.ingest(e, true);
                 }
@@ -147,16 +150,25 @@ fn verify_batches_sized(
     Ok(rep)
 }
 
-/// Hashes and decodes a batch in parallel; failures carry the problem found.
-fn decode_batch(batch: Vec<Entry>) -> Vec<std::result::Result<Event, Problem>> {
+/// Opens, hashes and decodes a batch in parallel; failures carry the problem found.
+fn decode_batch<T: Send>(
+    batch: Vec<T>,
+    open: &(impl Fn(T) -> Entry + Sync),
+) -> Vec<std::result::Result<Event, Problem>> {
     batch
         .into_par_iter()
-        .map(|(claimed, bytes)| {
+        .map(|item| {
+            let (claimed, bytes) = open(item);
             let bytes = bytes.map_err(|what| Problem {
                 event: claimed,
                 what,
             })?;
-            let actual = EventId::of(&bytes);
+            // Decoding hashes the bytes once; the id it computes is the one to compare.
+            let bytes: std::sync::Arc<[u8]> = bytes.into();
+            let (actual, decoded) = match Event::decode(bytes.clone()) {
+                Ok(e) => (e.id(), Ok(e)),
+                Err(err) => (EventId::of(&bytes), Err(err)),
+            };
             if let Some(c) = claimed
                 && c != actual
             {
@@ -168,7 +180,7 @@ fn decode_batch(batch: Vec<Entry>) -> Vec<std::result::Result<Event, Problem>> {
                     ),
                 });
             }
-            Event::decode(bytes).map_err(|err| Problem {
+            decoded.map_err(|err| Problem {
                 event: Some(actual),
                 what: format!("malformed: {err}"),
             })
@@ -178,17 +190,20 @@ fn decode_batch(batch: Vec<Entry>) -> Vec<std::result::Result<Event, Problem>> {
 
 /// Storage, hash, decode and signature checks of one batch, in parallel: the events that
 /// pass, and a problem for each one that does not.
-fn prepare(batch: Vec<Entry>) -> (Vec<Event>, Vec<Problem>) {
+fn prepare<T: Send>(
+    batch: Vec<T>,
+    open: &(impl Fn(T) -> Entry + Sync),
+) -> (Vec<Event>, Vec<Problem>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut problems = Vec::new();
-    for r in decode_batch(batch) {
+    for r in decode_batch(batch, open) {
         match r {
             Ok(e) => events.push(e),
             Err(p) => problems.push(p),
         }
     }
     let sigs: Vec<bool> = events
-        .par_chunks(128)
+        .par_chunks(cairn_core::signature::BATCH)
         .flat_map_iter(verify_signatures)
         .collect();
     let mut good = Vec::with_capacity(events.len());
@@ -282,10 +297,10 @@ struct Verifier {
 impl Verifier {
     /// Takes the next batch. Its storage, hash and signature checks (parallel) overlap the
     /// projection of the previous batch (sequential), so both cores stay busy.
-    fn feed(&mut self, batch: Vec<Entry>) {
+    fn feed<T: Send>(&mut self, batch: Vec<T>, open: &(impl Fn(T) -> Entry + Sync)) {
         self.events += batch.len();
         let ready = std::mem::take(&mut self.ready);
-        let (prepared, ()) = rayon::join(|| prepare(batch), || self.project(ready));
+        let (prepared, ()) = rayon::join(|| prepare(batch, open), || self.project(ready));
         let (events, problems) = prepared;
         for p in problems {
             if let Some(id) = p.event {
@@ -450,25 +465,28 @@ impl Verifier {
 
 /// Verifies a store's whole log and blobs, streaming the log in batches.
 pub fn verify_store(store: &Store) -> Result<Report> {
+    /// A log position as read, or an id the index lists with no log entry behind it.
+    enum Stored {
+        Sealed(crate::store::RawEntry),
+        Missing(EventId),
+    }
     let events = store.log_len()? as usize;
     let mut rep = verify_batches_sized(
         events,
+        &|item| match item {
+            Stored::Sealed(raw) => store.open_log_entry(raw),
+            Stored::Missing(id) => (
+                Some(id),
+                Err("listed in the index but missing from the log (deleted)".to_string()),
+            ),
+        },
         |feed| {
             let dangling = store.raw_log_batches(|raw| {
-                feed(store.log_entries(raw));
+                feed(raw.into_iter().map(Stored::Sealed).collect());
                 Ok(())
             })?;
-            let dangling: Vec<Entry> = dangling
-                .into_iter()
-                .map(|id| {
-                    (
-                        Some(id),
-                        Err("listed in the index but missing from the log (deleted)".to_string()),
-                    )
-                })
-                .collect();
             if !dangling.is_empty() {
-                feed(dangling);
+                feed(dangling.into_iter().map(Stored::Missing).collect());
             }
             Ok(())
         },

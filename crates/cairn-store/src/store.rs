@@ -426,18 +426,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Opens sealed log entries, keeping failures as per-entry errors (for verification).
-    pub fn log_entries(&self, raw: Vec<RawEntry>) -> Vec<crate::audit::Entry> {
-        raw.into_par_iter()
-            .map(|(local, id, sealed)| {
-                let bytes = self.open_log_value(local, &sealed).ok_or_else(|| {
-                    format!(
-                        "log entry {local}: stored value fails authentication (tampered or corrupt)"
-                    )
-                });
-                (id, bytes)
-            })
-            .collect()
+    /// Opens one sealed log entry, keeping a failure as the entry's error (for verification).
+    pub fn open_log_entry(&self, (local, id, sealed): RawEntry) -> crate::audit::Entry {
+        let bytes = self.open_log_value(local, &sealed).ok_or_else(|| {
+            format!("log entry {local}: stored value fails authentication (tampered or corrupt)")
+        });
+        (id, bytes)
     }
 
     /// Streams the sealed log in batches of 8192, in local order, with the id the index gives
@@ -718,7 +712,7 @@ impl Store {
             }
         }
         let oks: Vec<bool> = decoded
-            .par_chunks(256)
+            .par_chunks(cairn_core::signature::BATCH)
             .flat_map_iter(verify_signatures)
             .collect();
         let mut results = Vec::new();

@@ -10,6 +10,7 @@
 //! [`Projection::flush`]. Memory is O(events) for the causal index (~100 bytes per event).
 
 mod apply;
+mod index;
 mod validate;
 mod view;
 
@@ -165,7 +166,7 @@ pub struct Projection {
     pub(crate) author_idx: HashMap<DeviceId, u32>,
     /// Per author: ids by seq (first valid event at each seq), contiguous from 1.
     pub(crate) chains: Vec<Vec<EventId>>,
-    pub(crate) meta: HashMap<EventId, Meta>,
+    pub(crate) meta: index::CausalIndex,
     pub(crate) members: BTreeMap<DeviceId, Vec<MemberRec>>,
     pub(crate) forks: BTreeMap<DeviceId, Fork>,
     pub(crate) registry: Registry,
@@ -240,7 +241,7 @@ impl Projection {
 
     /// Whether the event is known (logged or rejected after chain checks).
     pub fn knows(&self, id: &EventId) -> bool {
-        self.meta.contains_key(id)
+        self.meta.contains(id)
     }
 
     /// The first valid event `author` signed at `seq`, if known.
@@ -288,7 +289,7 @@ impl Projection {
 
     fn decide(&mut self, ev: &Event, sig_ok: bool) -> Verdict {
         let id = ev.id();
-        if self.meta.contains_key(&id) || self.rejected.contains(&id) {
+        if self.meta.contains(&id) || self.rejected.contains(&id) {
             return Verdict::Duplicate;
         }
         if !sig_ok {
@@ -302,7 +303,7 @@ impl Projection {
             .prev
             .iter()
             .chain(env.deps.iter())
-            .find(|d| !self.meta.contains_key(d) && !self.rejected.contains(d))
+            .find(|d| !self.meta.contains(d) && !self.rejected.contains(d))
             .copied();
         if let Some(m) = missing {
             if self.pending_ids.insert(id) {

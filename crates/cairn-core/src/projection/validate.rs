@@ -11,7 +11,7 @@ use crate::domain::Role;
 use crate::error::Rejection;
 use crate::event::{Event, MAX_DEPS};
 use crate::ids::{AssetId, DeviceId, VersionId, WorkspaceId};
-use crate::keys::verifying_key;
+use crate::keys::valid_key;
 use crate::kind::EventKind;
 
 /// Everything [`Projection::accept`] needs from a successful validation.
@@ -155,7 +155,7 @@ impl Projection {
             return Err((Rejection::BadDeps { max: MAX_DEPS }, None));
         }
         // Known authors passed this check on their first event; decompression is costly.
-        if !self.author_idx.contains_key(&env.author) && verifying_key(&env.author).is_none() {
+        if !self.author_idx.contains_key(&env.author) && !valid_key(&env.author) {
             return Err((Rejection::BadAuthorKey, None));
         }
         if let Some(p) = env.prev
@@ -300,7 +300,7 @@ impl Projection {
                 );
             }
             Body::Member(m) => {
-                if verifying_key(&m.device).is_none() {
+                if !valid_key(&m.device) {
                     return Err(fail(invalid(
                         "enrolled device key is not a valid Ed25519 key",
                     )));
