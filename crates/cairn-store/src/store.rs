@@ -525,12 +525,12 @@ impl Store {
         Ok(dangling)
     }
 
-    /// The stored bytes of the events each `(author, from_seq)` names, from that seq to the end
-    /// of the author's chain, in local (causal) order. Cost O(events returned).
-    pub fn events_from(&self, wants: &[(DeviceId, u64)]) -> Result<Vec<Vec<u8>>> {
+    /// Local positions of the events each `(author, from_seq)` names, from that seq to the end
+    /// of the author's chain, in local (causal) order; read them with [`Store::log_values`].
+    /// Cost O(events named), one index lookup each.
+    pub fn positions_from(&self, wants: &[(DeviceId, u64)]) -> Result<Vec<u64>> {
         let r = self.db.begin_read().map_err(dbe!(self))?;
         let idx = r.open_table(BY_ID).map_err(dbe!(self))?;
-        let log = r.open_table(LOG).map_err(dbe!(self))?;
         let frontier = self.projection.frontier();
         let mut locals = Vec::new();
         for (author, from) in wants {
@@ -547,22 +547,33 @@ impl Store {
             }
         }
         locals.sort_unstable();
-        let mut out = Vec::with_capacity(locals.len());
-        for local in locals {
+        Ok(locals)
+    }
+
+    /// The stored bytes of the events at `locals` (from [`Store::positions_from`]), opened in
+    /// parallel. Cost O(len) reads.
+    pub fn log_values(&self, locals: &[u64]) -> Result<Vec<Vec<u8>>> {
+        let r = self.db.begin_read().map_err(dbe!(self))?;
+        let log = r.open_table(LOG).map_err(dbe!(self))?;
+        let mut sealed = Vec::with_capacity(locals.len());
+        for &local in locals {
             let v = log
                 .get(local)
                 .map_err(dbe!(self))?
                 .ok_or_else(|| StoreError::Corrupt {
                     what: format!("log entry {local} is indexed but missing"),
                 })?;
-            out.push(
-                self.open_log_value(local, v.value())
+            sealed.push((local, v.value().to_vec()));
+        }
+        sealed
+            .into_par_iter()
+            .map(|(local, v)| {
+                self.open_log_value(local, &v)
                     .ok_or_else(|| StoreError::Corrupt {
                         what: format!("log entry {local} fails authentication"),
-                    })?,
-            );
-        }
-        Ok(out)
+                    })
+            })
+            .collect()
     }
 
     /// Blobs referenced by known versions and firmware images but not present here.
@@ -703,12 +714,22 @@ impl Store {
     pub fn ingest(&mut self, batch: Vec<Vec<u8>>) -> Result<IngestReport> {
         self.writable()?;
         let mut report = IngestReport::default();
+        // Decoding (which hashes) and signature checks run on all cores; validation and
+        // projection follow in order.
         let mut decoded = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
-        for bytes in batch {
-            match Event::decode(bytes.clone()) {
+        let parsed: Vec<_> = batch
+            .into_par_iter()
+            .map(|bytes| {
+                let bytes: std::sync::Arc<[u8]> = bytes.into();
+                Event::decode(bytes.clone())
+                    .map_err(|err| (EventId::of(&bytes), err.to_string(), bytes.to_vec()))
+            })
+            .collect();
+        for r in parsed {
+            match r {
                 Ok(e) => decoded.push(e),
-                Err(err) => bad.push((EventId::of(&bytes), err.to_string(), bytes)),
+                Err(b) => bad.push(b),
             }
         }
         let oks: Vec<bool> = decoded
@@ -783,25 +804,37 @@ impl Store {
         results: &[(Event, Verdict)],
     ) -> Result<()> {
         let key = self.secrets.storage;
+        // Logged events take the next local positions in order; they are sealed in parallel.
+        let mut next = self.next_local;
+        let positions: Vec<Option<u64>> = results
+            .iter()
+            .map(|(_, v)| {
+                v.is_logged().then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let sealed: Vec<Option<Vec<u8>>> = results
+            .par_iter()
+            .zip(positions.par_iter())
+            .map(|((e, _), n)| n.map(|n| seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes())))
+            .collect();
         let mut log = w.open_table(LOG).map_err(dbe!(self))?;
         let mut idx = w.open_table(BY_ID).map_err(dbe!(self))?;
         let mut q = w.open_table(QUARANTINE).map_err(dbe!(self))?;
         let mut pend = w.open_table(PENDING).map_err(dbe!(self))?;
-        for (e, v) in results {
+        for ((e, v), sealed) in results.iter().zip(sealed) {
             let id = e.id();
-            match v {
-                Verdict::Applied | Verdict::Excluded => {
+            match (v, sealed) {
+                (Verdict::Applied | Verdict::Excluded, Some(sealed)) => {
                     let n = self.next_local;
                     self.next_local += 1;
-                    log.insert(
-                        n,
-                        seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()).as_slice(),
-                    )
-                    .map_err(dbe!(self))?;
+                    log.insert(n, sealed.as_slice()).map_err(dbe!(self))?;
                     idx.insert(&id.0[..], n).map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
-                Verdict::Rejected(r) => {
+                (Verdict::Rejected(r), _) => {
                     let val = postcard::to_allocvec(&Quarantined {
                         reason: r.to_string(),
                         bytes: e.bytes().to_vec(),
@@ -816,14 +849,15 @@ impl Store {
                     .map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
-                Verdict::Pending(_) => {
+                (Verdict::Pending(_), _) => {
                     pend.insert(
                         &id.0[..],
                         seal::seal(&key, &aad("pending", &id.0), e.bytes()).as_slice(),
                     )
                     .map_err(dbe!(self))?;
                 }
-                Verdict::Duplicate => {}
+                // Logged verdicts always have a sealed value (positions above).
+                (Verdict::Applied | Verdict::Excluded, None) | (Verdict::Duplicate, _) => {}
             }
         }
         Ok(())

@@ -176,10 +176,15 @@ async fn send_half<W: AsyncWrite + Unpin>(
         .await
         .map_err(|_| SyncError::Protocol("the peer ended before its hello".into()))?;
     let p = plan(&mine, &theirs);
-    let events = lock(&store).events_from(&p.send_from)?;
-    let events_out = events.len();
-    for batch in wire::batches(events) {
-        wire::write_frame(&mut w, &Frame::Events(batch)).await?;
+    // Positions first, then the log read a page at a time as it is sent, so the first batch
+    // leaves at once and memory stays at one page.
+    let positions = lock(&store).positions_from(&p.send_from)?;
+    let events_out = positions.len();
+    for page in positions.chunks(SEND_PAGE) {
+        let events = lock(&store).log_values(page)?;
+        for batch in wire::batches(events) {
+            wire::write_frame(&mut w, &Frame::Events(batch)).await?;
+        }
     }
     wire::write_frame(&mut w, &Frame::EventsEnd).await?;
     let (mut asked, mut served) = (false, false);
@@ -391,22 +396,41 @@ async fn receive_half<R: AsyncRead + Unpin>(
         }
         other => return Err(unexpected("Hello", &other)),
     }
-    // 2. Events, one durable transaction per batch.
-    loop {
-        match next(wire::read_frame(&mut r).await?)? {
-            Frame::Events(batch) => {
-                let n = batch.len() as u64;
-                let rep = lock(&store).ingest(batch)?;
-                progress.events_in.fetch_add(n, Ordering::Relaxed);
-                for (id, why) in &rep.rejected {
-                    tracing::warn!(event = %id, reason = %why, "rejected event from peer (quarantined)");
+    // 2. Events. Frames are read here while a blocking worker ingests what has arrived, so
+    //    reading, verifying and writing overlap; the worker takes every batch already queued
+    //    into one durable transaction (group commit), up to `INGEST_EVENTS`.
+    let (tx, rx) = mpsc::channel::<Vec<Vec<u8>>>(INGEST_QUEUE);
+    let worker = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || ingest_worker(&store, rx))
+    };
+    let read = async {
+        loop {
+            match next(wire::read_frame(&mut r).await?)? {
+                Frame::Events(batch) => {
+                    let n = batch.len() as u64;
+                    // A full queue is back-pressure: this waits, and QUIC holds the peer.
+                    tx.send(batch)
+                        .await
+                        .map_err(|_| SyncError::Transport("the ingest worker ended".into()))?;
+                    progress.events_in.fetch_add(n, Ordering::Relaxed);
                 }
-                report.add(rep);
+                Frame::EventsEnd => return Ok(()),
+                other => return Err(unexpected("Events", &other)),
             }
-            Frame::EventsEnd => break,
-            other => return Err(unexpected("Events", &other)),
         }
+    };
+    let read: Result<(), SyncError> = read.await;
+    // Whatever arrived whole is ingested even if the stream broke: the next session resumes
+    // from the new frontier.
+    drop(tx);
+    let ingested = worker
+        .await
+        .map_err(|e| SyncError::Transport(format!("ingest worker: {e}")))?;
+    for rep in ingested? {
+        report.add(rep);
     }
+    read?;
     // 3. Blobs.
     let (wanted, blobs) = {
         let s = lock(&store);
@@ -483,6 +507,38 @@ async fn receive_half<R: AsyncRead + Unpin>(
         }
     }
     Ok(report)
+}
+
+/// Events read from the log per page while sending.
+const SEND_PAGE: usize = 4 * wire::BATCH_EVENTS;
+
+/// Batches that may wait for the ingest worker before the reader stops reading (and QUIC flow
+/// control stops the peer).
+const INGEST_QUEUE: usize = 16;
+/// Events per durable transaction, at most, when batches are queued.
+const INGEST_EVENTS: usize = 16 * wire::BATCH_EVENTS;
+
+/// Ingests queued batches until the queue closes: each round takes everything already
+/// queued (up to [`INGEST_EVENTS`]) into one durable transaction.
+fn ingest_worker(
+    store: &SharedStore,
+    mut rx: mpsc::Receiver<Vec<Vec<u8>>>,
+) -> Result<Vec<IngestReport>, SyncError> {
+    let mut reports = Vec::new();
+    while let Some(mut batch) = rx.blocking_recv() {
+        while batch.len() < INGEST_EVENTS {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let rep = lock(store).ingest(batch)?;
+        for (id, why) in &rep.rejected {
+            tracing::warn!(event = %id, reason = %why, "rejected event from peer (quarantined)");
+        }
+        reports.push(rep);
+    }
+    Ok(reports)
 }
 
 fn unexpected(wanted: &str, got: &Frame) -> SyncError {
