@@ -236,12 +236,9 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     let alice = admin(dir.path());
     let ws = alice.lock().projection().workspace();
     let before = hash(&alice);
-    let hello = Frame::Hello {
-        version: wire::VERSION,
-        workspace: ws,
-        frontier: vec![],
-    };
-    // Garbage bytes, an oversized length prefix, a truncated frame: protocol errors.
+    let hello = empty_hello(ws);
+    // Garbage bytes, an oversized length prefix, a truncated frame, a frontier that does not
+    // match its digest: protocol errors.
     for bytes in [
         vec![0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
         u32::MAX.to_le_bytes().to_vec(),
@@ -250,6 +247,16 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
             b.truncate(b.len() - 1);
             b
         },
+        // A frontier that is not the one the hello's digest announced.
+        encode(&[
+            hello.clone(),
+            Frame::Frontier(vec![(
+                cairn_core::DeviceId([1; 32]),
+                1,
+                cairn_core::EventId([2; 32]),
+            )]),
+        ])
+        .await,
     ] {
         let err = hostile(&alice, bytes).await.unwrap_err();
         assert!(matches!(err, SyncError::Protocol(_)), "{err}");
@@ -270,6 +277,7 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     forged[n - 1] ^= 1;
     let frames = encode(&[
         hello.clone(),
+        Frame::Frontier(vec![]),
         Frame::Events(vec![forged, foreign, b"garbage event".to_vec()]),
         Frame::EventsEnd,
         Frame::WantBlobs(vec![]),
@@ -280,11 +288,7 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     assert_eq!(r.rejected.len(), 3, "{r:?}");
     assert_eq!(alice.lock().quarantine().unwrap().len(), 3);
     // A different workspace is refused outright.
-    let other = Frame::Hello {
-        version: wire::VERSION,
-        workspace: stranger.projection().workspace(),
-        frontier: vec![],
-    };
+    let other = empty_hello(stranger.projection().workspace());
     let err = hostile(&alice, encode(&[other]).await).await.unwrap_err();
     assert!(matches!(err, SyncError::Refused(_)), "{err}");
     // Nothing the honest node had is lost or changed.
@@ -306,17 +310,24 @@ fn projection_of(s: &SharedStore) -> cairn_core::projection::Projection {
     p
 }
 
-fn hello_of(s: &SharedStore) -> Frame {
+/// The hello of a peer that claims to hold nothing (its frontier, empty, follows).
+fn empty_hello(workspace: Option<cairn_core::WorkspaceId>) -> Frame {
     Frame::Hello {
         version: wire::VERSION,
-        workspace: s.lock().projection().workspace(),
-        frontier: vec![],
+        workspace,
+        authors: 0,
+        digest: wire::frontier_digest(&[]),
     }
+}
+
+fn hello_of(s: &SharedStore) -> Frame {
+    empty_hello(s.lock().projection().workspace())
 }
 
 async fn send_events(alice: &SharedStore, events: Vec<Vec<u8>>) -> cairn_sync::SyncReport {
     let frames = encode(&[
         hello_of(alice),
+        Frame::Frontier(vec![]),
         Frame::Events(events),
         Frame::EventsEnd,
         Frame::WantBlobs(vec![]),

@@ -818,7 +818,9 @@ impl Store {
         let sealed: Vec<Option<Vec<u8>>> = results
             .par_iter()
             .zip(positions.par_iter())
-            .map(|((e, _), n)| n.map(|n| seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes())))
+            .map(|((e, _), n)| {
+                n.map(|n| seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()))
+            })
             .collect();
         let mut log = w.open_table(LOG).map_err(dbe!(self))?;
         let mut idx = w.open_table(BY_ID).map_err(dbe!(self))?;

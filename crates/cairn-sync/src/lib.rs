@@ -12,6 +12,7 @@
 //!   proves the peer's device identity and membership is checked on it.
 
 pub mod content_keys;
+pub mod counted;
 pub mod join;
 pub mod node;
 pub mod plan;

@@ -1,9 +1,10 @@
 //! One symmetric sync exchange over a byte stream. Both sides run the same code:
 //!
-//! 1. send `Hello` (frontier); read the peer's;
+//! 1. send `Hello` (a digest of the frontier); read the peer's; when the digests differ,
+//!    exchange the frontiers themselves (a no-op sync sends no frontier);
 //! 2. send the events the peer lacks (per author, in causal order) while ingesting the
-//!    peer's batches, one durable transaction per batch, so an interrupted session keeps what
-//!    arrived whole and the next one resumes from the new frontier;
+//!    peer's batches (queued batches share one durable transaction), so an interrupted
+//!    session keeps what arrived whole and the next one resumes from the new frontier;
 //! 3. ask for the blobs now referenced but absent, and serve the peer's request, streaming
 //!    1 MiB chunks into the encrypted blob store and checking each blob's hash.
 //!
@@ -57,6 +58,8 @@ pub struct SyncReport {
     /// UDP payload bytes both ways, QUIC handshake included (set by the iroh transport on
     /// the initiating side; 0 elsewhere).
     pub wire_bytes: u64,
+    /// Bytes of sync frames both ways (the protocol's own share of `wire_bytes`; set with it).
+    pub frame_bytes: u64,
 }
 
 impl SyncReport {
@@ -128,20 +131,28 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
+    // One frontier for both halves: the one announced is the one compared and sent.
+    let (mine, workspace) = {
+        let s = lock(&store);
+        (frontier(&s), s.projection().workspace())
+    };
+    let (same_tx, same_rx) = oneshot::channel();
     let (hello_tx, hello_rx) = oneshot::channel();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
-    let out = send_half(store.clone(), writer, hello_rx, cmd_rx);
-    let inn = receive_half(store, reader, hello_tx, cmd_tx, progress);
+    let out = send_half(
+        store.clone(),
+        writer,
+        (mine.clone(), workspace),
+        (same_rx, hello_rx),
+        cmd_rx,
+    );
+    let inn = receive_half(store, reader, mine, (same_tx, hello_tx), cmd_tx, progress);
     let ((events_out, blobs_out, sent_bytes, forks), mut report) = tokio::try_join!(out, inn)?;
     report.events_out = events_out;
     report.blobs_out = blobs_out;
     report.blob_bytes += sent_bytes;
     report.forks = forks;
     Ok(report)
-}
-
-fn frontier_of(store: &SharedStore) -> Vec<FrontierEntry> {
-    frontier(&lock(store))
 }
 
 fn frontier(store: &Store) -> Vec<FrontierEntry> {
@@ -156,25 +167,29 @@ fn frontier(store: &Store) -> Vec<FrontierEntry> {
 async fn send_half<W: AsyncWrite + Unpin>(
     store: SharedStore,
     mut w: W,
-    hello_rx: oneshot::Receiver<Vec<FrontierEntry>>,
+    (mine, workspace): (Vec<FrontierEntry>, Option<WorkspaceId>),
+    (same_rx, hello_rx): (
+        oneshot::Receiver<bool>,
+        oneshot::Receiver<Vec<FrontierEntry>>,
+    ),
     mut cmds: mpsc::Receiver<Cmd>,
 ) -> Result<(usize, usize, u64, Vec<DeviceId>), SyncError> {
-    let (mine, workspace) = {
-        let s = lock(&store);
-        (frontier(&s), s.projection().workspace())
-    };
+    let ended = || SyncError::Protocol("the peer ended before its hello".into());
     wire::write_frame(
         &mut w,
         &Frame::Hello {
             version: wire::VERSION,
             workspace,
-            frontier: mine.clone(),
+            authors: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+            digest: wire::frontier_digest(&mine),
         },
     )
     .await?;
-    let theirs = hello_rx
-        .await
-        .map_err(|_| SyncError::Protocol("the peer ended before its hello".into()))?;
+    // Equal digests: nothing to compare. Otherwise both sides send their frontier.
+    if !same_rx.await.map_err(|_| ended())? {
+        wire::write_frame(&mut w, &Frame::Frontier(mine.clone())).await?;
+    }
+    let theirs = hello_rx.await.map_err(|_| ended())?;
     let p = plan(&mine, &theirs);
     // Positions first, then the log read a page at a time as it is sent, so the first batch
     // leaves at once and memory stays at one page.
@@ -341,7 +356,8 @@ struct Incoming {
 async fn receive_half<R: AsyncRead + Unpin>(
     store: SharedStore,
     mut r: R,
-    hello_tx: oneshot::Sender<Vec<FrontierEntry>>,
+    mine: Vec<FrontierEntry>,
+    (same_tx, hello_tx): (oneshot::Sender<bool>, oneshot::Sender<Vec<FrontierEntry>>),
     cmds: mpsc::Sender<Cmd>,
     progress: &Progress,
 ) -> Result<SyncReport, SyncError> {
@@ -352,7 +368,8 @@ async fn receive_half<R: AsyncRead + Unpin>(
         Frame::Hello {
             version,
             workspace,
-            frontier,
+            authors,
+            digest,
         } => {
             if version != wire::VERSION {
                 return Err(SyncError::Protocol(format!(
@@ -380,8 +397,26 @@ async fn receive_half<R: AsyncRead + Unpin>(
                 }
                 _ => {}
             }
+            let same = digest == wire::frontier_digest(&mine);
+            let _ = same_tx.send(same);
+            let frontier = if same {
+                mine.clone()
+            } else {
+                match next(wire::read_frame(&mut r).await?)? {
+                    Frame::Frontier(f)
+                        if f.len() == authors as usize && wire::frontier_digest(&f) == digest =>
+                    {
+                        f
+                    }
+                    Frame::Frontier(_) => {
+                        return Err(SyncError::Protocol(
+                            "the frontier does not match the digest in the peer's hello".into(),
+                        ));
+                    }
+                    other => return Err(unexpected("Frontier", &other)),
+                }
+            };
             // What the peer will send: its chain past our head, per author.
-            let mine = frontier_of(&store);
             let theirs: std::collections::BTreeMap<DeviceId, u64> =
                 frontier.iter().map(|(a, s, _)| (*a, *s)).collect();
             let expected: u64 = plan(&frontier, &mine)
@@ -544,6 +579,7 @@ fn ingest_worker(
 fn unexpected(wanted: &str, got: &Frame) -> SyncError {
     let name = match got {
         Frame::Hello { .. } => "Hello",
+        Frame::Frontier(_) => "Frontier",
         Frame::Events(_) => "Events",
         Frame::EventsEnd => "EventsEnd",
         Frame::WantBlobs(_) => "WantBlobs",

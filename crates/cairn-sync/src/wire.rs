@@ -1,4 +1,4 @@
-//! Frames: `length (u32 LE) | postcard(Frame)`, version 1. A frame longer than
+//! Frames: `length (u32 LE) | postcard(Frame)`, version 2. A frame longer than
 //! [`MAX_FRAME`] is refused before any of it is read into memory.
 
 use cairn_core::{BlobId, DeviceId, EventId, WorkspaceId};
@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::SyncError;
 
 /// Protocol version carried in [`Frame::Hello`].
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest frame accepted (a batch of events, or one blob chunk, plus overhead).
 pub const MAX_FRAME: usize = 20 << 20;
 /// Events per [`Frame::Events`] batch, at most.
@@ -25,15 +25,22 @@ pub type FrontierEntry = (DeviceId, u64, EventId);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
     /// First frame each way: protocol version, workspace (`None` for a device that has not
-    /// received the workspace yet) and frontier.
+    /// received the workspace yet) and a digest of the frontier. When the two digests are
+    /// equal there is nothing to exchange and no frontier is sent (a no-op sync costs two
+    /// small frames); otherwise each side sends [`Frame::Frontier`] next.
     Hello {
         /// [`VERSION`].
         version: u16,
         /// The workspace, once known.
         workspace: Option<WorkspaceId>,
-        /// Per author: highest contiguous seq and head id.
-        frontier: Vec<FrontierEntry>,
+        /// Authors in the frontier.
+        authors: u32,
+        /// [`frontier_digest`] of the frontier.
+        digest: [u8; 32],
     },
+    /// Per author: highest contiguous seq and head id; sent after `Hello` when the digests
+    /// differ, and must hash to the digest that `Hello` announced.
+    Frontier(Vec<FrontierEntry>),
     /// Stored event bytes, in the sender's causal order.
     Events(Vec<Vec<u8>>),
     /// No more events in this session.
@@ -53,6 +60,18 @@ pub enum Frame {
     BlobMissing(BlobId),
     /// All requested blobs were sent.
     BlobsEnd,
+}
+
+/// The digest a `Hello` carries: BLAKE3 over the frontier's encoding (entries in author
+/// order, as the projection lists them).
+pub fn frontier_digest(frontier: &[FrontierEntry]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("cairn sync frontier v2");
+    for (author, seq, head) in frontier {
+        h.update(&author.0);
+        h.update(&seq.to_le_bytes());
+        h.update(&head.0);
+    }
+    *h.finalize().as_bytes()
 }
 
 /// Writes one frame.
