@@ -44,16 +44,7 @@ async fn handle(relay: &Relay<DynamoStore>, req: Request) -> Result<Response<Bod
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
-    let r = cairn_relay::Request::from_parts(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes())),
-        body,
-    );
+    let r = cairn_relay::Request::from_http(&parts, body);
     let resp = relay.handle(&r).await;
     Ok(Response::builder()
         .status(resp.status)

@@ -183,7 +183,7 @@ fn accept(dir: &Path, request: &Path, out: &Path) -> Result<()> {
 
 fn enrol(dir: &Path, device: &str, name: &str, role: Role) -> Result<()> {
     let id = DeviceId::from_hex(device)?;
-    if !cairn_core::keys::valid_key(&id) {
+    if !cairn_core::signature::valid_key(&id) {
         bail!("{device} is not a valid device key");
     }
     let mut store = ctx::open(dir)?;

@@ -199,16 +199,7 @@ async fn handle<S: RelayStore>(
                 .into_response();
         }
     };
-    let r = cairn_relay::Request::from_parts(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_bytes())),
-        body,
-    );
+    let r = cairn_relay::Request::from_http(&parts, body);
     let resp = relay.handle(&r).await;
     (
         axum::http::StatusCode::from_u16(resp.status)

@@ -11,8 +11,9 @@ use crate::body::Body;
 use crate::error::DecodeError;
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId, WorkspaceId};
-use crate::keys::{DeviceKey, verify_one};
+use crate::keys::DeviceKey;
 use crate::kind::EventKind;
+use crate::signature::verify_one;
 
 /// Domain-separating prefix of every event.
 pub const MAGIC: &[u8; 8] = b"CAIRN-EV";
@@ -193,7 +194,7 @@ pub fn verify_signatures(events: &[Event]) -> Vec<bool> {
         .iter()
         .map(|e| (e.author(), e.signed_part(), e.signature()))
         .collect();
-    crate::keys::verify_many(&items)
+    crate::signature::verify_many(&items)
 }
 
 #[cfg(test)]

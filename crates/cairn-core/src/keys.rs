@@ -41,11 +41,10 @@ impl std::fmt::Debug for DeviceKey {
     }
 }
 
-pub use crate::signature::{valid_key, verify_many, verify_one};
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::verify_one;
 
     #[test]
     fn sign_and_verify() {

@@ -6,7 +6,8 @@
 //! workspace's member list.
 
 use cairn_core::DeviceId;
-use cairn_core::keys::{DeviceKey, verify_one};
+use cairn_core::keys::DeviceKey;
+use cairn_core::signature::verify_one;
 
 /// Header: the signing device (hex).
 pub const H_DEVICE: &str = "x-cairn-device";

@@ -85,26 +85,20 @@ pub struct Request {
 }
 
 impl Request {
-    /// Builds a request from an HTTP front's parts. Header names are lower-cased; headers whose
-    /// value is not text are dropped (the relay's own are ASCII).
-    pub fn from_parts<'h>(
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
-        body: Vec<u8>,
-    ) -> Request {
+    /// Builds a request from an HTTP front's parts (axum and `lambda_http` both hand over
+    /// `http` types). Header names are lower-case in `http`; headers whose value is not text
+    /// are dropped (the relay's own are ASCII).
+    pub fn from_http(parts: &http::request::Parts, body: Vec<u8>) -> Request {
         Request {
-            method: method.to_string(),
-            path: path.to_string(),
-            query: query.unwrap_or("").to_string(),
-            headers: headers
-                .into_iter()
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts
+                .headers
+                .iter()
                 .filter_map(|(k, v)| {
-                    Some((
-                        k.to_ascii_lowercase(),
-                        std::str::from_utf8(v).ok()?.to_string(),
-                    ))
+                    let v = std::str::from_utf8(v.as_bytes()).ok()?;
+                    Some((k.as_str().to_string(), v.to_string()))
                 })
                 .collect(),
             body,

@@ -3,7 +3,8 @@
 
 use cairn_core::domain::Role;
 use cairn_core::keyring::KeyId;
-use cairn_core::keys::{DeviceKey, verify_one};
+use cairn_core::keys::DeviceKey;
+use cairn_core::signature::verify_one;
 use cairn_core::{DeviceId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 

@@ -815,28 +815,31 @@ impl Store {
                 })
             })
             .collect();
-        let sealed: Vec<Option<Vec<u8>>> = results
+        let logged: Vec<Option<(u64, Vec<u8>)>> = results
             .par_iter()
-            .zip(positions.par_iter())
+            .zip(positions)
             .map(|((e, _), n)| {
-                n.map(|n| seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()))
+                n.map(|n| {
+                    (
+                        n,
+                        seal::seal(&key, &aad("log", &n.to_be_bytes()), e.bytes()),
+                    )
+                })
             })
             .collect();
         let mut log = w.open_table(LOG).map_err(dbe!(self))?;
         let mut idx = w.open_table(BY_ID).map_err(dbe!(self))?;
         let mut q = w.open_table(QUARANTINE).map_err(dbe!(self))?;
         let mut pend = w.open_table(PENDING).map_err(dbe!(self))?;
-        for ((e, v), sealed) in results.iter().zip(sealed) {
+        for ((e, v), logged) in results.iter().zip(logged) {
             let id = e.id();
-            match (v, sealed) {
-                (Verdict::Applied | Verdict::Excluded, Some(sealed)) => {
-                    let n = self.next_local;
-                    self.next_local += 1;
+            match (v, logged) {
+                (_, Some((n, sealed))) => {
                     log.insert(n, sealed.as_slice()).map_err(dbe!(self))?;
                     idx.insert(&id.0[..], n).map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
-                (Verdict::Rejected(r), _) => {
+                (Verdict::Rejected(r), None) => {
                     let val = postcard::to_allocvec(&Quarantined {
                         reason: r.to_string(),
                         bytes: e.bytes().to_vec(),
@@ -851,17 +854,18 @@ impl Store {
                     .map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
-                (Verdict::Pending(_), _) => {
+                (Verdict::Pending(_), None) => {
                     pend.insert(
                         &id.0[..],
                         seal::seal(&key, &aad("pending", &id.0), e.bytes()).as_slice(),
                     )
                     .map_err(dbe!(self))?;
                 }
-                // Logged verdicts always have a sealed value (positions above).
-                (Verdict::Applied | Verdict::Excluded, None) | (Verdict::Duplicate, _) => {}
+                // Applied and excluded events were logged above.
+                (Verdict::Applied | Verdict::Excluded | Verdict::Duplicate, None) => {}
             }
         }
+        self.next_local = next;
         Ok(())
     }
 

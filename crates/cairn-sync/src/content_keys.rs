@@ -32,7 +32,11 @@ impl Keyring {
             }
         }
         // Grants still waiting for their causal past (which may be sealed with their keys).
-        for (_, bytes) in store.pending().unwrap_or_default() {
+        let pending = store.pending().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read pending events; their key grants are not used");
+            Vec::new()
+        });
+        for (_, bytes) in pending {
             if let Ok(e) = cairn_core::Event::decode(bytes)
                 && e.envelope().kind == cairn_core::EventKind::ContentKeyGranted
             {

@@ -136,17 +136,25 @@ where
         let s = lock(&store);
         (frontier(&s), s.projection().workspace())
     };
+    let digest = wire::frontier_digest(&mine);
     let (same_tx, same_rx) = oneshot::channel();
     let (hello_tx, hello_rx) = oneshot::channel();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     let out = send_half(
         store.clone(),
         writer,
-        (mine.clone(), workspace),
+        (mine.clone(), digest, workspace),
         (same_rx, hello_rx),
         cmd_rx,
     );
-    let inn = receive_half(store, reader, mine, (same_tx, hello_tx), cmd_tx, progress);
+    let inn = receive_half(
+        store,
+        reader,
+        (mine, digest),
+        (same_tx, hello_tx),
+        cmd_tx,
+        progress,
+    );
     let ((events_out, blobs_out, sent_bytes, forks), mut report) = tokio::try_join!(out, inn)?;
     report.events_out = events_out;
     report.blobs_out = blobs_out;
@@ -167,7 +175,7 @@ fn frontier(store: &Store) -> Vec<FrontierEntry> {
 async fn send_half<W: AsyncWrite + Unpin>(
     store: SharedStore,
     mut w: W,
-    (mine, workspace): (Vec<FrontierEntry>, Option<WorkspaceId>),
+    (mine, digest, workspace): (Vec<FrontierEntry>, [u8; 32], Option<WorkspaceId>),
     (same_rx, hello_rx): (
         oneshot::Receiver<bool>,
         oneshot::Receiver<Vec<FrontierEntry>>,
@@ -181,7 +189,7 @@ async fn send_half<W: AsyncWrite + Unpin>(
             version: wire::VERSION,
             workspace,
             authors: u32::try_from(mine.len()).unwrap_or(u32::MAX),
-            digest: wire::frontier_digest(&mine),
+            digest,
         },
     )
     .await?;
@@ -356,7 +364,7 @@ struct Incoming {
 async fn receive_half<R: AsyncRead + Unpin>(
     store: SharedStore,
     mut r: R,
-    mine: Vec<FrontierEntry>,
+    (mine, my_digest): (Vec<FrontierEntry>, [u8; 32]),
     (same_tx, hello_tx): (oneshot::Sender<bool>, oneshot::Sender<Vec<FrontierEntry>>),
     cmds: mpsc::Sender<Cmd>,
     progress: &Progress,
@@ -397,7 +405,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
                 }
                 _ => {}
             }
-            let same = digest == wire::frontier_digest(&mine);
+            let same = digest == my_digest;
             let _ = same_tx.send(same);
             let frontier = if same {
                 mine.clone()

@@ -266,7 +266,7 @@ pub fn redeem(
         .as_slice()
         .try_into()
         .map_err(|_| SyncError::Refused("malformed signature".into()))?;
-    if !cairn_core::keys::verify_one(&req.device, &m, &sig) {
+    if !cairn_core::signature::verify_one(&req.device, &m, &sig) {
         return refuse("the request is not signed by the device it names".into());
     }
     if let Some(u) = inv.used_by {

@@ -11,8 +11,8 @@ use crate::domain::Role;
 use crate::error::Rejection;
 use crate::event::{Event, MAX_DEPS};
 use crate::ids::{AssetId, DeviceId, VersionId, WorkspaceId};
-use crate::keys::valid_key;
 use crate::kind::EventKind;
+use crate::signature::valid_key;
 
 /// Everything [`Projection::accept`] needs from a successful validation.
 pub(crate) struct Checked {
