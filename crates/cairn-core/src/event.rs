@@ -189,9 +189,9 @@ impl Event {
 }
 
 /// Verifies the signatures of many events (batched, see [`crate::signature::verify_many`]).
-pub fn verify_signatures(events: &[Event]) -> Vec<bool> {
+pub fn verify_signatures<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<bool> {
     let items: Vec<(DeviceId, &[u8], [u8; 64])> = events
-        .iter()
+        .into_iter()
         .map(|e| (e.author(), e.signed_part(), e.signature()))
         .collect();
     crate::signature::verify_many(&items)

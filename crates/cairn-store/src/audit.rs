@@ -12,7 +12,7 @@ use std::path::Path;
 
 use cairn_core::bundle::{MAGIC as BUNDLE_MAGIC, VERSION as BUNDLE_VERSION};
 use cairn_core::event::verify_signatures;
-use cairn_core::projection::Projection;
+use cairn_core::projection::{Parsed, Projection};
 pub use cairn_core::record::Record;
 use cairn_core::{BlobId, DeviceId, Event, EventId, Verdict};
 
@@ -85,7 +85,7 @@ pub fn verify_entries(
 ///
 /// Cost: O(n) hashing, decoding and batched, parallel signature checks, plus O(n) projection.
 pub fn verify_batches(
-    source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()>,
+    source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()> + Send,
     blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
 ) -> Result<Report> {
     verify_batches_sized(0, &|e| e, source, blob)
@@ -97,18 +97,22 @@ pub fn verify_batches(
 fn verify_batches_sized<T: Send>(
     expected: usize,
     open: &(impl Fn(T) -> Entry + Sync),
-    mut source: impl FnMut(&mut dyn FnMut(Vec<T>)) -> Result<()>,
+    mut source: impl FnMut(&mut dyn FnMut(Vec<T>)) -> Result<()> + Send,
     mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
 ) -> Result<Report> {
-    let mut v = Verifier::default();
+    // Verification needs verdicts, not documents (see `Projection::verdicts_only`).
+    let mut v = Verifier {
+        projection: Projection::verdicts_only([]),
+        ..Default::default()
+    };
     v.projection.reserve(expected);
-    source(&mut |batch| v.feed(batch, open))?;
+    read_ahead(&mut source, |batch| v.feed(batch, open))?;
     let mut rep = v.finish_chains();
     let mut p = std::mem::take(&mut v.projection);
     if p.needs_rebuild() {
         // Re-project everything that passed the storage, hash and signature checks.
         let skip = std::mem::take(&mut v.unusable);
-        let mut q = Projection::new(p.forks());
+        let mut q = Projection::verdicts_only(p.forks());
         drop(p);
         source(&mut |batch| {
             for e in decode_batch(batch, open).into_iter().flatten() {
@@ -150,6 +154,28 @@ fn verify_batches_sized<T: Send>(
     Ok(rep)
 }
 
+/// Runs `source` on a thread of its own and hands each batch it reads to `sink` on this one, so
+/// that reading the next batch overlaps the work on this one. One batch waits in between at
+/// most, which bounds memory. A panic on either side is resumed here.
+fn read_ahead<T: Send>(
+    source: &mut (impl FnMut(&mut dyn FnMut(Vec<T>)) -> Result<()> + Send),
+    sink: impl FnMut(Vec<T>),
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = scope.spawn(move || {
+            source(&mut |batch| {
+                // Fails only when the sink has gone (it panicked); the scope then resumes that.
+                let _ = tx.send(batch);
+            })
+        });
+        rx.into_iter().for_each(sink);
+        reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Opens, hashes and decodes a batch in parallel; failures carry the problem found.
 fn decode_batch<T: Send>(
     batch: Vec<T>,
@@ -188,12 +214,13 @@ fn decode_batch<T: Send>(
         .collect()
 }
 
-/// Storage, hash, decode and signature checks of one batch, in parallel: the events that
-/// pass, and a problem for each one that does not.
+/// Storage, hash, decode and signature checks of one batch, and the parsing the projection
+/// would otherwise do in order ([`Parsed`]), all in parallel: the events that pass, and a
+/// problem for each one that does not.
 fn prepare<T: Send>(
     batch: Vec<T>,
     open: &(impl Fn(T) -> Entry + Sync),
-) -> (Vec<Event>, Vec<Problem>) {
+) -> (Vec<(Event, Parsed)>, Vec<Problem>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut problems = Vec::new();
     for r in decode_batch(batch, open) {
@@ -202,14 +229,17 @@ fn prepare<T: Send>(
             Err(p) => problems.push(p),
         }
     }
-    let sigs: Vec<bool> = events
+    let checked: Vec<(bool, Parsed)> = events
         .par_chunks(cairn_core::signature::BATCH)
-        .flat_map_iter(verify_signatures)
+        .flat_map_iter(|chunk| {
+            let sigs = verify_signatures(chunk);
+            sigs.into_iter().zip(chunk.iter().map(Parsed::of))
+        })
         .collect();
     let mut good = Vec::with_capacity(events.len());
-    for (e, ok) in events.into_iter().zip(sigs) {
+    for (e, (ok, parsed)) in events.into_iter().zip(checked) {
         if ok {
-            good.push(e);
+            good.push((e, parsed));
         } else {
             problems.push(Problem {
                 event: Some(e.id()),
@@ -290,8 +320,9 @@ struct Verifier {
     unusable: HashSet<EventId>,
     blobs: Vec<(BlobId, u64, EventId, String)>,
     seen_blobs: HashSet<BlobId>,
-    /// Checked events of the last batch, projected when the next batch arrives (or at the end).
-    ready: Vec<Event>,
+    /// Checked and parsed events of the last batch, projected when the next batch arrives (or
+    /// at the end).
+    ready: Vec<(Event, Parsed)>,
 }
 
 impl Verifier {
@@ -312,11 +343,11 @@ impl Verifier {
     }
 
     /// Projects checked events in order, recording final verdicts.
-    fn project(&mut self, events: Vec<Event>) {
-        for e in events {
+    fn project(&mut self, events: Vec<(Event, Parsed)>) {
+        for (e, parsed) in events {
             self.chain(&e);
             self.note_blobs(&e);
-            for (ev, v) in self.projection.ingest(e, true) {
+            for (ev, v) in self.projection.ingest_parsed(e, true, parsed) {
                 let id = ev.id();
                 match v {
                     Verdict::Pending(m) => {

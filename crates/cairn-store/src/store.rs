@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::event::verify_signatures;
 use cairn_core::keys::DeviceKey;
-use cairn_core::projection::Projection;
+use cairn_core::projection::{Parsed, Projection};
 use cairn_core::writer::{WriteError, Writer};
 use cairn_core::{DeviceId, Event, EventId, Verdict};
 
@@ -631,12 +631,13 @@ impl Store {
     }
 
     fn load_projection(&mut self, mut p: Projection) -> Result<Projection> {
-        // Batch N+1 is decrypted and decoded (parallel) while batch N is projected (in order).
-        let project = |p: &mut Projection, events: Vec<Event>| {
-            for e in events {
+        // Batch N+1 is decrypted, decoded and parsed (parallel) while batch N is projected (in
+        // order).
+        let project = |p: &mut Projection, events: Vec<(Event, Parsed)>| {
+            for (e, parsed) in events {
                 // Log values are authenticated by the storage key; signatures were checked on
                 // entry and are re-checked by `cairn audit verify`.
-                for (ev, v) in p.ingest(e, true) {
+                for (ev, v) in p.ingest_parsed(e, true, parsed) {
                     if !v.is_logged() {
                         tracing::warn!(event = %ev.id(), verdict = ?v, "logged event no longer validates");
                     }
@@ -644,7 +645,7 @@ impl Store {
             }
         };
         let mut next = 1;
-        let mut ready: Vec<Event> = Vec::new();
+        let mut ready: Vec<(Event, Parsed)> = Vec::new();
         p.reserve(self.log_len()? as usize);
         self.scan_log(false, |raw| {
             next = raw.last().map(|e| e.0 + 1).unwrap_or(next);
@@ -659,9 +660,11 @@ impl Store {
                             let bytes = self
                                 .open_log_value(local, &sealed)
                                 .ok_or_else(|| corrupt("fails authentication".into()))?;
-                            Event::decode(bytes).map_err(|e| corrupt(e.to_string()))
+                            let e = Event::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+                            let parsed = Parsed::of(&e);
+                            Ok((e, parsed))
                         })
-                        .collect::<Result<Vec<Event>>>()
+                        .collect::<Result<Vec<_>>>()
                 },
                 || project(&mut p, current),
             );
@@ -714,21 +717,30 @@ impl Store {
     pub fn ingest(&mut self, batch: Vec<Vec<u8>>) -> Result<IngestReport> {
         self.writable()?;
         let mut report = IngestReport::default();
-        // Decoding (which hashes) and signature checks run on all cores; validation and
-        // projection follow in order.
+        // Decoding (which hashes), parsing and signature checks run on all cores; validation
+        // and projection follow in order.
         let mut decoded = Vec::with_capacity(batch.len());
+        let mut parsed = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
-        let parsed: Vec<_> = batch
+        let results: Vec<_> = batch
             .into_par_iter()
             .map(|bytes| {
                 let bytes: std::sync::Arc<[u8]> = bytes.into();
-                Event::decode(bytes.clone())
-                    .map_err(|err| (EventId::of(&bytes), err.to_string(), bytes.to_vec()))
+                match Event::decode(bytes.clone()) {
+                    Ok(e) => {
+                        let p = Parsed::of(&e);
+                        Ok((e, p))
+                    }
+                    Err(err) => Err((EventId::of(&bytes), err.to_string(), bytes.to_vec())),
+                }
             })
             .collect();
-        for r in parsed {
+        for r in results {
             match r {
-                Ok(e) => decoded.push(e),
+                Ok((e, p)) => {
+                    decoded.push(e);
+                    parsed.push(p);
+                }
                 Err(b) => bad.push(b),
             }
         }
@@ -737,8 +749,8 @@ impl Store {
             .flat_map_iter(verify_signatures)
             .collect();
         let mut results = Vec::new();
-        for (e, ok) in decoded.into_iter().zip(oks) {
-            results.extend(self.projection.ingest(e, ok));
+        for ((e, p), ok) in decoded.into_iter().zip(parsed).zip(oks) {
+            results.extend(self.projection.ingest_parsed(e, ok, p));
         }
         for (e, v) in &results {
             match v {

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::body::Body;
 use crate::domain::FileEntry;
 use crate::ids::BlobId;
 use crate::keys::DeviceKey;
@@ -217,6 +218,102 @@ fn forged_and_tampered_events_are_rejected() {
     assert_eq!(devs[0].take(&e), Verdict::Duplicate);
 }
 
+/// Re-signs `e` by `key` with its body replaced: a well-signed event whose content is bad.
+fn resign(e: &Event, key: &DeviceKey, body: Body) -> Event {
+    let mut env = e.envelope().clone();
+    env.body = body.encode();
+    Event::sign(env, key)
+}
+
+#[test]
+fn parsing_ahead_gives_the_same_verdicts_and_state() {
+    let (mut devs, log) = workspace(4);
+    let (created, asset) = Writer::new(&devs[1].key)
+        .create_asset(&devs[1].p, &fields(&[("name", "PLC-1")]), &[], 2000)
+        .unwrap();
+    for d in devs.iter_mut() {
+        d.take(&created);
+    }
+    // A valid edit by each device; devices 2 and 3 then re-sign theirs with bad content, so
+    // each bad event sits alone at its author's seq (no equivocation in this test).
+    let edit_by = |d: &Dev, address: &str| {
+        Writer::new(&d.key)
+            .edit_asset(
+                &d.p,
+                EventKind::AssetEdited,
+                asset,
+                &fields(&[("address", address)]),
+                &[],
+                &[],
+                2001,
+            )
+            .unwrap()
+    };
+    let good = edit_by(&devs[1], "10.0.0.7");
+    let doc_of = |e: &Event| match e.body().unwrap() {
+        Body::Doc(d) => d,
+        other => panic!("an asset edit carries a document body, not {other:?}"),
+    };
+    // Change bytes that do not parse.
+    let garbage = resign(
+        &edit_by(&devs[2], "10.0.0.8"),
+        &devs[2].key,
+        Body::Doc(crate::body::DocBody {
+            asset_change: Some(vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]),
+            ..doc_of(&good)
+        }),
+    );
+    // A change made by device 1's actor, signed by device 3.
+    let stolen = resign(
+        &edit_by(&devs[3], "10.0.0.9"),
+        &devs[3].key,
+        Body::Doc(doc_of(&good)),
+    );
+    // A body that does not decode at all (by the admin).
+    let mut env = edit_by(&devs[0], "10.0.0.10").envelope().clone();
+    env.body = vec![0xff; 3];
+    let undecodable = Event::sign(env, &devs[0].key);
+
+    let mut all = log.clone();
+    all.extend([created, garbage, stolen, good]);
+    let mut plain = Projection::new([]);
+    let mut ahead = Projection::new([]);
+    // What an audit uses: the same verdicts, no documents built.
+    let mut audit = Projection::verdicts_only([]);
+    let mut verdicts = Vec::new();
+    for e in all.iter().chain([&undecodable]) {
+        let ids = |r: Vec<(Event, Verdict)>| -> Vec<(EventId, Verdict)> {
+            r.into_iter().map(|(e, v)| (e.id(), v)).collect()
+        };
+        let a = ids(plain.ingest(e.clone(), true));
+        let b = ids(ahead.ingest_parsed(e.clone(), true, Parsed::of(e)));
+        let c = ids(audit.ingest_parsed(e.clone(), true, Parsed::of(e)));
+        assert_eq!(a, b, "verdicts differ for {e:?}");
+        assert_eq!(a, c, "verdicts-only differs for {e:?}");
+        verdicts.extend(a.into_iter().map(|(_, v)| v));
+    }
+    plain.flush();
+    ahead.flush();
+    audit.flush();
+    assert_eq!(plain.state_hash(), ahead.state_hash());
+    assert!(plain.doc(DocKey::Asset(asset)).is_some());
+    assert!(audit.doc(DocKey::Asset(asset)).is_none());
+    assert_eq!(audit.applied_count(), plain.applied_count());
+    let bad_change = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Rejected(Rejection::BadChange(_))))
+        .count();
+    assert_eq!(bad_change, 2, "{verdicts:?}");
+    assert!(
+        matches!(
+            verdicts.last(),
+            Some(Verdict::Rejected(Rejection::Decode(_)))
+        ),
+        "{verdicts:?}"
+    );
+    assert_eq!(plain.asset(&asset).unwrap().doc.get("address"), "10.0.0.7");
+}
+
 #[test]
 fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
     let (mut devs, log) = workspace(2);
@@ -372,8 +469,12 @@ proptest! {
                 rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
                 order.swap(i, (rng % (i as u64 + 1)) as usize);
             }
+            // One of the orders is parsed ahead, as replay and audit do.
             let mut p = Projection::new([]);
-            for e in order { p.ingest(e, true); }
+            let ahead = hashes.len() % 2 == 1;
+            for e in order {
+                if ahead { let parsed = Parsed::of(&e); p.ingest_parsed(e, true, parsed); } else { p.ingest(e, true); }
+            }
             p.flush();
             prop_assert_eq!(p.pending_count(), 0);
             prop_assert_eq!(p.applied_count() as usize, all.len());

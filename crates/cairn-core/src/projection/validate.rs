@@ -4,6 +4,7 @@ use automerge::Change;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::parsed::{Changes, Parsed};
 use super::{DocKey, Fork, Meta, Pos, Projection, Status, Vv};
 use crate::body::Body;
 use crate::docs::parse_change;
@@ -134,8 +135,11 @@ impl Projection {
         key: DocKey,
         bytes: &[u8],
         author: &DeviceId,
+        parsed: Option<Result<Change, String>>,
     ) -> Result<(DocKey, Change), Rejection> {
-        let c = parse_change(bytes, author).map_err(Rejection::BadChange)?;
+        let c = parsed
+            .unwrap_or_else(|| parse_change(bytes, author))
+            .map_err(Rejection::BadChange)?;
         if on_first_chain {
             let expected = self.am_seq.get(&(a, key)).copied().unwrap_or(0) + 1;
             if c.seq() != expected {
@@ -148,9 +152,13 @@ impl Projection {
         Ok((key, c))
     }
 
-    pub(crate) fn validate(&mut self, ev: &Event) -> Result<Checked, Fail> {
+    pub(crate) fn validate(&mut self, ev: &Event, parsed: Option<Parsed>) -> Result<Checked, Fail> {
         let env = ev.envelope();
-        let body = ev.body().map_err(|e| (Rejection::Decode(e), None))?;
+        let (body, mut pre) = match parsed {
+            Some(Parsed(p)) => (p.body, p.changes),
+            None => (ev.body(), Changes::default()),
+        };
+        let body = body.map_err(|e| (Rejection::Decode(e), None))?;
         if env.deps.len() > MAX_DEPS || env.deps.windows(2).any(|w| w[0] >= w[1]) {
             return Err((Rejection::BadDeps { max: MAX_DEPS }, None));
         }
@@ -295,8 +303,15 @@ impl Projection {
         match &body {
             Body::Genesis(g) => {
                 changes.push(
-                    self.change(a, true, DocKey::Workspace, &g.workspace_change, &author)
-                        .map_err(fail)?,
+                    self.change(
+                        a,
+                        true,
+                        DocKey::Workspace,
+                        &g.workspace_change,
+                        &author,
+                        pre.workspace.take(),
+                    )
+                    .map_err(fail)?,
                 );
             }
             Body::Member(m) => {
@@ -324,6 +339,7 @@ impl Projection {
                         DocKey::Workspace,
                         &m.workspace_change,
                         &author,
+                        pre.workspace.take(),
                     )
                     .map_err(fail)?,
                 );
@@ -375,14 +391,28 @@ impl Projection {
                 }
                 if let (Some(x), Some(c)) = (d.asset, &d.asset_change) {
                     changes.push(
-                        self.change(a, on_first_chain, DocKey::Asset(x), c, &author)
-                            .map_err(fail)?,
+                        self.change(
+                            a,
+                            on_first_chain,
+                            DocKey::Asset(x),
+                            c,
+                            &author,
+                            pre.asset.take(),
+                        )
+                        .map_err(fail)?,
                     );
                 }
                 if let Some(c) = &d.workspace_change {
                     changes.push(
-                        self.change(a, on_first_chain, DocKey::Workspace, c, &author)
-                            .map_err(fail)?,
+                        self.change(
+                            a,
+                            on_first_chain,
+                            DocKey::Workspace,
+                            c,
+                            &author,
+                            pre.workspace.take(),
+                        )
+                        .map_err(fail)?,
                     );
                 }
             }
