@@ -157,8 +157,16 @@ fn init_assets_versions_branches_golden_restore_drift_audit_replay() {
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["drift"]["changes"][0]["path"], "programs/notes.txt");
 
-    // Audit verify passes; the log names the actions.
+    // Audit verify passes; with --state-hash it also replays the documents, and the state of
+    // the verified log is the state this device shows.
     assert!(ws.ok(&["audit", "verify"]).contains("verified"));
+    let audited: serde_json::Value =
+        serde_json::from_str(&ws.ok(&["audit", "verify", "--state-hash", "--json"])).unwrap();
+    assert_eq!(
+        audited["state_hash"].as_str(),
+        Some(ws.ok(&["state-hash"]).trim())
+    );
+    // The log names the actions.
     let csv = ws.ok(&["audit", "log", "--csv"]);
     for k in [
         "workspace-created",
@@ -197,11 +205,21 @@ fn init_assets_versions_branches_golden_restore_drift_audit_replay() {
             "verify",
             "--bundle",
             bundle.to_str().unwrap(),
+            "--state-hash",
         ])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // ...and the bundle replays to the same state as the workspace it came from.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "state hash of the verified log: {}",
+            ws.ok(&["state-hash"]).trim()
+        )),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -61,8 +61,12 @@ fn child_figures(args: &[&std::ffi::OsStr]) -> Result<(f64, f64)> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("replay-child") {
-        let dir = args.get(1).context("replay-child DIR open|verify")?;
-        let what = args.get(2).context("replay-child DIR open|verify")?;
+        let dir = args
+            .get(1)
+            .context("replay-child DIR open|verify|verify-state")?;
+        let what = args
+            .get(2)
+            .context("replay-child DIR open|verify|verify-state")?;
         return replay_child(Path::new(dir), what);
     }
     if args.first().map(String::as_str) == Some("firmware-child") {
@@ -284,14 +288,18 @@ fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
     // Three runs each; medians.
     let mut opens = Vec::new();
     let mut verifies = Vec::new();
+    let mut states = Vec::new();
     for _ in 0..3 {
         opens.push(child("open")?);
         verifies.push(child("verify")?);
+        states.push(child("verify-state")?);
     }
     let open_s = median(opens.iter().map(|x| x.0).collect());
     let open_rss = median(opens.iter().map(|x| x.1).collect());
     let verify_s = median(verifies.iter().map(|x| x.0).collect());
     let rss = median(verifies.iter().map(|x| x.1).collect());
+    let state_s = median(states.iter().map(|x| x.0).collect());
+    let state_rss = median(states.iter().map(|x| x.1).collect());
 
     // git baselines: reading history (`git log`) over the same number of commits, and
     // signature verification (`git log --show-signature`, SSH-signed) over a sample.
@@ -299,12 +307,17 @@ fn replay_scenario(tmp: &Path, n: usize) -> Result<()> {
     let open_rate = total as f64 / open_s;
     let verify_eps = total as f64 / verify_s;
     println!(
-        "| replay (open store: decrypt, decode, project), {total} events | {open_rate:.0} events/s ({open_s:.2} s), peak RSS {open_rss:.0} MB | git log {log_rate:.0} commits/s | {:.2}x |",
+        "| replay (open store: decrypt, decode, parse, project with documents), {total} events | {open_rate:.0} events/s ({open_s:.2} s), peak RSS {open_rss:.0} MB | git log {log_rate:.0} commits/s | {:.2}x |",
         open_rate / log_rate
     );
     println!(
-        "| verify+replay (`audit verify`: decrypt, batch Ed25519, chain, authorize, project), {total} events | {verify_eps:.0} events/s ({verify_s:.2} s), peak RSS {rss:.0} MB | git log --show-signature {verify_rate:.0} commits/s | {:.0}x |",
+        "| verify (`audit verify`: decrypt, hash, batch Ed25519, chains, authorization by re-projection of verdicts), {total} events | {verify_eps:.0} events/s ({verify_s:.2} s), peak RSS {rss:.0} MB | git log --show-signature {verify_rate:.0} commits/s | {:.0}x |",
         verify_eps / verify_rate
+    );
+    let state_eps = total as f64 / state_s;
+    println!(
+        "| verify + replay in one pass (`audit verify --state-hash`: the above, and the documents built), {total} events | {state_eps:.0} events/s ({state_s:.2} s), peak RSS {state_rss:.0} MB | git log --show-signature {verify_rate:.0} commits/s | {:.0}x |",
+        state_eps / verify_rate
     );
     Ok(())
 }
@@ -342,7 +355,8 @@ pub(crate) fn git_fast_import(repo: &Path, n: usize) -> Result<()> {
 
 /// The child half of the replay scenario, one process per measurement so that each peak RSS
 /// is its own: `open` rebuilds the projection as `Store::open` does (replay); `verify` runs
-/// `cairn audit verify` (decrypt, hash, batch signatures, chains, re-projection).
+/// `cairn audit verify` (decrypt, hash, batch signatures, chains, re-projection of verdicts);
+/// `verify-state` runs `cairn audit verify --state-hash` (the same, building the documents).
 /// Prints `seconds peak_rss_mb`.
 fn replay_child(dir: &Path, what: &str) -> Result<()> {
     let t = Instant::now();
@@ -350,9 +364,20 @@ fn replay_child(dir: &Path, what: &str) -> Result<()> {
         let s = Store::open(dir, b"pw")?;
         anyhow::ensure!(s.projection().applied_count() > 0, "nothing replayed");
     } else {
+        use cairn_store::audit::Replay;
+        let replay = match what {
+            "verify" => Replay::Verdicts,
+            "verify-state" => Replay::State,
+            other => anyhow::bail!("replay-child: unknown measurement {other:?}"),
+        };
         let store = Store::open_for_audit(dir, b"pw")?;
-        let rep = cairn_store::audit::verify_store(&store)?;
+        let rep = cairn_store::audit::verify_store_with(&store, replay)?;
         anyhow::ensure!(rep.ok(), "verify failed: {:?}", rep.problems.first());
+        anyhow::ensure!(
+            rep.state_hash.is_some() == (replay == Replay::State),
+            "state hash reported for {what}: {:?}",
+            rep.state_hash
+        );
     }
     println!("{} {}", t.elapsed().as_secs_f64(), peak_rss_mb());
     Ok(())

@@ -18,6 +18,10 @@ pub(crate) enum AuditCmd {
         /// Verify an exported bundle instead (no workspace needed).
         #[arg(long, value_parser = crate::ctx::user_path)]
         bundle: Option<PathBuf>,
+        /// Also rebuild the documents and print the state hash of the verified log, to compare
+        /// with `cairn state-hash` on a device (slower).
+        #[arg(long)]
+        state_hash: bool,
         #[arg(long)]
         json: bool,
     },
@@ -62,6 +66,9 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
                 f.what
             );
         }
+        if let Some(h) = &rep.state_hash {
+            say!("state hash of the verified log: {h}");
+        }
         say!(
             "{}: {} event(s), {} blob(s), {} problem(s), {} flagged, {} quarantined",
             if rep.ok() { "verified" } else { "FAILED" },
@@ -79,14 +86,23 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
     }
 }
 
+fn replay(state_hash: bool) -> audit::Replay {
+    if state_hash {
+        audit::Replay::State
+    } else {
+        audit::Replay::Verdicts
+    }
+}
+
 pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
     if let AuditCmd::Verify {
         bundle: Some(b),
+        state_hash,
         json,
     } = &cmd
     {
         let bundle = audit::read_bundle(b)?;
-        return print_report(&audit::verify_bundle(&bundle), *json);
+        return print_report(&audit::verify_bundle(&bundle, replay(*state_hash)), *json);
     }
     // Verification builds its own projection from the raw log; the others read the store's.
     let store = match cmd {
@@ -94,7 +110,9 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
         _ => ctx::open(dir)?,
     };
     match cmd {
-        AuditCmd::Verify { json, .. } => print_report(&audit::verify_store(&store)?, json),
+        AuditCmd::Verify {
+            json, state_hash, ..
+        } => print_report(&audit::verify_store_with(&store, replay(state_hash))?, json),
         AuditCmd::Log { json, csv } => {
             let recs = audit::records(&store)?;
             if json {

@@ -41,6 +41,31 @@ pub struct Report {
     pub flagged: Vec<Problem>,
     /// Quarantined events (rejected input kept as evidence).
     pub quarantined: usize,
+    /// With [`Replay::State`]: the state hash of the verified log (hex), the value
+    /// `cairn state-hash` shows on a device holding exactly these events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_hash: Option<String>,
+}
+
+/// How far a verification replays the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Replay {
+    /// Every check, with a projection that reaches verdicts without building documents
+    /// ([`Projection::verdicts_only`]): validity never reads them.
+    #[default]
+    Verdicts,
+    /// Also build the Automerge documents and report the state hash of the verified log, so an
+    /// auditor can tie a device's state to a verified history. Slower (Automerge apply).
+    State,
+}
+
+impl Replay {
+    fn projection(self, forks: Vec<cairn_core::projection::Fork>) -> Projection {
+        match self {
+            Replay::Verdicts => Projection::verdicts_only(forks),
+            Replay::State => Projection::new(forks),
+        }
+    }
 }
 
 impl Report {
@@ -59,6 +84,7 @@ pub type Entry = (Option<EventId>, std::result::Result<Vec<u8>, String>);
 pub fn verify_entries(
     entries: Vec<Entry>,
     blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+    replay: Replay,
 ) -> Report {
     let res = verify_batches(
         |feed| {
@@ -68,6 +94,7 @@ pub fn verify_entries(
             Ok(())
         },
         blob,
+        replay,
     );
     // In-memory entries cannot fail to read; keep any error as a problem all the same.
     res.unwrap_or_else(|e| Report {
@@ -87,8 +114,9 @@ pub fn verify_entries(
 pub fn verify_batches(
     source: impl FnMut(&mut dyn FnMut(Vec<Entry>)) -> Result<()> + Send,
     blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+    replay: Replay,
 ) -> Result<Report> {
-    verify_batches_sized(0, &|e| e, source, blob)
+    verify_batches_sized(0, &|e| e, source, blob, replay)
 }
 
 /// [`verify_batches`] over items that `open` turns into entries (a store feeds sealed values,
@@ -99,10 +127,10 @@ fn verify_batches_sized<T: Send>(
     open: &(impl Fn(T) -> Entry + Sync),
     mut source: impl FnMut(&mut dyn FnMut(Vec<T>)) -> Result<()> + Send,
     mut blob: impl FnMut(&BlobId) -> std::result::Result<u64, String>,
+    replay: Replay,
 ) -> Result<Report> {
-    // Verification needs verdicts, not documents (see `Projection::verdicts_only`).
     let mut v = Verifier {
-        projection: Projection::verdicts_only([]),
+        projection: replay.projection(Vec::new()),
         ..Default::default()
     };
     v.projection.reserve(expected);
@@ -112,7 +140,7 @@ fn verify_batches_sized<T: Send>(
     if p.needs_rebuild() {
         // Re-project everything that passed the storage, hash and signature checks.
         let skip = std::mem::take(&mut v.unusable);
-        let mut q = Projection::verdicts_only(p.forks());
+        let mut q = replay.projection(p.forks());
         drop(p);
         source(&mut |batch| {
             for e in decode_batch(batch, open).into_iter().flatten() {
@@ -124,6 +152,9 @@ fn verify_batches_sized<T: Send>(
         p = q;
     }
     p.flush();
+    if replay == Replay::State {
+        rep.state_hash = Some(hex::encode(p.state_hash()));
+    }
     for (id, missing) in std::mem::take(&mut v.pending) {
         rep.problems.push(Problem {
             event: Some(id),
@@ -496,6 +527,11 @@ impl Verifier {
 
 /// Verifies a store's whole log and blobs, streaming the log in batches.
 pub fn verify_store(store: &Store) -> Result<Report> {
+    verify_store_with(store, Replay::Verdicts)
+}
+
+/// [`verify_store`], replaying as far as `replay` says.
+pub fn verify_store_with(store: &Store, replay: Replay) -> Result<Report> {
     /// A log position as read, or an id the index lists with no log entry behind it.
     enum Stored {
         Sealed(crate::store::RawEntry),
@@ -522,6 +558,7 @@ pub fn verify_store(store: &Store) -> Result<Report> {
             Ok(())
         },
         |b| store.blobs().verify(b).map_err(|e| e.to_string()),
+        replay,
     )?;
     rep.quarantined = store.quarantine()?.len();
     Ok(rep)
@@ -662,13 +699,14 @@ pub fn read_bundle(path: &Path) -> Result<Bundle> {
 
 /// Verifies a bundle with no access to any workspace. Blobs absent from the bundle are not
 /// errors (bundles may omit them); blobs present must match their hash.
-pub fn verify_bundle(b: &Bundle) -> Report {
+pub fn verify_bundle(b: &Bundle, replay: Replay) -> Report {
     let entries = b.events.iter().map(|e| (None, Ok(e.clone()))).collect();
-    let mut rep = verify_entries(entries, |id| match b.blobs.get(id) {
+    let blob = |id: &BlobId| match b.blobs.get(id) {
         Some(data) if BlobId::of(data) == *id => Ok(data.len() as u64),
         Some(_) => Err("blob content in the bundle does not match its hash".into()),
         None => Err("(not included)".into()),
-    });
+    };
+    let mut rep = verify_entries(entries, blob, replay);
     rep.problems.retain(|p| !p.what.ends_with("(not included)"));
     rep.quarantined = b.quarantined.len();
     rep

@@ -5,7 +5,7 @@ use cairn_core::EventKind;
 use cairn_core::docs::FieldEdit;
 use cairn_core::domain::Role;
 use cairn_store::Store;
-use cairn_store::audit::verify_store;
+use cairn_store::audit::{Replay, verify_store, verify_store_with};
 use proptest::prelude::*;
 
 const CHEAP: (u32, u32, u32) = (64, 1, 1);
@@ -89,6 +89,12 @@ fn reopening_rebuilds_the_same_state_and_rejected_input_is_quarantined() {
     let s = Store::open(dir.path(), b"pw").unwrap();
     assert_eq!(s.projection().state_hash(), hash);
     assert_eq!(verify_store(&s).unwrap().quarantined, 2);
+    // An audit that replays the documents too ties this state to the verified log; the
+    // default audit builds no documents and reports no state.
+    let replayed = verify_store_with(&s, Replay::State).unwrap();
+    assert!(replayed.ok(), "{:?}", replayed.problems);
+    assert_eq!(replayed.state_hash, Some(hex::encode(hash)));
+    assert_eq!(verify_store(&s).unwrap().state_hash, None);
     assert!(matches!(
         Store::open(dir.path(), b"nope"),
         Err(cairn_store::StoreError::WrongPassphrase)
@@ -184,7 +190,7 @@ fn a_hostile_seq_far_ahead_is_reported_without_growing_memory() {
     bytes.push(far.bytes().to_vec());
     let entries = bytes.into_iter().map(|b| (None, Ok(b))).collect();
     let t = std::time::Instant::now();
-    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(0));
+    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(0), Default::default());
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     assert!(
         rep.problems
