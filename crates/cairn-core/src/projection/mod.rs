@@ -286,6 +286,8 @@ impl Projection {
 
     /// [`Projection::ingest`] with the body and changes already parsed by [`Parsed::of`]
     /// (typically on other cores), so that only the checks against the causal past remain.
+    /// A `Parsed` of another event is ignored (the event is parsed here), so a caller's
+    /// mix-up costs time, never a wrong verdict.
     pub fn ingest_parsed(
         &mut self,
         event: Event,
@@ -302,7 +304,7 @@ impl Projection {
         parsed: Option<Parsed>,
     ) -> Vec<(Event, Verdict)> {
         let mut out = Vec::new();
-        let mut parsed = parsed;
+        let mut parsed = parsed.filter(|p| p.0.event == event.id());
         let mut work = vec![(event, sig_ok)];
         while let Some((ev, ok)) = work.pop() {
             let id = ev.id();

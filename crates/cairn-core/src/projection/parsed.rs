@@ -9,6 +9,7 @@ use crate::body::Body;
 use crate::docs::parse_change;
 use crate::error::DecodeError;
 use crate::event::Event;
+use crate::ids::EventId;
 
 /// An event's decoded body and parsed changes, from [`Parsed::of`], for
 /// [`super::Projection::ingest_parsed`].
@@ -25,6 +26,9 @@ pub struct Parsed(pub(crate) Box<Contents>);
 /// What [`Parsed`] holds.
 #[derive(Debug)]
 pub(crate) struct Contents {
+    /// The event this was parsed from; [`super::Projection::ingest_parsed`] ignores a `Parsed`
+    /// of another event and parses the event itself.
+    pub(crate) event: EventId,
     pub(crate) body: Result<Body, DecodeError>,
     pub(crate) changes: Changes,
 }
@@ -59,6 +63,10 @@ impl Parsed {
             },
             _ => Changes::default(),
         };
-        Parsed(Box::new(Contents { body, changes }))
+        Parsed(Box::new(Contents {
+            event: ev.id(),
+            body,
+            changes,
+        }))
     }
 }

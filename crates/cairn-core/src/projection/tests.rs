@@ -312,6 +312,19 @@ fn parsing_ahead_gives_the_same_verdicts_and_state() {
         "{verdicts:?}"
     );
     assert_eq!(plain.asset(&asset).unwrap().doc.get("address"), "10.0.0.7");
+
+    // A `Parsed` of another event is ignored: the garbage event's parse handed in with the
+    // good edit changes nothing.
+    let mut mixed = Projection::new([]);
+    for e in &log {
+        mixed.ingest(e.clone(), true);
+    }
+    let [created, garbage, _, good] = &all[log.len()..] else {
+        panic!("four events after the log");
+    };
+    mixed.ingest(created.clone(), true);
+    let v = mixed.ingest_parsed(good.clone(), true, Parsed::of(garbage));
+    assert_eq!(v[0].1, Verdict::Applied);
 }
 
 #[test]
