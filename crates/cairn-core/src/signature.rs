@@ -48,7 +48,7 @@ pub fn valid_key(id: &DeviceId) -> bool {
 }
 
 /// One signature, parsed: `R`, `s`, and the challenge `k`.
-struct Parsed {
+struct ParsedSig {
     r: EdwardsPoint,
     s: Scalar,
     k: Scalar,
@@ -58,7 +58,7 @@ struct Parsed {
 
 /// Parses a signature on `msg` by `key`; `None` when `s` is not canonical or `R` is no point
 /// or a small-order one.
-fn parse(key: &Key, msg: &[u8], sig: &[u8; 64]) -> Option<Parsed> {
+fn parse(key: &Key, msg: &[u8], sig: &[u8; 64]) -> Option<ParsedSig> {
     let mut r_bytes = [0u8; 32];
     r_bytes.copy_from_slice(&sig[..32]);
     let mut s_bytes = [0u8; 32];
@@ -73,7 +73,7 @@ fn parse(key: &Key, msg: &[u8], sig: &[u8; 64]) -> Option<Parsed> {
     h.update(key.id.0);
     h.update(msg);
     let k_wide: [u8; 64] = h.finalize().into();
-    Some(Parsed {
+    Some(ParsedSig {
         r,
         s,
         k: Scalar::from_bytes_mod_order_wide(&k_wide),
@@ -83,7 +83,7 @@ fn parse(key: &Key, msg: &[u8], sig: &[u8; 64]) -> Option<Parsed> {
 }
 
 /// The single-signature check of a parsed signature.
-fn holds(key: &Key, p: &Parsed) -> bool {
+fn holds(key: &Key, p: &ParsedSig) -> bool {
     let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &-key.point, &p.s);
     (sb_minus_ka - p.r).mul_by_cofactor().is_identity()
 }
@@ -100,7 +100,7 @@ pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
     let mut keys: Vec<(DeviceId, Option<Key>)> = Vec::new();
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(BATCH) {
-        let parsed: Vec<Option<(usize, Parsed)>> = chunk
+        let parsed: Vec<Option<(usize, ParsedSig)>> = chunk
             .iter()
             .map(|(author, msg, sig)| {
                 let slot = match keys.iter().position(|(d, _)| d == author) {
@@ -114,7 +114,7 @@ pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
                 parse(&k, msg, sig).map(|p| (slot, p))
             })
             .collect();
-        let good: Vec<&(usize, Parsed)> = parsed.iter().flatten().collect();
+        let good: Vec<&(usize, ParsedSig)> = parsed.iter().flatten().collect();
         if batch_holds(&keys, &good) {
             out.extend(parsed.iter().map(Option::is_some));
         } else {
@@ -128,7 +128,7 @@ pub fn verify_many(items: &[(DeviceId, &[u8], [u8; 64])]) -> Vec<bool> {
 }
 
 /// The batch equation over parsed signatures (each with the index of its key in `keys`).
-fn batch_holds(keys: &[(DeviceId, Option<Key>)], sigs: &[&(usize, Parsed)]) -> bool {
+fn batch_holds(keys: &[(DeviceId, Option<Key>)], sigs: &[&(usize, ParsedSig)]) -> bool {
     if sigs.is_empty() {
         return true;
     }

@@ -719,8 +719,7 @@ impl Store {
         let mut report = IngestReport::default();
         // Decoding (which hashes), parsing and signature checks run on all cores; validation
         // and projection follow in order.
-        let mut decoded = Vec::with_capacity(batch.len());
-        let mut parsed = Vec::with_capacity(batch.len());
+        let mut decoded: Vec<(Event, Parsed)> = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
         let results: Vec<_> = batch
             .into_par_iter()
@@ -737,19 +736,16 @@ impl Store {
             .collect();
         for r in results {
             match r {
-                Ok((e, p)) => {
-                    decoded.push(e);
-                    parsed.push(p);
-                }
+                Ok(ep) => decoded.push(ep),
                 Err(b) => bad.push(b),
             }
         }
         let oks: Vec<bool> = decoded
             .par_chunks(cairn_core::signature::BATCH)
-            .flat_map_iter(verify_signatures)
+            .flat_map_iter(|chunk| verify_signatures(chunk.iter().map(|(e, _)| e)))
             .collect();
         let mut results = Vec::new();
-        for ((e, p), ok) in decoded.into_iter().zip(parsed).zip(oks) {
+        for ((e, p), ok) in decoded.into_iter().zip(oks) {
             results.extend(self.projection.ingest_parsed(e, ok, p));
         }
         for (e, v) in &results {

@@ -218,6 +218,17 @@ fn forged_and_tampered_events_are_rejected() {
     assert_eq!(devs[0].take(&e), Verdict::Duplicate);
 }
 
+/// `devs[by]` creates an asset named `name`, and every device takes the event.
+fn asset_everywhere(devs: &mut [Dev], by: usize, name: &str, time: u64) -> (Event, AssetId) {
+    let (e, asset) = Writer::new(&devs[by].key)
+        .create_asset(&devs[by].p, &fields(&[("name", name)]), &[], time)
+        .unwrap();
+    for d in devs.iter_mut() {
+        d.take(&e);
+    }
+    (e, asset)
+}
+
 /// Re-signs `e` by `key` with its body replaced: a well-signed event whose content is bad.
 fn resign(e: &Event, key: &DeviceKey, body: Body) -> Event {
     let mut env = e.envelope().clone();
@@ -228,12 +239,7 @@ fn resign(e: &Event, key: &DeviceKey, body: Body) -> Event {
 #[test]
 fn parsing_ahead_gives_the_same_verdicts_and_state() {
     let (mut devs, log) = workspace(4);
-    let (created, asset) = Writer::new(&devs[1].key)
-        .create_asset(&devs[1].p, &fields(&[("name", "PLC-1")]), &[], 2000)
-        .unwrap();
-    for d in devs.iter_mut() {
-        d.take(&created);
-    }
+    let (created, asset) = asset_everywhere(&mut devs, 1, "PLC-1", 2000);
     // A valid edit by each device; devices 2 and 3 then re-sign theirs with bad content, so
     // each bad event sits alone at its author's seq (no equivocation in this test).
     let edit_by = |d: &Dev, address: &str| {
@@ -377,12 +383,7 @@ fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
 #[test]
 fn branches_diverge_and_merge() {
     let (mut devs, _) = workspace(3);
-    let (e, asset) = Writer::new(&devs[1].key)
-        .create_asset(&devs[1].p, &fields(&[("name", "PLC")]), &[], 2000)
-        .unwrap();
-    for d in devs.iter_mut() {
-        d.take(&e);
-    }
+    let (_, asset) = asset_everywhere(&mut devs, 1, "PLC", 2000);
     let rec = |parents: Vec<VersionId>, content: &str| VersionRecord {
         asset,
         branch: "main".into(),
@@ -441,8 +442,7 @@ proptest! {
     #[test]
     fn random_orders_converge(n in 2usize..=5, ops in prop::collection::vec(op(5), 1..40), seed in any::<u64>()) {
         let (mut devs, log) = workspace(n as u8);
-        let (e, asset) = Writer::new(&devs[0].key).create_asset(&devs[0].p, &fields(&[("name", "PLC")]), &[], 1500).unwrap();
-        for d in devs.iter_mut() { d.take(&e); }
+        let (e, asset) = asset_everywhere(&mut devs, 0, "PLC", 1500);
         let mut all: Vec<Event> = log.clone();
         all.push(e);
         let keys = ["address", "firmware", "location", "notes"];
