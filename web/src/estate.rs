@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use cairn_core::event::verify_signatures;
 use cairn_core::hlc::Hlc;
-use cairn_core::projection::Projection;
+use cairn_core::projection::{Exclusion, Projection};
 use cairn_core::record::Record;
 use cairn_core::{AssetId, BlobId, DeviceId, Event, EventId, Verdict};
 
@@ -163,8 +163,7 @@ impl Estate {
 
     /// Re-projects every event, with signature failures found so far rejected.
     fn rebuild(&mut self) {
-        let forks = self.proj.forks();
-        self.proj = Projection::new(forks);
+        self.proj = self.proj.rebuilt();
         self.verdicts.clear();
         self.proj.reserve(self.events.len());
         let events = std::mem::take(&mut self.events);
@@ -211,7 +210,12 @@ impl Estate {
         }
         match self.verdicts.get(&ev.id()) {
             None => Check::Verified("applied"),
-            Some(Verdict::Excluded) => Check::Verified("excluded (fork evidence)"),
+            Some(Verdict::Excluded) => match self.proj.exclusion(&ev.id()) {
+                Some(Exclusion::AfterRevocation { .. }) => {
+                    Check::Verified("excluded: made after its author's revocation, not applied")
+                }
+                _ => Check::Verified("excluded (fork evidence)"),
+            },
             Some(Verdict::Rejected(r)) => Check::Rejected(r.to_string()),
             Some(Verdict::Pending(m)) => Check::Pending(format!("waits for {}", m.short())),
             Some(v) => Check::Verified(if v.is_logged() { "applied" } else { "known" }),
@@ -242,7 +246,8 @@ impl Estate {
     /// The projection as it was at `t`: every event claimed at or before `t`, in log order
     /// (causal order, so nothing depends on a later event). Signature failures stay out.
     pub fn project_at(&self, t: Hlc) -> Projection {
-        let mut p = Projection::new([]);
+        // Knowing the forks and revocation cut-offs of the whole log, as the node does.
+        let mut p = self.proj.rebuilt();
         for (i, ev) in self.events.iter().enumerate() {
             if ev.time() <= t {
                 let ok = !self.bad_sig.contains_key(&(i as u32));

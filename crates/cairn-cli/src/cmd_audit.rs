@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use cairn_core::Event;
 use cairn_core::hlc::parse_time;
-use cairn_core::projection::Projection;
 use cairn_store::audit;
 
 use crate::{CheckFailed, ctx, output};
@@ -158,7 +157,7 @@ pub(crate) fn run(dir: &Path, cmd: AuditCmd) -> Result<()> {
             let t = parse_time(&at).with_context(|| {
                 format!("cannot parse time {at:?} (use 2025-03-04T09:15:00Z, a date, or Unix ms)")
             })?;
-            let mut p = Projection::new(store.projection().forks());
+            let mut p = store.projection().rebuilt();
             for se in store.log()? {
                 let e = Event::decode(se.bytes).context("decoding the log")?;
                 if e.time().millis <= t {

@@ -33,8 +33,20 @@ pub struct MemberBody {
     pub name: String,
     /// X25519 public key, carried by enrolments.
     pub x25519: Option<[u8; 32]>,
+    /// For a revocation (and only for one): the revoked device's last event that the revoking
+    /// admin had accepted. Its later events never apply.
+    pub cutoff: Option<RevocationCutoff>,
     /// The matching change to the workspace document.
     pub workspace_change: Vec<u8>,
+}
+
+/// Where a revocation cuts the revoked device's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationCutoff {
+    /// The last seq that still applies (0: none of its events).
+    pub seq: u64,
+    /// The event at that seq, as the revoking admin saw it (`None` exactly when `seq` is 0).
+    pub head: Option<crate::ids::EventId>,
 }
 
 /// Body of `ContentKeyGranted`: one sealed copy per member (and epoch) granted.

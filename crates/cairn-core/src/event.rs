@@ -17,8 +17,9 @@ use crate::signature::verify_one;
 
 /// Domain-separating prefix of every event.
 pub const MAGIC: &[u8; 8] = b"CAIRN-EV";
-/// The encoding version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The encoding version this build writes and reads. Version 2: revocations carry a cut-off
+/// (see [`crate::body::RevocationCutoff`]); version 1 logs are refused, not misread.
+pub const FORMAT_VERSION: u8 = 2;
 /// Upper bound on an encoded event.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 /// Upper bound on `deps`.

@@ -7,6 +7,20 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// How far ahead of an event's own time a cited event may claim to be and still be a clock
+/// source (5 minutes). An honest writer's clock therefore never runs more than this ahead of
+/// its wall clock because of what others claim.
+pub const MAX_CLOCK_LEAD_MILLIS: u64 = 5 * 60 * 1000;
+
+/// Whether a cited event claiming `dep_millis` is exempt from "an event is later than its
+/// causal past" for an event claiming `event_millis`: it claims more than
+/// [`MAX_CLOCK_LEAD_MILLIS`] beyond it, so it is no clock source. A far-future claim (a
+/// clock set to 2200, or `u64::MAX`) can then be cited, and built on, without stopping
+/// anyone from writing. The author's own previous event is never exempt.
+pub fn exempt(dep_millis: u64, event_millis: u64) -> bool {
+    dep_millis > event_millis.saturating_add(MAX_CLOCK_LEAD_MILLIS)
+}
+
 /// A hybrid logical timestamp. Ordered by `(millis, counter)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Hlc {

@@ -5,7 +5,9 @@
 
 use automerge::{Automerge, ScalarValue};
 
-use crate::body::{Body, BranchBody, DocBody, DriftBody, GenesisBody, MemberBody, RestoreBody};
+use crate::body::{
+    Body, BranchBody, DocBody, DriftBody, GenesisBody, MemberBody, RestoreBody, RevocationCutoff,
+};
 use crate::docs::{self, DocError, FieldEdit};
 use crate::domain::{DriftEntry, Role, VersionRecord};
 use crate::event::{Envelope, Event};
@@ -33,6 +35,16 @@ pub enum WriteError {
     UnknownAsset(String),
 }
 
+pub use crate::hlc::MAX_CLOCK_LEAD_MILLIS;
+
+/// Seq, prev, deps and time of the next event.
+struct Position {
+    seq: u64,
+    prev: Option<crate::ids::EventId>,
+    deps: Vec<crate::ids::EventId>,
+    time: crate::hlc::Hlc,
+}
+
 /// Signs events as one device.
 pub struct Writer<'k> {
     key: &'k DeviceKey,
@@ -48,18 +60,13 @@ impl<'k> Writer<'k> {
         }
     }
 
-    fn sign(
-        &self,
-        p: &Projection,
-        kind: EventKind,
-        body: &Body,
-        now_millis: u64,
-    ) -> Result<Event, WriteError> {
-        let workspace = if kind == EventKind::Genesis {
-            WorkspaceId::GENESIS
-        } else {
-            p.workspace().ok_or(WriteError::NoWorkspace)?
-        };
+    /// Where this device's next event goes: seq, prev, deps and time. The time follows the
+    /// local wall clock and what the event cites, and never runs more than
+    /// [`MAX_CLOCK_LEAD_MILLIS`] ahead of the wall clock because of what others claim: heads
+    /// that claim more are cited without being a clock source (see [`crate::hlc::exempt`]),
+    /// so a far-future claim can neither stop this device from writing nor drag its clock
+    /// along. Its own previous event is always a clock source (a chain never goes back).
+    fn position(&self, p: &Projection, now_millis: u64) -> Position {
         let (seq, prev) = match p.author_idx.get(&self.me) {
             Some(i) => {
                 let chain = &p.chains[*i as usize];
@@ -67,21 +74,74 @@ impl<'k> Writer<'k> {
             }
             None => (1, None),
         };
-        let deps: Vec<_> = p
+        let limit = now_millis.saturating_add(MAX_CLOCK_LEAD_MILLIS);
+        let time_of = |id: &crate::ids::EventId| p.time_of(id).unwrap_or_default();
+        let own = prev.as_ref().map(time_of).unwrap_or_default();
+        let tick = |deps: &[crate::ids::EventId]| {
+            deps.iter()
+                .map(time_of)
+                .filter(|t| t.millis <= limit)
+                .fold(own, Ord::max)
+                .tick(now_millis)
+        };
+        let heads: Vec<_> = p
             .heads
             .iter()
             .filter(|h| Some(**h) != prev)
             .copied()
             .collect();
-        let time = p.max_time().tick(now_millis);
+        // Heads far enough ahead are cited without following their clock (validation exempts
+        // them); one only a little too far for that is left out, and what it cites is cited.
+        let time = tick(&heads);
+        let awkward = heads.iter().any(|h| {
+            let t = time_of(h).millis;
+            t > limit && !crate::hlc::exempt(t, time.millis)
+        });
+        let (deps, time) = if awkward {
+            let deps = p.heads_within(limit, &self.me);
+            let time = tick(&deps);
+            (deps, time)
+        } else {
+            (heads, time)
+        };
+        Position {
+            seq,
+            prev,
+            deps,
+            time,
+        }
+    }
+
+    fn sign(
+        &self,
+        p: &Projection,
+        kind: EventKind,
+        body: &Body,
+        now_millis: u64,
+    ) -> Result<Event, WriteError> {
+        self.sign_at(p, kind, body, self.position(p, now_millis))
+    }
+
+    fn sign_at(
+        &self,
+        p: &Projection,
+        kind: EventKind,
+        body: &Body,
+        at: Position,
+    ) -> Result<Event, WriteError> {
+        let workspace = if kind == EventKind::Genesis {
+            WorkspaceId::GENESIS
+        } else {
+            p.workspace().ok_or(WriteError::NoWorkspace)?
+        };
         Ok(Event::sign(
             Envelope {
                 workspace,
                 author: self.me,
-                seq,
-                prev,
-                deps,
-                time,
+                seq: at.seq,
+                prev: at.prev,
+                deps: at.deps,
+                time: at.time,
                 kind,
                 body: body.encode(),
             },
@@ -89,8 +149,8 @@ impl<'k> Writer<'k> {
         ))
     }
 
-    fn now(p: &Projection, now_millis: u64) -> u64 {
-        p.max_time().tick(now_millis).millis
+    fn now(&self, p: &Projection, now_millis: u64) -> u64 {
+        self.position(p, now_millis).time.millis
     }
 
     fn ws<'p>(p: &'p Projection, empty: &'p Automerge) -> &'p Automerge {
@@ -143,20 +203,31 @@ impl<'k> Writer<'k> {
         let change = docs::member_change(
             Self::ws(p, &empty),
             &self.me,
-            Self::now(p, now_millis),
+            self.now(p, now_millis),
             &device,
             name,
             role,
             status,
         )?;
+        let at = self.position(p, now_millis);
+        // A revocation names the revoked device's last event that this device has accepted,
+        // as its deps show: nothing that device signs after it applies.
+        let cutoff = (kind == EventKind::DeviceRevoked).then(|| {
+            let seq = p.seen_of(&device, at.prev.as_ref(), &at.deps);
+            RevocationCutoff {
+                seq,
+                head: p.chain_event(&device, seq),
+            }
+        });
         let body = Body::Member(MemberBody {
             device,
             role,
             name: name.into(),
             x25519,
+            cutoff,
             workspace_change: change,
         });
-        self.sign(p, kind, &body, now_millis)
+        self.sign_at(p, kind, &body, at)
     }
 
     /// Grants content keys to members (see [`crate::keyring`]).
@@ -189,7 +260,7 @@ impl<'k> Writer<'k> {
         now_millis: u64,
     ) -> Result<(Event, AssetId), WriteError> {
         let id = self.next_asset_id(p);
-        let t = Self::now(p, now_millis);
+        let t = self.now(p, now_millis);
         let asset_change = docs::asset_change(&Automerge::new(), &self.me, t, fields, tags, &[])?;
         let get = |k: &str| {
             fields
@@ -237,7 +308,7 @@ impl<'k> Writer<'k> {
         let doc = p
             .doc(DocKey::Asset(asset))
             .ok_or_else(|| WriteError::UnknownAsset(asset.short()))?;
-        let t = Self::now(p, now_millis);
+        let t = self.now(p, now_millis);
         let asset_change = docs::asset_change(doc, &self.me, t, fields, tags, flags)?;
         // Keep the workspace index in step with the name and site.
         let name = fields

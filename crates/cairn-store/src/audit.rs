@@ -37,7 +37,9 @@ pub struct Report {
     pub blobs: usize,
     /// Problems (empty = verified).
     pub problems: Vec<Problem>,
-    /// Events applied concurrently with a revocation of their author (valid, but flagged).
+    /// Valid events an auditor must look at: applied concurrently with a revocation of their
+    /// author, or kept out of the state (made after a revocation's cut-off, or by a device that
+    /// equivocated).
     pub flagged: Vec<Problem>,
     /// Quarantined events (rejected input kept as evidence).
     pub quarantined: usize,
@@ -60,18 +62,19 @@ pub enum Replay {
 }
 
 impl Replay {
-    fn projection(self, forks: Vec<cairn_core::projection::Fork>) -> Projection {
+    fn projection(self) -> Projection {
         match self {
-            Replay::Verdicts => Projection::verdicts_only(forks),
-            Replay::State => Projection::new(forks),
+            Replay::Verdicts => Projection::verdicts_only([]),
+            Replay::State => Projection::new([]),
         }
     }
 }
 
 impl Report {
-    /// True when nothing is wrong.
+    /// True when nothing is wrong and nothing needs an auditor's eye: no problem, no flagged
+    /// event and nothing in quarantine (`audit verify` exits non-zero otherwise).
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.flagged.is_empty() && self.quarantined == 0
     }
 }
 
@@ -130,17 +133,21 @@ fn verify_batches_sized<T: Send>(
     replay: Replay,
 ) -> Result<Report> {
     let mut v = Verifier {
-        projection: replay.projection(Vec::new()),
+        projection: replay.projection(),
         ..Default::default()
     };
     v.projection.reserve(expected);
     read_ahead(&mut source, |batch| v.feed(batch, open))?;
     let mut rep = v.finish_chains();
     let mut p = std::mem::take(&mut v.projection);
-    if p.needs_rebuild() {
-        // Re-project everything that passed the storage, hash and signature checks.
-        let skip = std::mem::take(&mut v.unusable);
-        let mut q = replay.projection(p.forks());
+    // Re-project everything that passed the storage, hash and signature checks, knowing the
+    // forks and revocations from the start (a rebuild can find more: bounded, as the store).
+    let skip = std::mem::take(&mut v.unusable);
+    for _ in 0..cairn_core::projection::MAX_REBUILDS {
+        if !p.needs_rebuild() {
+            break;
+        }
+        let mut q = p.rebuilt();
         drop(p);
         source(&mut |batch| {
             for e in decode_batch(batch, open).into_iter().flatten() {
@@ -165,6 +172,12 @@ fn verify_batches_sized<T: Send>(
         rep.flagged.push(Problem {
             event: Some(id),
             what: format!("applied concurrently with revocation {}", r.short()),
+        });
+    }
+    for (id, why) in p.exclusions() {
+        rep.flagged.push(Problem {
+            event: Some(id),
+            what: why.to_string(),
         });
     }
     // Blobs of applied events (version files, firmware images), each once.
@@ -572,7 +585,10 @@ pub fn records(store: &Store) -> Result<Vec<Record>> {
         let Ok(e) = Event::decode(se.bytes) else {
             continue;
         };
-        let mut result = p.status_of(&e.id()).unwrap_or("unknown").to_string();
+        let mut result = match p.exclusion(&e.id()) {
+            Some(why) => why.to_string(),
+            None => p.status_of(&e.id()).unwrap_or("unknown").to_string(),
+        };
         if let Some(r) = p.concurrent_revocation(&e.id()) {
             result = format!(
                 "{result} (flagged: concurrent with revocation {})",

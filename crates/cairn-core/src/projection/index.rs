@@ -47,6 +47,11 @@ impl CausalIndex {
             .map(|i| &self.entries[*i as usize].meta)
     }
 
+    /// Every entry, in arrival order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&EventId, &Meta)> {
+        self.entries.iter().map(|e| (&e.id, &e.meta))
+    }
+
     pub(crate) fn contains(&self, id: &EventId) -> bool {
         self.get(id).is_some()
     }

@@ -12,6 +12,7 @@
 mod apply;
 mod index;
 mod parsed;
+mod revocation;
 mod validate;
 mod view;
 
@@ -29,12 +30,19 @@ use crate::event::Event;
 use crate::hlc::Hlc;
 use crate::ids::{AssetId, DeviceId, EventId, VersionId, WorkspaceId};
 
+/// Most rebuilds a store or an audit runs in a row: each one starts knowing every fork and
+/// revocation found before it, so honest logs settle after one (revocations that cut each
+/// other off may take a second).
+pub const MAX_REBUILDS: usize = 4;
+
 /// The verdict on one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Valid and folded into state.
     Applied,
-    /// Valid, but its author equivocated at or before this seq; kept out of the state.
+    /// Valid, but its author equivocated at or before this seq, or it was made past a
+    /// revocation's cut-off; logged as evidence and kept out of the state
+    /// ([`Projection::exclusion`] says which).
     Excluded,
     /// Invalid; keep it in quarantine as evidence.
     Rejected(Rejection),
@@ -48,6 +56,36 @@ impl Verdict {
     /// True for verdicts that place the event in the log (applied or excluded).
     pub fn is_logged(&self) -> bool {
         matches!(self, Verdict::Applied | Verdict::Excluded)
+    }
+}
+
+/// Why a valid event is kept out of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    /// Its author equivocated at or before it.
+    Fork {
+        /// The first seq with two events.
+        seq: u64,
+    },
+    /// Made past the cut-off of a revocation in force: signed by a revoked device.
+    AfterRevocation {
+        /// The revocation.
+        revocation: EventId,
+        /// The revoked device's last seq that applies.
+        cutoff: u64,
+    },
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exclusion::Fork { seq } => write!(f, "excluded: its author equivocated at seq {seq}"),
+            Exclusion::AfterRevocation { revocation, cutoff } => write!(
+                f,
+                "made after revocation {} (its last applied seq is {cutoff}), not applied",
+                revocation.short()
+            ),
+        }
     }
 }
 
@@ -172,6 +210,10 @@ pub struct Projection {
     pub(crate) meta: index::CausalIndex,
     pub(crate) members: BTreeMap<DeviceId, Vec<MemberRec>>,
     pub(crate) forks: BTreeMap<DeviceId, Fork>,
+    /// Every revocation that was valid on its causal past alone (see [`revocation`]).
+    pub(crate) revocations: Vec<revocation::Candidate>,
+    /// The cut-offs in force, settled from `revocations`.
+    pub(crate) cutoffs: BTreeMap<DeviceId, revocation::Cutoff>,
     pub(crate) registry: Registry,
     pub(crate) docs: HashMap<DocKey, DocSlot>,
     pub(crate) am_seq: HashMap<(u32, DocKey), u64>,
@@ -218,6 +260,138 @@ impl Projection {
             verdicts_only: true,
             ..Projection::new(forks)
         }
+    }
+
+    /// An empty projection for rebuilding this one from the log: it knows from the start the
+    /// forks and the revocations this one found, so that nothing is applied that a later
+    /// event would exclude. See [`Projection::needs_rebuild`].
+    pub fn rebuilt(&self) -> Projection {
+        let mut p = Projection {
+            verdicts_only: self.verdicts_only,
+            revocations: self.revocations.clone(),
+            cutoffs: revocation::resolve(&self.revocations),
+            ..Projection::new(self.forks())
+        };
+        p.rebuild = false;
+        p
+    }
+
+    /// Why a logged event is kept out of the state: its author equivocated, or it was made
+    /// past a revocation's cut-off. `None` for applied or unknown events.
+    pub fn exclusion(&self, id: &EventId) -> Option<Exclusion> {
+        let m = self.meta.get(id)?;
+        if m.status != Status::Excluded {
+            return None;
+        }
+        let author = self.authors[m.author as usize];
+        if let Some(c) = self.cutoffs.get(&author).filter(|c| m.seq > c.seq) {
+            return Some(Exclusion::AfterRevocation {
+                revocation: c.revocation,
+                cutoff: c.seq,
+            });
+        }
+        let seq = self.forks.get(&author).map(|f| f.seq).unwrap_or(0);
+        Some(Exclusion::Fork { seq })
+    }
+
+    /// Every logged event kept out of the state, with the reason, in chain order per author.
+    pub fn exclusions(&self) -> Vec<(EventId, Exclusion)> {
+        let mut out = Vec::new();
+        for (d, f) in self
+            .forks
+            .iter()
+            .map(|(d, f)| (d, f.seq))
+            .chain(self.cutoffs.iter().map(|(d, c)| (d, c.seq + 1)))
+        {
+            let Some(&a) = self.author_idx.get(d) else {
+                continue;
+            };
+            let from = usize::try_from(f.saturating_sub(1)).unwrap_or(usize::MAX);
+            for id in self.chains[a as usize].iter().skip(from) {
+                if let Some(x) = self.exclusion(id) {
+                    out.push((*id, x));
+                }
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        out.dedup_by_key(|(id, _)| *id);
+        out
+    }
+
+    /// Logged events whose time claims more than [`crate::hlc::MAX_CLOCK_LEAD_MILLIS`] beyond
+    /// `now_millis` (a reader's wall clock): valid, never a clock source, worth an auditor's
+    /// look. Cost: O(events).
+    pub fn claims_ahead_of(&self, now_millis: u64) -> Vec<EventId> {
+        let mut out: Vec<EventId> = self
+            .meta
+            .iter()
+            .filter(|(_, m)| {
+                m.status != Status::Rejected && crate::hlc::exempt(m.time.millis, now_millis)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The time a known event claims.
+    pub fn time_of(&self, id: &EventId) -> Option<Hlc> {
+        self.meta.get(id).map(|m| m.time)
+    }
+
+    /// The highest seq of `device` in the causal past of an event with this `prev` and
+    /// `deps` (what such an event has accepted of that device).
+    pub fn seen_of(&self, device: &DeviceId, prev: Option<&EventId>, deps: &[EventId]) -> u64 {
+        let Some(&t) = self.author_idx.get(device) else {
+            return 0;
+        };
+        prev.into_iter()
+            .chain(deps)
+            .filter_map(|id| self.meta.get(id))
+            .map(|m| {
+                if m.author == t {
+                    m.seq
+                } else {
+                    m.vv.binary_search_by_key(&t, |(x, _)| *x)
+                        .map(|i| m.vv[i].1)
+                        .unwrap_or(0)
+                }
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Deps for an event by `me` that cite only times up to `limit_millis`: per other author,
+    /// its latest logged event within the limit, less those another one already covers.
+    /// Cost: O(A² + events past the limit) for A authors.
+    pub fn heads_within(&self, limit_millis: u64, me: &DeviceId) -> Vec<EventId> {
+        let mut tips: Vec<(u32, u64, EventId)> = Vec::new();
+        for (a, chain) in self.chains.iter().enumerate() {
+            if self.authors[a] == *me {
+                continue;
+            }
+            let tip = chain.iter().enumerate().rev().find(|(_, id)| {
+                self.meta
+                    .get(id)
+                    .is_some_and(|m| m.status != Status::Rejected && m.time.millis <= limit_millis)
+            });
+            if let Some((i, id)) = tip {
+                tips.push((a as u32, i as u64 + 1, *id));
+            }
+        }
+        let covered = |&(a, s, id): &(u32, u64, EventId)| {
+            tips.iter().any(|&(_, _, other)| {
+                other != id
+                    && self.meta.get(&other).is_some_and(|m| {
+                        m.vv.binary_search_by_key(&a, |(x, _)| *x)
+                            .is_ok_and(|i| m.vv[i].1 >= s)
+                    })
+            })
+        };
+        let mut deps: Vec<EventId> = tips.iter().filter(|t| !covered(t)).map(|t| t.2).collect();
+        deps.sort();
+        deps.truncate(crate::event::MAX_DEPS);
+        deps
     }
 
     /// Reserves room for `events` more events, so that replaying a known-length log allocates

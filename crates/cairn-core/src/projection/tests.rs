@@ -3,6 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::body::Body;
 use crate::domain::FileEntry;
+use crate::domain::Role;
 use crate::ids::BlobId;
 use crate::keys::DeviceKey;
 use crate::kind::EventKind;
@@ -12,6 +13,8 @@ use crate::writer::Writer;
 struct Dev {
     key: DeviceKey,
     p: Projection,
+    /// Everything taken, to rebuild from as a store does.
+    seen: Vec<Event>,
 }
 
 impl Dev {
@@ -19,10 +22,19 @@ impl Dev {
         Dev {
             key: DeviceKey::from_secret(&[n; 32]),
             p: Projection::new([]),
+            seen: Vec::new(),
         }
     }
     fn take(&mut self, e: &Event) -> Verdict {
         let v = self.p.ingest(e.clone(), e.verify_signature());
+        self.seen.push(e.clone());
+        if self.p.needs_rebuild() {
+            let mut q = self.p.rebuilt();
+            for e in &self.seen {
+                q.ingest(e.clone(), e.verify_signature());
+            }
+            self.p = q;
+        }
         self.p.flush();
         v.into_iter()
             .next()
@@ -160,11 +172,14 @@ fn non_members_viewers_and_revoked_devices_are_rejected() {
         )
         .unwrap()
     });
-    assert_eq!(devs[0].take(&concurrent), Verdict::Applied);
-    assert_eq!(
-        devs[0].p.concurrent_revocation(&concurrent.id()),
-        Some(rev.id())
-    );
+    // Made past the revocation's cut-off (the admin had accepted none of device 2's events):
+    // logged as evidence, never applied.
+    assert_eq!(devs[0].take(&concurrent), Verdict::Excluded);
+    assert_eq!(devs[0].p.concurrent_revocation(&concurrent.id()), None);
+    assert!(matches!(
+        devs[0].p.exclusion(&concurrent.id()),
+        Some(Exclusion::AfterRevocation { revocation, cutoff: 0 }) if revocation == rev.id()
+    ));
     devs[1].take(&rev);
     let (after, _) = Writer::new(&devs[1].key)
         .create_asset(&devs[1].p, &fields(&[("name", "after")]), &[], 4000)
@@ -353,7 +368,9 @@ fn equivocation_is_kept_as_evidence_and_excluded_after_rebuild() {
     assert_eq!(a.seq(), b.seq());
     assert_eq!(devs[0].take(&a), Verdict::Applied);
     assert_eq!(devs[0].take(&b), Verdict::Excluded);
-    assert!(devs[0].p.needs_rebuild());
+    // The device rebuilt, as a store does: neither side of the fork applies.
+    assert!(!devs[0].p.needs_rebuild());
+    assert!(devs[0].p.assets().is_empty());
     let forks = devs[0].p.forks();
     assert_eq!(forks.len(), 1);
     assert_eq!(forks[0].events.len(), 2);
@@ -494,6 +511,435 @@ proptest! {
             hashes.insert(p.state_hash());
         }
         for d in devs.iter_mut() {
+            for e in &all { d.take(e); }
+            hashes.insert(d.p.state_hash());
+        }
+        prop_assert_eq!(hashes.len(), 1);
+    }
+}
+
+/// Projects `events` in the given order into a fresh projection, rebuilding as a store does.
+fn project(events: &[Event]) -> Projection {
+    let mut p = Projection::new([]);
+    for e in events {
+        p.ingest(e.clone(), true);
+    }
+    for _ in 0..MAX_REBUILDS {
+        if !p.needs_rebuild() {
+            break;
+        }
+        let mut q = p.rebuilt();
+        for e in events {
+            q.ingest(e.clone(), true);
+        }
+        p = q;
+    }
+    p.flush();
+    p
+}
+
+fn revoke(admin: &mut Dev, target: &DeviceId, role: Role, time: u64) -> Event {
+    let d = *target;
+    admin.write(|w, p| {
+        w.member(p, EventKind::DeviceRevoked, d, role, "gone", None, time)
+            .unwrap()
+    })
+}
+
+#[test]
+fn revoked_engineer_writing_from_a_stale_view_is_not_applied() {
+    let (mut devs, log) = workspace(2);
+    let d2 = devs[1].key.device_id();
+    let (before, _) = asset_everywhere(&mut devs, 1, "before", 2000);
+    let rev = revoke(&mut devs[0], &d2, Role::Engineer, 3000);
+    // Device 2 never takes the revocation and, a day later, creates an asset citing only what
+    // it had seen.
+    let stale = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "stale")]), &[], 90_000_000)
+            .unwrap()
+            .0
+    });
+    assert_eq!(devs[0].take(&stale), Verdict::Excluded);
+    assert!(matches!(
+        devs[0].p.exclusion(&stale.id()),
+        Some(Exclusion::AfterRevocation { revocation, cutoff: 1 }) if revocation == rev.id()
+    ));
+    let names: Vec<String> = devs[0]
+        .p
+        .assets()
+        .iter()
+        .map(|a| a.name().to_string())
+        .collect();
+    assert_eq!(names, vec!["before".to_string()]);
+
+    // A node that saw the stale event before the revocation ends in the same state.
+    let mut all = log.clone();
+    all.extend([before, stale.clone(), rev.clone()]);
+    let a = project(&all);
+    all.swap(log.len() + 1, log.len() + 2);
+    let b = project(&all);
+    assert_eq!(a.state_hash(), devs[0].p.state_hash());
+    assert_eq!(b.state_hash(), devs[0].p.state_hash());
+    assert_eq!(a.status_of(&stale.id()), Some("excluded"));
+    assert_eq!(a.exclusions().len(), 1);
+}
+
+#[test]
+fn revoked_admin_enrolling_a_new_admin_gains_nothing() {
+    let (mut devs, log) = workspace(1);
+    let mut admin2 = Dev::new(2);
+    let d2 = admin2.key.device_id();
+    let enrol2 = devs[0].write(|w, p| {
+        w.member(
+            p,
+            EventKind::DeviceEnrolled,
+            d2,
+            Role::Admin,
+            "admin2",
+            None,
+            1500,
+        )
+        .unwrap()
+    });
+    for e in log.iter().chain([&enrol2]) {
+        admin2.take(e);
+    }
+    let rev = revoke(&mut devs[0], &d2, Role::Admin, 3000);
+    // The revoked admin, stale, enrols a fresh admin, who creates an asset and revokes the
+    // founder; the revoked admin also revokes the founder itself.
+    let mut fresh = Dev::new(3);
+    let d3 = fresh.key.device_id();
+    let enrol3 = admin2.write(|w, p| {
+        w.member(
+            p,
+            EventKind::DeviceEnrolled,
+            d3,
+            Role::Admin,
+            "admin3",
+            None,
+            4000,
+        )
+        .unwrap()
+    });
+    for e in log.iter().chain([&enrol2, &enrol3]) {
+        fresh.take(e);
+    }
+    let founder = devs[0].key.device_id();
+    let (asset3, _) = Writer::new(&fresh.key)
+        .create_asset(&fresh.p, &fields(&[("name", "planted")]), &[], 5000)
+        .unwrap();
+    fresh.take(&asset3);
+    let rev_by_3 = revoke(&mut fresh, &founder, Role::Admin, 5001);
+    let rev_by_2 = revoke(&mut admin2, &founder, Role::Admin, 6000);
+
+    assert_eq!(devs[0].take(&enrol3), Verdict::Excluded);
+    assert!(matches!(
+        devs[0].take(&asset3),
+        Verdict::Rejected(Rejection::NotMember(_))
+    ));
+    assert!(matches!(devs[0].take(&rev_by_3), Verdict::Rejected(_)));
+    assert_eq!(devs[0].take(&rev_by_2), Verdict::Excluded);
+    assert!(devs[0].p.assets().is_empty());
+    // The founder still writes.
+    let (after, _) = asset_everywhere(&mut devs[..1], 0, "after", 7000);
+    assert_eq!(devs[0].p.status_of(&after.id()), Some("applied"));
+
+    // Every order of arrival gives the founder's state, the revoked admin's work excluded.
+    let mut all = log.clone();
+    all.extend([enrol2, enrol3, asset3, rev_by_3, rev_by_2, after, rev]);
+    let forward = project(&all);
+    all.reverse();
+    let backward = project(&all);
+    all.rotate_left(3);
+    let rotated = project(&all);
+    assert_eq!(forward.state_hash(), devs[0].p.state_hash());
+    assert_eq!(backward.state_hash(), devs[0].p.state_hash());
+    assert_eq!(rotated.state_hash(), devs[0].p.state_hash());
+    let active: Vec<_> = forward
+        .members()
+        .into_iter()
+        .filter(|m| m.revoked_by.is_none())
+        .map(|m| m.device)
+        .collect();
+    assert_eq!(active, vec![founder]);
+}
+
+#[test]
+fn a_revocation_needs_a_cutoff_and_a_lower_one_excludes_what_was_accepted() {
+    let (mut devs, _) = workspace(2);
+    let d2 = devs[1].key.device_id();
+    let (seen, _) = asset_everywhere(&mut devs, 1, "seen", 2000);
+    let honest = Writer::new(&devs[0].key)
+        .member(
+            &devs[0].p,
+            EventKind::DeviceRevoked,
+            d2,
+            Role::Engineer,
+            "eng2",
+            None,
+            3000,
+        )
+        .unwrap();
+    let Body::Member(mut m) = honest.body().unwrap() else {
+        panic!("a revocation carries a member body");
+    };
+    assert_eq!(
+        m.cutoff.map(|c| (c.seq, c.head)),
+        Some((1, Some(seen.id())))
+    );
+    m.cutoff = None;
+    let missing = resign(&honest, &devs[0].key, Body::Member(m.clone()));
+    assert!(matches!(
+        devs[0].take(&missing),
+        Verdict::Rejected(Rejection::Invalid(_))
+    ));
+    // The laptop was stolen before its first event: the admin cuts it off at 0, and the asset
+    // it made is excluded even though the admin had accepted it.
+    m.cutoff = Some(crate::body::RevocationCutoff { seq: 0, head: None });
+    let lowered = resign(&honest, &devs[0].key, Body::Member(m));
+    assert_eq!(devs[0].take(&lowered), Verdict::Applied);
+    assert_eq!(devs[0].p.status_of(&seen.id()), Some("excluded"));
+    assert!(devs[0].p.assets().is_empty());
+}
+
+#[test]
+fn a_far_future_clock_claim_cannot_stop_anyone_writing() {
+    let (mut devs, log) = workspace(2);
+    let d2 = devs[1].key.device_id();
+    let made = Writer::new(&devs[1].key)
+        .create_asset(&devs[1].p, &fields(&[("name", "poison")]), &[], 2000)
+        .unwrap()
+        .0;
+    let mut env = made.envelope().clone();
+    env.time = crate::hlc::Hlc {
+        millis: u64::MAX,
+        counter: u32::MAX,
+    };
+    let poison = Event::sign(env, &devs[1].key);
+    assert_eq!(devs[0].take(&poison), Verdict::Applied);
+    // The admin still writes, with its own wall clock, and can revoke the attacker.
+    let rev = revoke(&mut devs[0], &d2, Role::Engineer, 3000);
+    assert_eq!(rev.time().millis, 3000);
+    let (next, _) = asset_everywhere(&mut devs[..1], 0, "next", 3001);
+    assert_eq!(next.time().millis, 3001);
+    // The claim was cited without being a clock source; it stays what it was (an engineer's
+    // valid event, flagged by audits), and nothing the attacker signs later applies.
+    assert!(
+        next.envelope().deps.contains(&poison.id()) || rev.envelope().deps.contains(&poison.id())
+    );
+    assert_eq!(devs[0].p.claims_ahead_of(3001), vec![poison.id()]);
+    let mut env = poison.envelope().clone();
+    env.seq = 2;
+    env.prev = Some(poison.id());
+    let later = Event::sign(env, &devs[1].key);
+    assert!(matches!(
+        devs[0].take(&later),
+        Verdict::Rejected(_) | Verdict::Excluded
+    ));
+    assert!(!devs[0].p.knows(&later.id()) || devs[0].p.status_of(&later.id()) != Some("applied"));
+    let mut all = log;
+    all.extend([poison, rev, next, later]);
+    assert_eq!(project(&all).state_hash(), devs[0].p.state_hash());
+}
+
+#[test]
+fn a_clock_set_to_2200_does_not_drag_honest_timestamps_along() {
+    let (mut devs, _) = workspace(2);
+    let year_2200 = 7_258_118_400_000;
+    let (ahead, asset) = asset_everywhere(&mut devs, 1, "from 2200", year_2200);
+    assert_eq!(ahead.time().millis, year_2200);
+    // The admin edits the asset created in "2200": its event keeps the admin's clock, and the
+    // edit still applies (the creation is cited through what it cites, or directly when the
+    // admin's clock has caught up).
+    let now = 1_800_000_000_000;
+    let edit = devs[0].write(|w, p| {
+        w.edit_asset(
+            p,
+            EventKind::AssetEdited,
+            asset,
+            &fields(&[("notes", "x")]),
+            &[],
+            &[],
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert!(edit.time().millis <= now + crate::writer::MAX_CLOCK_LEAD_MILLIS);
+}
+
+#[test]
+fn strangers_and_revoked_devices_cannot_record_a_fork() {
+    let (mut devs, log) = workspace(2);
+    let (created, _) = asset_everywhere(&mut devs, 1, "kept", 2000);
+    // A stranger signs two different seq-1 events.
+    let mut stranger = Dev::new(9);
+    for e in &log {
+        stranger.take(e);
+    }
+    for name in ["x", "y"] {
+        let (e, _) = Writer::new(&stranger.key)
+            .create_asset(&stranger.p, &fields(&[("name", name)]), &[], 3000)
+            .unwrap();
+        assert!(matches!(devs[0].take(&e), Verdict::Rejected(_)));
+    }
+    assert!(devs[0].p.forks().is_empty());
+    assert!(!devs[0].p.needs_rebuild());
+    // The revoked engineer equivocates past its cut-off: no fork, nothing it made before goes.
+    let d2 = devs[1].key.device_id();
+    revoke(&mut devs[0], &d2, Role::Engineer, 4000);
+    let mut twin = Dev::new(2);
+    for e in log.iter().chain([&created]) {
+        twin.take(e);
+    }
+    let twins: Vec<Event> = [(&devs[1], "a"), (&twin, "b")]
+        .into_iter()
+        .map(|(dev, name)| {
+            Writer::new(&dev.key)
+                .create_asset(&dev.p, &fields(&[("name", name)]), &[], 5000)
+                .unwrap()
+                .0
+        })
+        .collect();
+    for e in &twins {
+        assert_eq!(devs[0].take(e), Verdict::Excluded);
+    }
+    assert!(devs[0].p.forks().is_empty());
+    assert!(!devs[0].p.needs_rebuild());
+    assert_eq!(devs[0].p.assets().len(), 1);
+}
+
+#[derive(Debug, Clone)]
+enum AdvOp {
+    /// An honest device (0: admin, 1: engineer) edits the asset.
+    Honest {
+        dev: usize,
+        value: u8,
+    },
+    /// The adversary (device 2) edits, citing a random subset of what it knows as deps and
+    /// claiming a random time (its own clock, far ahead, or `u64::MAX`).
+    Adversary {
+        deps: u64,
+        clock: u8,
+        value: u8,
+    },
+    /// The adversary signs a second event at its next seq (an equivocation).
+    Fork {
+        value: u8,
+    },
+    /// The admin revokes the adversary from its current view.
+    Revoke,
+    Sync {
+        from: usize,
+        to: usize,
+    },
+}
+
+fn adv_op() -> impl Strategy<Value = AdvOp> {
+    prop_oneof![
+        (0..2usize, any::<u8>()).prop_map(|(dev, value)| AdvOp::Honest { dev, value }),
+        (any::<u64>(), 0..3u8, any::<u8>()).prop_map(|(deps, clock, value)| AdvOp::Adversary {
+            deps,
+            clock,
+            value
+        }),
+        any::<u8>().prop_map(|value| AdvOp::Fork { value }),
+        Just(AdvOp::Revoke),
+        (0..3usize, 0..3usize).prop_map(|(from, to)| AdvOp::Sync { from, to }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// An adversarial engineer among honest devices: forged deps, wild clock claims, forks.
+    /// Honest devices converge on one state hash whatever the order, the admin can always
+    /// revoke it, and after the revocation nothing the adversary signs applies.
+    #[test]
+    fn an_adversarial_member_cannot_split_or_outlive_its_revocation(
+        ops in prop::collection::vec(adv_op(), 1..30),
+        seed in any::<u64>(),
+    ) {
+        let (mut devs, log) = workspace(3);
+        let (e, asset) = asset_everywhere(&mut devs, 0, "PLC", 1500);
+        let mut all: Vec<Event> = log.clone();
+        all.push(e);
+        let adversary = devs[2].key.device_id();
+        let mut revocations = Vec::new();
+        let mut t = 2000u64;
+        let edit = |d: &Dev, value: u8, t: u64| {
+            Writer::new(&d.key).edit_asset(&d.p, EventKind::AssetEdited, asset, &fields(&[("notes", &value.to_string())]), &[], &[], t)
+        };
+        for o in ops {
+            t += 1;
+            match o {
+                AdvOp::Honest { dev, value } => {
+                    if let Ok(ev) = edit(&devs[dev], value, t) {
+                        prop_assert_eq!(devs[dev].take(&ev), Verdict::Applied);
+                        all.push(ev);
+                    }
+                }
+                AdvOp::Adversary { deps, clock, value } => {
+                    let Ok(ev) = edit(&devs[2], value, t) else { continue };
+                    let mut env = ev.envelope().clone();
+                    let known: Vec<EventId> = all.iter().map(|e| e.id()).filter(|id| devs[2].p.knows(id) && Some(*id) != env.prev).collect();
+                    env.deps = known.iter().enumerate().filter(|(i, _)| deps >> (i % 64) & 1 == 1).map(|(_, id)| *id).collect();
+                    env.deps.sort();
+                    env.time = match clock {
+                        0 => env.time,
+                        1 => crate::hlc::Hlc { millis: t + 10_000_000_000, counter: 0 },
+                        _ => crate::hlc::Hlc { millis: u64::MAX, counter: u32::MAX },
+                    };
+                    let ev = Event::sign(env, &devs[2].key);
+                    devs[2].take(&ev);
+                    all.push(ev);
+                }
+                AdvOp::Fork { value } => {
+                    if let (Ok(a), Ok(b)) = (edit(&devs[2], value, t), edit(&devs[2], value.wrapping_add(1), t + 1)) {
+                        devs[2].take(&a);
+                        all.extend([a, b]);
+                    }
+                }
+                AdvOp::Revoke => {
+                    if revocations.is_empty() {
+                        let d = adversary;
+                        let rev = devs[0].write(|w, p| w.member(p, EventKind::DeviceRevoked, d, Role::Engineer, "adv", None, t).unwrap());
+                        revocations.push(rev.clone());
+                        all.push(rev);
+                    }
+                }
+                AdvOp::Sync { from, to } => {
+                    let evs: Vec<Event> = all.iter().filter(|e| devs[from].p.knows(&e.id())).cloned().collect();
+                    for e in &evs { devs[to].take(e); }
+                }
+            }
+        }
+        // The admin can always revoke the adversary, at the end if not before.
+        if revocations.is_empty() {
+            let d = adversary;
+            let rev = devs[0].write(|w, p| w.member(p, EventKind::DeviceRevoked, d, Role::Engineer, "adv", None, t + 1).unwrap());
+            revocations.push(rev.clone());
+            all.push(rev);
+        }
+        let rev = &revocations[0];
+        let Ok(Body::Member(m)) = rev.body() else { panic!("a revocation carries a member body") };
+        let cutoff = m.cutoff.map(|c| c.seq).unwrap_or(0);
+        let mut hashes = std::collections::BTreeSet::new();
+        let mut rng = seed;
+        for _ in 0..3 {
+            let mut order = all.clone();
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+                order.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let p = project(&order);
+            prop_assert_eq!(p.status_of(&rev.id()), Some("applied"));
+            for e in all.iter().filter(|e| e.author() == adversary && e.seq() > cutoff) {
+                prop_assert_ne!(p.status_of(&e.id()), Some("applied"), "{:?} past the cut-off applied", e);
+            }
+            hashes.insert(p.state_hash());
+        }
+        // Honest devices, after taking everything, agree with them.
+        for d in devs.iter_mut().take(2) {
             for e in &all { d.take(e); }
             hashes.insert(d.p.state_hash());
         }

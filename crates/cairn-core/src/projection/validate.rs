@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::parsed::{Changes, Parsed};
-use super::{DocKey, Fork, Meta, Pos, Projection, Status, Vv};
+use super::revocation::{Candidate, resolve};
+use super::{DocKey, Fork, MemberRec, Meta, Pos, Projection, Status, Vv};
 use crate::body::Body;
 use crate::docs::parse_change;
 use crate::domain::Role;
@@ -76,15 +77,31 @@ impl Projection {
         Arc::new(map.into_iter().collect())
     }
 
-    /// The author's role at the event's causal position.
-    fn role_at(&self, author: &DeviceId, a: u32, s: u64, vv: &Vv) -> Result<Role, Rejection> {
+    /// Whether the event at `pos` lies past a revocation cut-off in force.
+    pub(crate) fn is_cut(&self, pos: Pos) -> bool {
+        self.cutoffs
+            .get(&self.authors[pos.author as usize])
+            .is_some_and(|c| pos.seq > c.seq)
+    }
+
+    /// The membership record that gives `author` its role at the event's causal position.
+    /// `strict` leaves out records made past a revocation cut-off in force (their events never
+    /// apply); without it, only the causal past counts (see [`super::revocation`]).
+    fn grant_at(
+        &self,
+        author: &DeviceId,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+        strict: bool,
+    ) -> Result<&MemberRec, Rejection> {
         let recs = self
             .members
             .get(author)
             .ok_or_else(|| Rejection::NotMember(author.short()))?;
         let past: Vec<_> = recs
             .iter()
-            .filter(|r| Self::in_past(a, s, vv, r.pos))
+            .filter(|r| Self::in_past(a, s, vv, r.pos) && !(strict && self.is_cut(r.pos)))
             .collect();
         if let Some(r) = past.iter().find(|r| r.revoke) {
             return Err(Rejection::Revoked {
@@ -92,15 +109,108 @@ impl Projection {
                 revocation: r.id,
             });
         }
-        past.iter()
+        past.into_iter()
             .max_by_key(|r| (r.time, r.id))
-            .map(|r| r.role)
             .ok_or_else(|| Rejection::NotMember(author.short()))
+    }
+
+    /// The author's role at the event's causal position.
+    fn role_at(&self, author: &DeviceId, a: u32, s: u64, vv: &Vv) -> Result<Role, Rejection> {
+        self.grant_at(author, a, s, vv, true).map(|r| r.role)
+    }
+
+    /// The positions that make the event at `(a, s)` an admin's: its own, then the grant of its
+    /// author's role, then that grant's own, up to the genesis (on the causal past alone).
+    fn justification(&self, a: u32, s: u64, vv: &Vv) -> Vec<(DeviceId, u64)> {
+        let mut out = vec![(self.authors[a as usize], s)];
+        let (mut a, mut s, mut vv) = (a, s, vv.clone());
+        // Admin chains are short; the bound only stops a malformed history from looping.
+        while out.len() < 256 {
+            let Ok(rec) = self.grant_at(&self.authors[a as usize], a, s, &vv, false) else {
+                break;
+            };
+            if rec.pos.author == a && rec.pos.seq == 1 {
+                break; // the genesis grants itself
+            }
+            out.push((self.authors[rec.pos.author as usize], rec.pos.seq));
+            let Some(m) = self.meta.get(&rec.id) else {
+                break;
+            };
+            (a, s, vv) = (rec.pos.author, rec.pos.seq, m.vv.clone());
+        }
+        out
+    }
+
+    /// Checks a revocation's cut-off against the revoker's view and, when its author was an
+    /// admin on the causal past alone, records it as a candidate and settles the cut-offs in
+    /// force again. A change that reaches events already judged asks for a rebuild.
+    fn note_revocation(
+        &mut self,
+        ev: &Event,
+        m: &crate::body::MemberBody,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+    ) -> Result<(), Rejection> {
+        let env = ev.envelope();
+        if m.device == env.author {
+            return Err(invalid("a device cannot revoke itself"));
+        }
+        let cut = m
+            .cutoff
+            .ok_or_else(|| invalid("a revocation must carry a cut-off"))?;
+        // The cut-off is the admin's word: the writer sets it to what its deps show of that
+        // device; a lower one (a laptop stolen before anyone noticed) also excludes events
+        // already accepted, and the store rebuilds. It is not checked against this node's view
+        // of the device's chain, which may differ between nodes once that device has forked.
+        if cut.head.is_some() != (cut.seq > 0) {
+            return Err(invalid(
+                "a cut-off names its last event exactly when its seq is not 0",
+            ));
+        }
+        let admin = self
+            .grant_at(&env.author, a, s, vv, false)
+            .is_ok_and(|r| r.role == Role::Admin);
+        if !admin || self.revocations.iter().any(|c| c.id == ev.id()) {
+            return Ok(());
+        }
+        self.revocations.push(Candidate {
+            id: ev.id(),
+            time: env.time,
+            target: m.device,
+            cutoff: cut.seq,
+            justification: self.justification(a, s, vv),
+        });
+        let now = resolve(&self.revocations);
+        if now != self.cutoffs {
+            let chain_len = |d: &DeviceId| {
+                self.author_idx
+                    .get(d)
+                    .map(|i| self.chains[*i as usize].len() as u64)
+                    .unwrap_or(0)
+            };
+            let reaches_judged = now.keys().chain(self.cutoffs.keys()).any(|d| {
+                let (old, new) = (self.cutoffs.get(d), now.get(d));
+                old != new
+                    && chain_len(d)
+                        > old
+                            .map(|c| c.seq)
+                            .unwrap_or(u64::MAX)
+                            .min(new.map(|c| c.seq).unwrap_or(u64::MAX))
+            });
+            self.rebuild |= reaches_judged;
+            self.cutoffs = now;
+            // A fork past a cut-off is nothing but what a revoked key signed: not evidence.
+            let cutoffs = &self.cutoffs;
+            self.forks
+                .retain(|d, f| cutoffs.get(d).is_none_or(|c| f.seq <= c.seq));
+        }
+        Ok(())
     }
 
     fn asset_in_past(&self, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
         match self.registry.assets.get(asset) {
-            Some(p) if Self::in_past(a, s, vv, *p) => Ok(()),
+            Some(p) if Self::in_past(a, s, vv, *p) && !self.is_cut(*p) => Ok(()),
             _ => Err(invalid(format!("unknown asset {}", asset.short()))),
         }
     }
@@ -114,7 +224,7 @@ impl Projection {
         vv: &Vv,
     ) -> Result<(), Rejection> {
         match self.registry.versions.get(v) {
-            Some((p, owner)) if Self::in_past(a, s, vv, *p) => {
+            Some((p, owner)) if Self::in_past(a, s, vv, *p) && !self.is_cut(*p) => {
                 if owner == asset {
                     Ok(())
                 } else {
@@ -223,9 +333,11 @@ impl Projection {
                 ));
             }
         };
+        // Later than its causal past, except cited claims far ahead of it (never a clock source).
+        let deps_meta = env.deps.iter().filter_map(|d| self.meta.get(d));
         for m in prev_meta
             .iter()
-            .chain(env.deps.iter().filter_map(|d| self.meta.get(d)))
+            .chain(deps_meta.filter(|m| !crate::hlc::exempt(m.time.millis, env.time.millis)))
         {
             if env.time <= m.time {
                 return Err((Rejection::ClockRegression(env.time.to_rfc3339()), None));
@@ -234,31 +346,68 @@ impl Projection {
         let a = self.author_index(env.author);
         let s = env.seq;
         let vv = self.compute_vv(a, prev_meta.as_ref(), &env.deps);
+        let meta = Meta {
+            author: a,
+            seq: s,
+            time: env.time,
+            vv: vv.clone(),
+            status: Status::Rejected,
+        };
+        let fail = |r: Rejection| (r, Some(meta.clone()));
+
+        // Authorization at the causal position, before anything is recorded of the event: a
+        // stranger, a revoked device or a forbidden kind can create no fork and force no
+        // rebuild.
+        if let Body::Member(m) = &body
+            && env.kind == EventKind::DeviceRevoked
+        {
+            self.note_revocation(ev, m, a, s, &vv).map_err(fail)?;
+        } else if env.kind != EventKind::DeviceRevoked
+            && let Body::Member(m) = &body
+            && m.cutoff.is_some()
+        {
+            return Err(fail(invalid("only a revocation carries a cut-off")));
+        }
+        if env.kind != EventKind::Genesis {
+            let role = self.role_at(&env.author, a, s, &vv).map_err(fail)?;
+            if !env.kind.allowed_for(role) {
+                return Err(fail(Rejection::Forbidden {
+                    role: role.as_str(),
+                    kind: env.kind.label(),
+                }));
+            }
+        }
+        // Past a revocation's cut-off: kept in the log as evidence, never applied, and never a
+        // fork (what a revoked key signs there proves nothing about the member it was).
+        let cut = self.is_cut(Pos { author: a, seq: s });
+
         // Equivocation: a different valid event at the same seq.
         let chain = &mut self.chains[a as usize];
         let on_first_chain = if (s as usize) <= chain.len() {
-            let existing = chain[s as usize - 1];
-            let mut moved = !self.forks.contains_key(&env.author);
-            let fork = self.forks.entry(env.author).or_insert_with(|| Fork {
-                author: env.author,
-                seq: s,
-                events: Vec::new(),
-            });
-            if s < fork.seq {
-                fork.seq = s;
-                fork.events.clear();
-                moved = true;
-            }
-            if s == fork.seq {
-                for id in [existing, ev.id()] {
-                    if !fork.events.contains(&id) {
-                        fork.events.push(id);
-                    }
+            if !cut {
+                let existing = chain[s as usize - 1];
+                let mut moved = !self.forks.contains_key(&env.author);
+                let fork = self.forks.entry(env.author).or_insert_with(|| Fork {
+                    author: env.author,
+                    seq: s,
+                    events: Vec::new(),
+                });
+                if s < fork.seq {
+                    fork.seq = s;
+                    fork.events.clear();
+                    moved = true;
                 }
-                fork.events.sort();
+                if s == fork.seq {
+                    for id in [existing, ev.id()] {
+                        if !fork.events.contains(&id) {
+                            fork.events.push(id);
+                        }
+                    }
+                    fork.events.sort();
+                }
+                // Events at or after a new (or earlier) fork point may already have been applied.
+                self.rebuild |= moved;
             }
-            // Events at or after a new (or earlier) fork point may already have been applied.
-            self.rebuild |= moved;
             false
         } else {
             chain.push(ev.id());
@@ -270,32 +419,18 @@ impl Projection {
                 .as_ref()
                 .is_none_or(|_| env.prev == Some(self.chains[a as usize][s as usize - 2]));
         let meta = Meta {
-            author: a,
-            seq: s,
-            time: env.time,
-            vv: vv.clone(),
-            status: if forked {
+            status: if forked || cut {
                 Status::Excluded
             } else {
                 Status::Applied
             },
+            ..meta
         };
         let rejected_meta = || Meta {
             status: Status::Rejected,
             ..meta.clone()
         };
         let fail = |r: Rejection| (r, Some(rejected_meta()));
-
-        // Authorization at the causal position.
-        if env.kind != EventKind::Genesis {
-            let role = self.role_at(&env.author, a, s, &vv).map_err(fail)?;
-            if !env.kind.allowed_for(role) {
-                return Err(fail(Rejection::Forbidden {
-                    role: role.as_str(),
-                    kind: env.kind.label(),
-                }));
-            }
-        }
 
         // Kind-specific checks.
         let author = env.author;
@@ -321,10 +456,10 @@ impl Projection {
                     )));
                 }
                 if env.kind != EventKind::DeviceEnrolled {
-                    let enrolled = self
-                        .members
-                        .get(&m.device)
-                        .is_some_and(|r| r.iter().any(|r| Self::in_past(a, s, &vv, r.pos)));
+                    let enrolled = self.members.get(&m.device).is_some_and(|r| {
+                        r.iter()
+                            .any(|r| Self::in_past(a, s, &vv, r.pos) && !self.is_cut(r.pos))
+                    });
                     if !enrolled {
                         return Err(fail(invalid(format!(
                             "device {} is not enrolled",
@@ -428,7 +563,10 @@ impl Projection {
                         .registry
                         .branches
                         .get(&(v.asset, v.branch.clone()))
-                        .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
+                        .is_some_and(|ps| {
+                            ps.iter()
+                                .any(|p| Self::in_past(a, s, &vv, *p) && !self.is_cut(*p))
+                        });
                     if !known {
                         return Err(fail(invalid(format!("unknown branch {:?}", v.branch))));
                     }
@@ -446,7 +584,10 @@ impl Projection {
                     .registry
                     .branches
                     .get(&(b.asset, b.name.clone()))
-                    .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
+                    .is_some_and(|ps| {
+                        ps.iter()
+                            .any(|p| Self::in_past(a, s, &vv, *p) && !self.is_cut(*p))
+                    });
                 if exists {
                     return Err(fail(invalid(format!("branch {:?} already exists", b.name))));
                 }
