@@ -293,11 +293,11 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
     assert!(matches!(err, SyncError::Refused(_)), "{err}");
     // Nothing the honest node had is lost or changed.
     assert_eq!(hash(&alice), before);
-    assert!(
-        cairn_store::audit::verify_store(&alice.lock())
-            .unwrap()
-            .ok()
-    );
+    // Her log verifies; what was refused is in quarantine, for an auditor to see (so the
+    // audit as a whole asks for a look).
+    let rep = cairn_store::audit::verify_store(&alice.lock()).unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert!(rep.quarantined > 0 && !rep.ok());
 }
 
 /// Alice's projection rebuilt from her log (a hostile peer's view of what it received).
@@ -476,4 +476,161 @@ async fn hostile_members_revoked_replayed_gapped_and_equivocating_events() {
             .any(|(id, _)| *id == late.id()),
         "kept as evidence"
     );
+}
+
+/// Alice with two versions of one asset whose second file's bytes she does not hold (a sync
+/// had not fetched them yet), so her next session asks the peer for that blob. Returns the
+/// first file (present) and the second (wanted, with its signed size).
+fn alice_missing_a_blob(
+    dir: &std::path::Path,
+) -> (
+    SharedStore,
+    (cairn_core::BlobId, &'static [u8]),
+    (cairn_core::BlobId, u64),
+) {
+    const HAVE: &[u8] = b"<Tag A=1/>";
+    const WANT: &str = "<Tag A=2 B=3 C=4/>";
+    let alice = admin(dir);
+    let asset = {
+        let mut a = alice.lock();
+        let mut id = None;
+        a.append(|w, p| {
+            let (e, x) = w.create_asset(p, &[("name".into(), Some("PLC-9".into()))], &[], 2_000)?;
+            id = Some(x);
+            Ok(e)
+        })
+        .unwrap();
+        id.unwrap()
+    };
+    commit(
+        &alice,
+        asset,
+        std::str::from_utf8(HAVE).unwrap(),
+        "first",
+        4_000,
+    );
+    commit(&alice, asset, WANT, "second", 5_000);
+    let (have, want) = (
+        cairn_core::BlobId::of(HAVE),
+        cairn_core::BlobId::of(WANT.as_bytes()),
+    );
+    std::fs::remove_file(alice.lock().blobs().path(&want)).unwrap();
+    assert_eq!(alice.lock().missing_blobs(), vec![want]);
+    (alice, (have, HAVE), (want, WANT.len() as u64))
+}
+
+/// Files under the blob directory: stored blobs, and temp files (`tmp/`).
+fn blob_files(s: &SharedStore) -> (usize, usize) {
+    let root = {
+        let s = s.lock();
+        let p = s.blobs().path(&cairn_core::BlobId([0; 32]));
+        p.parent().unwrap().parent().unwrap().to_path_buf()
+    };
+    let (mut blobs, mut tmp) = (0, 0);
+    for e in std::fs::read_dir(&root).unwrap() {
+        let e = e.unwrap();
+        if !e.path().is_dir() {
+            continue;
+        }
+        let n = std::fs::read_dir(e.path()).unwrap().count();
+        if e.file_name() == "tmp" {
+            tmp += n;
+        } else {
+            blobs += n;
+        }
+    }
+    (blobs, tmp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_wrong_bytes_for_a_blob_cannot_delete_our_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, (have, have_bytes), (want, _)) = alice_missing_a_blob(dir.path());
+    // Asked for `want`, the peer streams the bytes of a blob Alice already holds.
+    let frames = encode(&[
+        hello_of(&alice),
+        Frame::Frontier(vec![]),
+        Frame::EventsEnd,
+        Frame::WantBlobs(vec![]),
+        Frame::BlobChunk {
+            id: want,
+            data: have_bytes.to_vec(),
+            last: true,
+        },
+        Frame::BlobsEnd,
+    ])
+    .await;
+    let err = hostile(&alice, frames).await.unwrap_err();
+    assert!(
+        matches!(err, SyncError::Protocol(_)) && err.to_string().contains(&want.short()),
+        "{err}"
+    );
+    // Her copy of the other blob is intact; the wanted one is still wanted; no temp data.
+    assert_eq!(
+        alice.lock().blobs().read(&have).expect("our copy survives"),
+        have_bytes
+    );
+    assert_eq!(alice.lock().missing_blobs(), vec![want]);
+    assert_eq!(blob_files(&alice), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_stream_longer_than_its_signed_size_is_cut_off() {
+    const FLOOD: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, (have, have_bytes), (want, size)) = alice_missing_a_blob(dir.path());
+    let prefix = encode(&[
+        hello_of(&alice),
+        Frame::Frontier(vec![]),
+        Frame::EventsEnd,
+        Frame::WantBlobs(vec![]),
+    ])
+    .await;
+    // Then 1 MiB chunks of the wanted blob (signed size: a few bytes) that never end.
+    let chunk = encode(&[Frame::BlobChunk {
+        id: want,
+        data: vec![0x5a; wire::BLOB_CHUNK],
+        last: false,
+    }])
+    .await;
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(ours);
+    let (mut tr, mut tw) = tokio::io::split(theirs);
+    let drain = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut sink = Vec::new();
+        tr.read_to_end(&mut sink).await.ok();
+    });
+    let peer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        tw.write_all(&prefix).await.unwrap();
+        let mut sent = 0usize;
+        for _ in 0..FLOOD {
+            if tw.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        tw.shutdown().await.ok();
+        sent
+    });
+    let err = tokio::time::timeout(LIMIT, session::run(alice.clone(), r, w))
+        .await
+        .expect("session ended in time")
+        .unwrap_err();
+    let sent = tokio::time::timeout(LIMIT, peer).await.unwrap().unwrap();
+    drain.abort();
+    assert!(
+        matches!(err, SyncError::Protocol(_))
+            && err.to_string().contains(&want.short())
+            && err.to_string().contains(&format!("{size} bytes")),
+        "the error names the blob and its signed size: {err}"
+    );
+    // The receiver stopped reading at the first chunk past the size: what the peer got
+    // through is that chunk and what the pipe buffers, not the flood.
+    assert!(sent <= 3, "{sent} chunks of {FLOOD} were accepted");
+    // Nothing was stored or left behind, and nothing Alice had is lost.
+    assert_eq!(blob_files(&alice), (1, 0));
+    assert_eq!(alice.lock().blobs().read(&have).unwrap(), have_bytes);
+    assert_eq!(alice.lock().missing_blobs(), vec![want]);
 }

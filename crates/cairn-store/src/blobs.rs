@@ -202,8 +202,38 @@ impl BlobStore {
         src: &mut dyn Read,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(BlobId, u64)> {
+        self.put_checked(src, None, progress)
+    }
+
+    /// Streams a blob that must be `expected` (one asked of a peer) into the store. Content
+    /// hashing to anything else is refused: only its own temp file is removed, and no stored
+    /// blob (under either id) is touched. Returns the plaintext size.
+    pub fn put_expected(
+        &self,
+        src: &mut dyn Read,
+        expected: &BlobId,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        self.put_checked(src, Some(expected), progress)
+            .map(|(_, n)| n)
+    }
+
+    fn put_checked(
+        &self,
+        src: &mut dyn Read,
+        expected: Option<&BlobId>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(BlobId, u64)> {
         let tmp_path = self.dir.join("tmp").join(hex::encode(seal::random::<12>()));
-        let res = self.put_inner(src, &tmp_path, progress);
+        let res = self
+            .put_inner(src, &tmp_path, progress)
+            .and_then(|(id, n)| match expected {
+                Some(want) if *want != id => Err(StoreError::BlobMismatch {
+                    expected: want.to_hex(),
+                    got: id.to_hex(),
+                }),
+                _ => self.install(&tmp_path, &id).map(|()| (id, n)),
+            });
         if res.is_err() {
             let _ = fs::remove_file(&tmp_path);
         }
@@ -303,8 +333,13 @@ impl BlobStore {
         let file = written.map_err(StoreError::io(tmp_path))?;
         file.sync_all().map_err(StoreError::io(tmp_path))?;
         drop(file);
-        let id = BlobId(*hasher.finalize().as_bytes());
-        let dest = self.path(&id);
+        Ok((BlobId(*hasher.finalize().as_bytes()), total))
+    }
+
+    /// Moves a written, fsynced temp file into place as blob `id` (dropping it if the blob is
+    /// already there).
+    fn install(&self, tmp_path: &Path, id: &BlobId) -> Result<()> {
+        let dest = self.path(id);
         if dest.is_file() {
             fs::remove_file(tmp_path).map_err(StoreError::io(tmp_path))?;
         } else {
@@ -313,17 +348,7 @@ impl BlobStore {
             fs::rename(tmp_path, &dest).map_err(StoreError::io(&dest))?;
             sync_dir(parent).map_err(StoreError::io(parent))?;
         }
-        Ok((id, total))
-    }
-
-    /// Deletes a blob (used to drop content that arrived under the wrong id).
-    pub fn remove(&self, id: &BlobId) -> Result<()> {
-        let p = self.path(id);
-        match std::fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(&p)(e)),
-        }
+        Ok(())
     }
 
     /// Stores an in-memory buffer.
@@ -460,6 +485,44 @@ mod tests {
         assert!(s.verify(&id).is_err());
         fs::remove_file(&p).unwrap();
         assert!(s.verify(&id).unwrap_err().to_string().contains("missing"));
+    }
+
+    fn tmp_files(dir: &Path) -> usize {
+        fs::read_dir(dir.join("tmp")).unwrap().count()
+    }
+
+    #[test]
+    fn a_blob_arriving_with_another_blobs_bytes_cannot_delete_our_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path(), &[5; 32]).unwrap();
+        let ours = b"<Tag A=1/>".as_slice();
+        let (have, _) = s.put_bytes(ours).unwrap();
+        let want = BlobId::of(b"<Tag A=2/>");
+        // A peer asked for `want` sends the bytes of `have` (and, once, of nothing at all).
+        for bytes in [ours, b"".as_slice()] {
+            let e = s
+                .put_expected(&mut &bytes[..], &want, &mut |_| {})
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&want.to_hex()) && e.contains("discarded"), "{e}");
+            assert_eq!(s.read(&have).unwrap(), ours, "our copy is untouched");
+            assert!(!s.contains(&want));
+            assert_eq!(tmp_files(dir.path()), 0, "the incoming temp file is gone");
+        }
+        // The right bytes are stored; the same bytes again leave the stored copy as it was.
+        let right = b"<Tag A=2/>".as_slice();
+        assert_eq!(
+            s.put_expected(&mut &right[..], &want, &mut |_| {}).unwrap(),
+            10
+        );
+        let stored = fs::read(s.path(&want)).unwrap();
+        assert_eq!(
+            s.put_expected(&mut &right[..], &want, &mut |_| {}).unwrap(),
+            10
+        );
+        assert_eq!(fs::read(s.path(&want)).unwrap(), stored);
+        assert_eq!(s.read(&want).unwrap(), right);
+        assert_eq!(tmp_files(dir.path()), 0);
     }
 
     #[test]

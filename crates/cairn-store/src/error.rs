@@ -48,6 +48,14 @@ pub enum StoreError {
         /// What is wrong, with the chunk position where known.
         reason: String,
     },
+    /// Content received as one blob hashes to another; it was discarded, nothing stored.
+    #[error("blob {expected}: received content hashes to {got} (discarded)")]
+    BlobMismatch {
+        /// The blob asked for (hex).
+        expected: String,
+        /// What the content hashes to (hex).
+        got: String,
+    },
     /// Building an event failed.
     #[error(transparent)]
     Write(#[from] cairn_core::writer::WriteError),

@@ -248,10 +248,7 @@ impl Store {
             return Ok(s);
         }
         s.projection = s.load_projection(Projection::new([]))?;
-        if s.projection.needs_rebuild() {
-            let forks = s.projection.forks();
-            s.projection = s.load_projection(Projection::new(forks))?;
-        }
+        s.settle()?;
         Ok(s)
     }
 
@@ -588,6 +585,35 @@ impl Store {
         out
     }
 
+    /// [`Store::missing_blobs`], each with the largest size a signed event referencing it
+    /// declares: a blob asked of a peer may be no longer than that.
+    pub fn missing_blob_sizes(&self) -> Vec<(cairn_core::BlobId, u64)> {
+        let mut sizes: std::collections::BTreeMap<cairn_core::BlobId, u64> =
+            self.missing_blobs().into_iter().map(|b| (b, 0)).collect();
+        if sizes.is_empty() {
+            return Vec::new();
+        }
+        let mut declare = |blob: &cairn_core::BlobId, size: u64| {
+            if let Some(s) = sizes.get_mut(blob) {
+                *s = (*s).max(size);
+            }
+        };
+        // Every version and firmware image belongs to an applied asset (existence is part of
+        // validity), so walking the assets finds every reference.
+        let p = &self.projection;
+        for asset in p.asset_ids() {
+            for v in p.versions_of(asset) {
+                for f in &v.files {
+                    declare(&f.blob, f.size);
+                }
+            }
+            for f in p.firmware_of(asset) {
+                declare(&f.record.blob, f.record.size);
+            }
+        }
+        sizes.into_iter().collect()
+    }
+
     /// Quarantined events.
     pub fn quarantine(&self) -> Result<Vec<(EventId, Quarantined)>> {
         self.read_kv(QUARANTINE, "quarantine", |b| {
@@ -778,15 +804,29 @@ impl Store {
         }
         self.write_verdicts(&w, &results)?;
         w.commit().map_err(dbe!(self))?;
-        if self.projection.needs_rebuild() {
-            tracing::warn!(
-                "equivocation found; rebuilding the projection without the forked device's events"
-            );
-            let forks = self.projection.forks();
-            self.projection = self.load_projection(Projection::new(forks))?;
-        }
+        self.settle()?;
         self.projection.flush();
         Ok(report)
+    }
+
+    /// Rebuilds the projection from the log while a newly found fork or revocation cut-off
+    /// reaches events that were already judged (each pass knows every one found before it;
+    /// see [`Projection::rebuilt`]).
+    fn settle(&mut self) -> Result<()> {
+        for _ in 0..cairn_core::projection::MAX_REBUILDS {
+            if !self.projection.needs_rebuild() {
+                return Ok(());
+            }
+            tracing::warn!(
+                "equivocation or revocation cut-off found; rebuilding the projection from the log"
+            );
+            let next = self.projection.rebuilt();
+            self.projection = self.load_projection(next)?;
+        }
+        if self.projection.needs_rebuild() {
+            tracing::warn!("the projection still asks for a rebuild; keeping the last one");
+        }
+        Ok(())
     }
 
     fn writable(&self) -> Result<()> {

@@ -6,7 +6,10 @@
 //!    peer's batches (queued batches share one durable transaction), so an interrupted
 //!    session keeps what arrived whole and the next one resumes from the new frontier;
 //! 3. ask for the blobs now referenced but absent, and serve the peer's request, streaming
-//!    1 MiB chunks into the encrypted blob store and checking each blob's hash.
+//!    1 MiB chunks into the encrypted blob store and checking each blob's hash. A blob may be
+//!    no longer than the size its signed events declare; one that is longer, or hashes to
+//!    anything else, ends the session and leaves nothing behind (stored blobs are never
+//!    touched).
 //!
 //! Bad events are judged by the store (quarantined with a reason); bad frames end the session
 //! with a protocol error. Nothing partial is ever applied.
@@ -329,9 +332,10 @@ impl std::io::Write for ChunkSink {
     }
 }
 
-/// A `Read` over chunks from an async channel (for the blob store's streaming `put`).
+/// A `Read` over chunks from an async channel (for the blob store's streaming `put`). An
+/// error on the channel fails the read, so the store discards what it wrote.
 struct ChunkSource {
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<std::io::Result<Vec<u8>>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -341,7 +345,7 @@ impl std::io::Read for ChunkSource {
         while self.pos == self.cur.len() {
             match self.rx.blocking_recv() {
                 Some(c) => {
-                    self.cur = c;
+                    self.cur = c?;
                     self.pos = 0;
                 }
                 None => return Ok(0),
@@ -354,11 +358,28 @@ impl std::io::Read for ChunkSource {
     }
 }
 
-/// A blob being received: chunks go to a blocking `put`.
+/// A blob being received: chunks go to a blocking `put` that stores it only if it hashes to
+/// `id`.
 struct Incoming {
     id: BlobId,
-    tx: mpsc::Sender<Vec<u8>>,
-    task: tokio::task::JoinHandle<cairn_store::Result<(BlobId, u64)>>,
+    /// Bytes its signed events declare, at most.
+    limit: u64,
+    /// Bytes received so far.
+    received: u64,
+    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
+    task: tokio::task::JoinHandle<cairn_store::Result<u64>>,
+}
+
+impl Incoming {
+    /// Stops the blob: the store removes its temp file, and this waits until it has.
+    async fn abort(self) {
+        let _ = self
+            .tx
+            .send(Err(std::io::Error::other("blob refused")))
+            .await;
+        drop(self.tx);
+        let _ = self.task.await;
+    }
 }
 
 async fn receive_half<R: AsyncRead + Unpin>(
@@ -477,16 +498,49 @@ async fn receive_half<R: AsyncRead + Unpin>(
     // 3. Blobs.
     let (wanted, blobs) = {
         let s = lock(&store);
-        (s.missing_blobs(), s.blobs().clone())
+        (s.missing_blob_sizes(), s.blobs().clone())
     };
-    let mut outstanding: std::collections::BTreeSet<BlobId> = wanted.iter().copied().collect();
-    cmds.send(Cmd::Want(wanted))
+    let ids = wanted.iter().map(|(id, _)| *id).collect();
+    // Requested blobs not yet received, with the size their signed events declare.
+    let outstanding: std::collections::BTreeMap<BlobId, u64> = wanted.into_iter().collect();
+    cmds.send(Cmd::Want(ids))
         .await
         .map_err(|_| SyncError::Protocol("sender ended".into()))?;
-    let (mut got_want, mut got_end) = (false, false);
+    // A blob cut off by an error is aborted here, so its temp file is gone when this returns.
+    // (Were this future dropped instead, the store would still refuse the truncated content.)
     let mut incoming: Option<Incoming> = None;
+    let res = receive_blobs(
+        &mut r,
+        &cmds,
+        &blobs,
+        outstanding,
+        &mut incoming,
+        &mut report,
+        progress,
+    )
+    .await;
+    if let Some(inc) = incoming.take() {
+        inc.abort().await;
+    }
+    res.map(|()| report)
+}
+
+/// Step 3 of [`receive_half`]: serves the peer's request (through `cmds`) and receives the
+/// blobs asked of it (`outstanding`, with their signed sizes). A blob cut off by an error is
+/// left in `incoming` for the caller to abort.
+async fn receive_blobs<R: AsyncRead + Unpin>(
+    r: &mut R,
+    cmds: &mpsc::Sender<Cmd>,
+    blobs: &BlobStore,
+    mut outstanding: std::collections::BTreeMap<BlobId, u64>,
+    incoming: &mut Option<Incoming>,
+    report: &mut SyncReport,
+    progress: &Progress,
+) -> Result<(), SyncError> {
+    let next = |f: Option<Frame>| f.ok_or_else(|| SyncError::Protocol("stream ended early".into()));
+    let (mut got_want, mut got_end) = (false, false);
     while !(got_want && got_end) {
-        match next(wire::read_frame(&mut r).await?)? {
+        match next(wire::read_frame(r).await?)? {
             Frame::WantBlobs(ids) if !got_want => {
                 got_want = true;
                 cmds.send(Cmd::Serve(ids))
@@ -495,51 +549,75 @@ async fn receive_half<R: AsyncRead + Unpin>(
             }
             Frame::BlobChunk { id, data, last } if !got_end => {
                 if incoming.as_ref().is_none_or(|i| i.id != id) {
-                    if incoming.is_some() || !outstanding.remove(&id) {
-                        return Err(SyncError::Protocol(format!(
-                            "blob {} was not requested or interleaves another",
-                            id.short()
-                        )));
-                    }
+                    let limit = match outstanding.remove(&id) {
+                        Some(limit) if incoming.is_none() => limit,
+                        _ => {
+                            return Err(SyncError::Protocol(format!(
+                                "blob {} was not requested or interleaves another",
+                                id.short()
+                            )));
+                        }
+                    };
                     let (tx, rx) = mpsc::channel(4);
                     let b = blobs.clone();
                     let task = tokio::task::spawn_blocking(move || {
-                        b.put(
-                            ChunkSource {
-                                rx,
-                                cur: Vec::new(),
-                                pos: 0,
-                            },
-                            |_| {},
-                        )
+                        let mut src = ChunkSource {
+                            rx,
+                            cur: Vec::new(),
+                            pos: 0,
+                        };
+                        b.put_expected(&mut src, &id, &mut |_| {})
                     });
-                    incoming = Some(Incoming { id, tx, task });
+                    *incoming = Some(Incoming {
+                        id,
+                        limit,
+                        received: 0,
+                        tx,
+                        task,
+                    });
                 }
-                if let Some(inc) = incoming.as_ref() {
-                    report.blob_bytes += data.len() as u64;
-                    progress
-                        .blob_bytes_in
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(inc) = incoming.as_mut() {
+                    let n = data.len() as u64;
+                    // Only a blob's final chunk may be empty (an endless run of empty chunks
+                    // would be a stream without bound).
+                    if n == 0 && !last {
+                        return Err(SyncError::Protocol(format!(
+                            "blob {} sent an empty chunk before its last",
+                            id.short()
+                        )));
+                    }
+                    if inc.received.saturating_add(n) > inc.limit {
+                        return Err(SyncError::Protocol(format!(
+                            "blob {} is longer than the {} bytes its signed event declares",
+                            id.short(),
+                            inc.limit
+                        )));
+                    }
+                    inc.received += n;
+                    report.blob_bytes += n;
+                    progress.blob_bytes_in.fetch_add(n, Ordering::Relaxed);
                     inc.tx
-                        .send(data)
+                        .send(Ok(data))
                         .await
                         .map_err(|_| SyncError::Transport("blob writer ended".into()))?;
                 }
                 if last && let Some(inc) = incoming.take() {
                     drop(inc.tx);
-                    let (got, _) = inc
+                    let stored = inc
                         .task
                         .await
-                        .map_err(|e| SyncError::Transport(format!("blob writer: {e}")))??;
-                    if got != inc.id {
-                        blobs.remove(&got)?;
-                        return Err(SyncError::Protocol(format!(
-                            "blob {} arrived with content hashing to {}",
-                            inc.id.short(),
-                            got.short()
-                        )));
+                        .map_err(|e| SyncError::Transport(format!("blob writer: {e}")))?;
+                    match stored {
+                        Ok(_) => report.blobs_in += 1,
+                        Err(cairn_store::StoreError::BlobMismatch { got, .. }) => {
+                            return Err(SyncError::Protocol(format!(
+                                "blob {} arrived with content hashing to {} (discarded)",
+                                inc.id.short(),
+                                got.get(..12).unwrap_or(&got)
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
                     }
-                    report.blobs_in += 1;
                 }
             }
             Frame::BlobMissing(id) => {
@@ -549,7 +627,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
             other => return Err(unexpected("blob frames", &other)),
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Events read from the log per page while sending.
