@@ -142,9 +142,22 @@ fn honest_push_and_pull_are_idempotent_and_paginated() {
     assert_eq!(r.status, 200);
     let rep: PushReply = postcard::from_bytes(&r.body).unwrap();
     assert_eq!((rep.stored, rep.duplicates), (5, 0));
-    let r = f.push(&f.admin, &items[2..]);
+    let r = f.push(&f.eng, &items[2..]);
     let rep: PushReply = postcard::from_bytes(&r.body).unwrap();
     assert_eq!((rep.stored, rep.duplicates), (0, 3));
+    // Another member cannot push them, even as duplicates.
+    f.refused(
+        req(
+            &f.admin,
+            "POST",
+            &f.path("events"),
+            "",
+            encode(&items[2..].to_vec()),
+            NOW,
+        ),
+        403,
+        "only its own events",
+    );
     let r = f.call(req(
         &f.admin,
         "GET",
@@ -357,4 +370,69 @@ fn revocation_on_the_member_list_locks_the_device_out() {
         403,
         "not a member",
     );
+}
+
+/// A viewer pushes junk as the admin's next event before the admin does. Were the relay to keep
+/// it (the first item per author and seq wins), the admin's real event would be a "duplicate"
+/// and never reach a member who syncs only through the relay. A device may push only events it
+/// authored, so the squat is refused and the real event takes its slot.
+#[test]
+fn viewer_squatting_the_admins_next_seq_cannot_censor_it() {
+    let f = Fixture::new(Limits::default());
+    let viewer = DeviceKey::from_secret(&[3; 32]);
+    let list = f.members(
+        2,
+        &[
+            (&f.admin, Role::Admin),
+            (&f.eng, Role::Engineer),
+            (&viewer, Role::Viewer),
+        ],
+        &f.admin,
+    );
+    let r = f.call(req(&f.admin, "PUT", &f.path("members"), "", list, NOW));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let admin = f.admin.device_id();
+    let r = f.push(&f.admin, &[item(admin, 1, 40)]);
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+
+    // The viewer claims the admin's seq 2 with junk.
+    let before = f.snapshot();
+    let squat = SealedItem {
+        data: vec![0x66; 40],
+        ..item(admin, 2, 40)
+    };
+    let squat_reply = f.push(&viewer, &[squat]);
+    let after_squat = f.snapshot();
+
+    // The admin pushes its real seq 2; the engineer pulls.
+    let real = item(admin, 2, 40);
+    let r = f.push(&f.admin, std::slice::from_ref(&real));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let r = f.call(req(
+        &f.eng,
+        "GET",
+        &f.path("events"),
+        "after=0",
+        vec![],
+        NOW,
+    ));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let page: PullReply = postcard::from_bytes(&r.body).unwrap();
+    let slot2: Vec<&SealedItem> = page
+        .items
+        .iter()
+        .map(|(_, i)| i)
+        .filter(|i| i.author == admin && i.seq == 2)
+        .collect();
+    assert_eq!(
+        slot2,
+        vec![&real],
+        "the admin's real seq 2 did not reach the engineer: the viewer's squat holds its slot"
+    );
+
+    // The squat itself was refused with a reason and wrote nothing.
+    assert_eq!(squat_reply.status, 403, "{:?}", squat_reply.error_message());
+    let msg = squat_reply.error_message().expect("a JSON error");
+    assert!(msg.contains("only its own events"), "{msg:?}");
+    assert_eq!(after_squat, before, "the refused squat wrote something");
 }

@@ -8,7 +8,9 @@ mod common;
 use cairn_core::keyring::open_event;
 use cairn_relay::RelayStore;
 use cairn_relay::store::redb::RedbStore;
-use cairn_relay::wire::CLEAR;
+use cairn_relay::wire::{
+    CLEAR, MemberList, MemberListBody, PullReply, PushReply, SealedItem, encode,
+};
 use common::{PASS, Ws, relay_serve};
 
 const ASSET: &str = "PLC-ZEPHYR-QX41";
@@ -161,4 +163,261 @@ fn devices_converge_through_the_relay_which_sees_only_ciphertext() {
         let k = alice_keys.get(&it.key_id).expect("Alice holds the new key");
         assert!(open_event(&ws, k, &it.author, it.seq, &it.nonce, &it.data).is_some());
     }
+}
+
+/// The signing key of a workspace's device (tests act as a hostile member with it).
+fn device_key(w: &Ws) -> cairn_core::keys::DeviceKey {
+    let s = cairn_store::Store::open(&w.dir, PASS.as_bytes()).unwrap();
+    cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes())
+}
+
+fn workspace_of(w: &Ws) -> cairn_core::WorkspaceId {
+    let s = cairn_store::Store::open(&w.dir, PASS.as_bytes()).unwrap();
+    s.projection().workspace().unwrap()
+}
+
+/// Pushes `items` to the relay as `key`, the way a modified client would; returns the status
+/// and the reply body as text.
+fn raw_push(
+    url: &str,
+    key: &cairn_core::keys::DeviceKey,
+    ws: &cairn_core::WorkspaceId,
+    items: Vec<SealedItem>,
+) -> (u16, String) {
+    let client = cairn_sync::relay_client::RelayClient::new(url).unwrap();
+    let (status, body) = client
+        .call(
+            key,
+            "POST",
+            &format!("/v1/ws/{}/events", ws.to_hex()),
+            &encode(&items),
+        )
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A viewer claims the admin's next seqs with junk before the admin pushes them. The admin's
+/// real edit must still reach a member who syncs only through the relay.
+#[test]
+fn viewer_squatting_the_admins_next_seq_cannot_censor_it() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let vic = alice.enrol_offline("vic", "viewer");
+    let db = alice.path("relay.redb");
+    let (_relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    for w in [&alice, &bob, &vic] {
+        w.ok(&["relay", "add", &url]);
+    }
+    for w in [&alice, &bob, &vic] {
+        let r = sync(w);
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    }
+    // Vic squats every seq of Alice's chain up to 64 (the ones taken are duplicates, the
+    // next ones would be hers).
+    let ws = workspace_of(&alice);
+    let a = device_key(&alice).device_id();
+    let squat: Vec<SealedItem> = (1..=64)
+        .map(|seq| SealedItem {
+            author: a,
+            seq,
+            key_id: [0x5a; 8],
+            nonce: [1; 24],
+            data: vec![0x77; 64],
+        })
+        .collect();
+    let (status, body) = raw_push(&url, &device_key(&vic), &ws, squat);
+
+    alice.ok(&[
+        "asset", "add", ASSET, "--kind", "plc", "--vendor", "Siemens", "--model", "S7-1500",
+        "--site", "North",
+    ]);
+    let r = sync(&alice);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    let r = sync(&bob);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    let list = bob.ok(&["asset", "list"]);
+    assert!(
+        list.contains(ASSET),
+        "the admin's new asset did not reach Bob through the relay (squat answered {status}: \
+         {body}); Bob's pass: {r}"
+    );
+    assert_eq!(alice.ok(&["state-hash"]), bob.ok(&["state-hash"]));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only its own events"), "{body}");
+}
+
+/// A member pushes an item sealed with a key no grant names. Every puller must report and skip
+/// it and move its cursor past it, not re-read it (and everything after it) on every pass.
+#[test]
+fn an_item_under_an_unknown_key_does_not_pin_the_pullers_cursor() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let db = alice.path("relay.redb");
+    let (_relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    for w in [&alice, &bob] {
+        w.ok(&["relay", "add", &url]);
+    }
+    sync(&alice);
+    sync(&bob);
+    // Bob pushes junk under his own name (the relay takes that) and an unknown key id.
+    let ws = workspace_of(&bob);
+    let junk = SealedItem {
+        author: device_key(&bob).device_id(),
+        seq: 1_000_000,
+        key_id: [0x5a; 8],
+        nonce: [1; 24],
+        data: vec![0x77; 64],
+    };
+    let (status, body) = raw_push(&url, &device_key(&bob), &ws, vec![junk]);
+    assert_eq!(status, 200, "{body}");
+    // Then real work after it.
+    bob.ok(&[
+        "asset", "add", ASSET, "--kind", "plc", "--vendor", "Siemens", "--model", "S7-1500",
+        "--site", "North",
+    ]);
+    sync(&bob);
+
+    let first = sync(&alice);
+    let rep = &first["reports"][0];
+    assert!(first["errors"].as_array().unwrap().is_empty(), "{first}");
+    assert!(alice.ok(&["asset", "list"]).contains(ASSET), "{first}");
+    // The next pass starts after everything: nothing is read again.
+    let again = sync(&alice);
+    assert_eq!(
+        (
+            &again["reports"][0]["pulled"],
+            &again["reports"][0]["unreadable"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "the junk item pins Alice's cursor: {again}"
+    );
+    let bad = rep["bad_items"].as_array().unwrap();
+    assert!(
+        bad.iter().any(|b| b.as_str().unwrap().contains("#1000000")),
+        "the junk item was not reported: {first}"
+    );
+    assert_eq!(rep["unreadable"], 0, "{first}");
+}
+
+/// A relay that always answers `more: true` (here: one fresh junk item per page, forever)
+/// must not keep the client pulling forever: a pass stops at its page bound, says so, and
+/// returns.
+#[test]
+fn a_relay_that_always_has_more_cannot_hold_the_client_in_one_pass() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let alice = Ws::new();
+    alice.init();
+    let ws = workspace_of(&alice);
+    let fake = cairn_core::keys::DeviceKey::from_secret(&[0x42; 32]);
+    let members = MemberList::sign(
+        &MemberListBody {
+            workspace: ws,
+            version: u64::MAX,
+            members: vec![(fake.device_id(), cairn_core::domain::Role::Admin)],
+            time: 0,
+        },
+        &fake,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pulls = Arc::new(AtomicU64::new(0));
+    let counter = pulls.clone();
+    let author = fake.device_id();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (members, counter) = (members.clone(), counter.clone());
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_string();
+                    let target = parts.next().unwrap_or("").to_string();
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    let reply = if target.contains("/members") {
+                        members.clone()
+                    } else if method == "GET" {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let after: u64 = target
+                            .split("after=")
+                            .nth(1)
+                            .and_then(|s| s.split('&').next())
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        let item = SealedItem {
+                            author,
+                            seq: after + 1,
+                            key_id: [0x5a; 8],
+                            nonce: [0; 24],
+                            data: vec![0; 32],
+                        };
+                        encode(&PullReply {
+                            items: vec![(after + 1, item)],
+                            cursor: after + 1,
+                            more: true,
+                        })
+                    } else {
+                        encode(&PushReply {
+                            stored: 0,
+                            duplicates: 0,
+                        })
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\
+                         content-length: {}\r\n\r\n",
+                        reply.len()
+                    );
+                    if out.write_all(head.as_bytes()).is_err() || out.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let store = cairn_sync::share(cairn_store::Store::open(&alice.dir, PASS.as_bytes()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = cairn_sync::relay_client::sync(&store, &url, &|_, _| {});
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let report = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the client was still pulling after 120 s ({} pages)",
+                pulls.load(Ordering::SeqCst)
+            )
+        })
+        .expect("the pass returns");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["pull_incomplete"], true, "{json}");
+    assert!(report.pulled > 0, "{report:?}");
+    assert_eq!(report.ingest.applied, 0, "junk was applied: {report:?}");
 }

@@ -272,6 +272,9 @@ pub(crate) fn sync(dir: &Path, url: &str, json: bool) -> Result<()> {
             for b in &rep.bad_items {
                 say!("  bad item: {b}");
             }
+            if rep.pull_incomplete {
+                say!("  the relay has more: sync again to continue pulling");
+            }
             for t in &rep.too_large {
                 say!(
                     "  not pushed (too large for the relay; use peer-to-peer sync or a bundle): {t}"

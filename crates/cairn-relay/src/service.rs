@@ -6,7 +6,9 @@
 //! - `GET  /v1/health` (no authentication) → `ok`
 //! - `PUT  /v1/ws/{ws}/members` — body: a signed [`MemberList`]; registers or updates it
 //! - `GET  /v1/ws/{ws}/members` → the stored member list bytes
-//! - `POST /v1/ws/{ws}/events` — body: `Vec<SealedItem>` → [`PushReply`]
+//! - `POST /v1/ws/{ws}/events` — body: `Vec<SealedItem>` → [`PushReply`]; every item must be
+//!   authored by the signing device (403 otherwise), so no member can take another's (author,
+//!   seq) slot
 //! - `GET  /v1/ws/{ws}/events?after=C&limit=N` → [`PullReply`]
 //! - `PUT  /v1/ws/{ws}/chunks/{blake3 hex}` — body: the chunk; `GET` returns it
 //!
@@ -380,7 +382,7 @@ impl<S: RelayStore> Relay<S> {
                     Err(e) => Response::error(503, e),
                 }
             }
-            (Route::Events(_), "POST") => self.push(&ws, &req.body).await,
+            (Route::Events(_), "POST") => self.push(&ws, claims.device, &req.body).await,
             (Route::Events(_), _) => self.pull(&ws, &req.query).await,
             (Route::Chunk(_, h), "PUT") => {
                 if req.body.len() > self.limits.max_chunk {
@@ -406,7 +408,10 @@ impl<S: RelayStore> Relay<S> {
         }
     }
 
-    async fn push(&self, ws: &WorkspaceId, body: &[u8]) -> Response {
+    /// Stores items authored by `pusher` (the device that signed the request). The relay keeps
+    /// the first item per (author, seq) and cannot open items to check them, so an item under
+    /// another author would let any member, a viewer included, squat that author's slots.
+    async fn push(&self, ws: &WorkspaceId, pusher: DeviceId, body: &[u8]) -> Response {
         let items: Vec<SealedItem> = match decode_exact(body) {
             Ok(i) => i,
             Err(e) => return Response::error(400, format!("malformed push body: {e}")),
@@ -422,6 +427,18 @@ impl<S: RelayStore> Relay<S> {
             );
         }
         for it in &items {
+            if it.author != pusher {
+                return Response::error(
+                    403,
+                    format!(
+                        "item {}#{} is not by the pushing device {}: a device may push only its \
+                         own events",
+                        it.author.short(),
+                        it.seq,
+                        pusher.short()
+                    ),
+                );
+            }
             if it.data.len() > self.limits.max_item {
                 return Response::error(
                     413,

@@ -2,22 +2,27 @@
 //! others pushed, open it and ingest it through the ordinary verification path.
 //!
 //! One pass: (1) an admin brings the content-key grants and the relay's member list up to
-//! date; (2) pull after the saved cursor, page by page, each page one durable ingest, the cursor
-//! saved after it (so an interrupted pull resumes there); (3) push the log after the saved push
-//! position, skipping what the relay just gave us. Cost: O(new items) both ways, plus one
-//! member-list read.
+//! date; (2) pull after the saved cursor, page by page (at most [`MAX_PAGES`] per round, so a
+//! relay that always has more cannot hold a pass), each page one durable ingest, the cursor
+//! saved after it (so an interrupted pull resumes there); (3) push this device's own events
+//! after the saved push position, skipping what the relay just gave us (the relay takes only
+//! events authored by the pushing device, so no member can squat another's slots). Cost:
+//! O(new items) both ways, plus one member-list read.
 //!
 //! Sealing: every event is sealed with the current content key (`cairn_core::keyring`);
 //! `content-key-granted` events travel as they are, because a device must read its grant
 //! before it can open anything sealed with the key it grants, and their payload is only keys
-//! sealed to members. An item this device cannot open yet (a key not granted to it) holds the
-//! saved cursor back, so it is read again once the grant arrives; items that fail to open or
-//! do not match their header are reported and skipped.
+//! sealed to members. An item sealed with a key an admin granted, but not (yet) to this device,
+//! holds the saved cursor back, so it is read again once the grant arrives. Items under a key
+//! no admin's grant names, items that fail to open and items that do not match their header
+//! are reported, never applied, and the cursor moves past them (any member can push such an
+//! item under its own name; it must not pin every puller's cursor).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cairn_core::keyring::{open_event, seal_event};
+use cairn_core::domain::Role;
+use cairn_core::keyring::{KeyId, open_event, seal_event};
 use cairn_core::{DeviceId, Event, EventKind};
 use cairn_relay::auth;
 use cairn_relay::wire::{
@@ -35,6 +40,8 @@ const NS: &str = "relay";
 
 /// Items per push request and pull page.
 const PAGE: usize = 1000;
+/// Pull pages per round of a pass; the next pass continues from the saved cursor.
+pub const MAX_PAGES: usize = 100;
 /// Item bytes per push request (under the relay's 4 MiB body limit).
 const PUSH_BYTES: usize = 3 << 20;
 /// The relay's default item limit (DynamoDB items are at most 400 KB).
@@ -68,6 +75,9 @@ pub struct RelayReport {
     pub bad_items: Vec<String>,
     /// Events too large for the relay (not pushed; sync them peer to peer or by bundle).
     pub too_large: Vec<String>,
+    /// Whether the pull stopped at [`MAX_PAGES`] with more on the relay (the next pass
+    /// continues from the saved cursor).
+    pub pull_incomplete: bool,
     /// Whether this device registered or updated the relay's member list.
     pub member_list_updated: bool,
     /// Content keys granted in this pass, in words.
@@ -253,6 +263,8 @@ pub fn sync(
         k.merge(keys);
         k.current().map(|(id, k)| (id, *k))
     };
+    // Only this device's own events: the relay refuses items by another author.
+    let me = key.device_id();
     // Grants go first, so a member pulling in cursor order learns each key before the items
     // sealed with it (a grant comes after those items in the log: it names them as its past).
     let mut grants = Vec::new();
@@ -264,6 +276,7 @@ pub fn sync(
         for (_, ev) in page {
             if let Ok(e) = Event::decode(ev.clone())
                 && e.envelope().kind == EventKind::ContentKeyGranted
+                && e.envelope().author == me
                 && !seen.contains(&(e.envelope().author, e.envelope().seq))
             {
                 seen.insert((e.envelope().author, e.envelope().seq));
@@ -309,7 +322,7 @@ pub fn sync(
                 continue;
             };
             let env = e.envelope();
-            if seen.contains(&(env.author, env.seq)) {
+            if env.author != me || seen.contains(&(env.author, env.seq)) {
                 continue;
             }
             // Grants went first, above (they are in `seen`); everything else is sealed.
@@ -361,9 +374,10 @@ pub fn sync(
     Ok(report)
 }
 
-/// Reads every page after the saved cursor. Advances `state.pull_cursor` to the end, or to
-/// just before the first item this device could not open. Returns true if it learned a key
-/// and held items back (another pass may open them).
+/// Reads the pages after the saved cursor, at most [`MAX_PAGES`]. Advances `state.pull_cursor`
+/// to the last page read, or to just before the first item sealed with a granted key this
+/// device does not hold yet. Returns true if it learned a key and held items back (another
+/// pass may open them).
 #[expect(clippy::too_many_arguments, reason = "one pass's whole context")]
 fn pull_pass(
     store: &SharedStore,
@@ -380,7 +394,9 @@ fn pull_pass(
     let mut after = state.pull_cursor;
     let mut hold: Option<u64> = None;
     let mut learned = false;
-    loop {
+    let mut granted = GrantedKeys::load(&lock(store));
+    report.pull_incomplete = false;
+    for page_no in 1..=MAX_PAGES {
         let body = client.expect_ok(
             "a pull",
             client.call(
@@ -402,6 +418,7 @@ fn pull_pass(
         }
         report.pulled += page.items.len() as u64;
         let mut s = lock(store);
+        granted.refresh(&s);
         let mut batch = Vec::new();
         for (cursor, it) in &page.items {
             seen.insert((it.author, it.seq));
@@ -417,9 +434,18 @@ fn pull_pass(
                     ));
                 }
                 opened
-            } else {
+            } else if granted.ids.contains(&it.key_id) {
+                // A grant to this device may still come (an admin catching it up).
                 report.unreadable += 1;
                 hold.get_or_insert(cursor - 1);
+                None
+            } else {
+                report.bad_items.push(format!(
+                    "cursor {cursor}: {}#{} is sealed with key {} that no admin has granted",
+                    it.author.short(),
+                    it.seq,
+                    hex::encode(it.key_id)
+                ));
                 None
             };
             let Some(bytes) = bytes else { continue };
@@ -435,6 +461,7 @@ fn pull_pass(
                     if e.envelope().kind == EventKind::ContentKeyGranted {
                         // Keys granted here may open the items that follow, and the ones held
                         // back before it (the grant's own past may be sealed with its key).
+                        granted.absorb(&e);
                         let before = keys.len();
                         keys.absorb_grant(&s, &e);
                         learned |= keys.len() > before && hold.is_some();
@@ -460,8 +487,68 @@ fn pull_pass(
         if !page.more {
             break;
         }
+        if page_no == MAX_PAGES {
+            report.pull_incomplete = true;
+            tracing::warn!(
+                relay = %report.relay, pages = MAX_PAGES,
+                "the relay has more; the next sync continues from the saved cursor"
+            );
+        }
     }
     Ok(learned)
+}
+
+/// The key ids admins have granted (to anyone): applied grants, pending ones and those met in
+/// this pass. An item under one of them that this device cannot open waits for a grant; an
+/// item under any other id is junk that no grant will ever open.
+struct GrantedKeys {
+    ids: HashSet<KeyId>,
+    admins: HashSet<DeviceId>,
+}
+
+impl GrantedKeys {
+    fn load(store: &cairn_store::Store) -> GrantedKeys {
+        let mut g = GrantedKeys {
+            ids: HashSet::new(),
+            admins: HashSet::new(),
+        };
+        g.refresh(store);
+        // Grants still waiting for their causal past (which may be sealed with their keys).
+        let pending = store.pending().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read pending events; their key grants are not used");
+            Vec::new()
+        });
+        for (_, bytes) in pending {
+            if let Ok(e) = Event::decode(bytes) {
+                g.absorb(&e);
+            }
+        }
+        g
+    }
+
+    /// Adds the applied grants and admins (after an ingest).
+    fn refresh(&mut self, store: &cairn_store::Store) {
+        let p = store.projection();
+        self.ids.extend(p.key_grants().map(|(_, g)| g.key_id));
+        self.admins.extend(
+            p.members()
+                .into_iter()
+                .filter(|m| m.role == Role::Admin)
+                .map(|m| m.device),
+        );
+    }
+
+    /// Adds the key ids of a grant event not applied yet, if an admin signed it (a grant
+    /// pushed by anyone else must not make its junk key id look granted).
+    fn absorb(&mut self, e: &Event) {
+        if e.envelope().kind == EventKind::ContentKeyGranted
+            && self.admins.contains(&e.envelope().author)
+            && e.verify_signature()
+            && let Ok(cairn_core::body::Body::KeyGrant(b)) = e.body()
+        {
+            self.ids.extend(b.grants.iter().map(|g| g.key_id));
+        }
+    }
 }
 
 fn merge(into: &mut IngestReport, r: IngestReport) {

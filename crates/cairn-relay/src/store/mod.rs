@@ -3,7 +3,8 @@
 //! Every backend must give the same guarantees:
 //! - cursors are assigned in commit order and a pull never returns a cursor whose predecessors
 //!   could still appear (so "after the last cursor I saw" never misses an item);
-//! - a push is idempotent on (author, seq): the first item stored for a pair wins;
+//! - a push is idempotent on (author, seq): the first item stored for a pair wins (the service
+//!   accepts only items authored by the pushing device, so that first item is the author's);
 //! - a member list replaces the stored one only if its version is higher;
 //! - a request digest is remembered until it expires, and a second sighting is reported.
 
