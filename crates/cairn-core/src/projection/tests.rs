@@ -432,6 +432,18 @@ fn branches_diverge_and_merge() {
     );
 }
 
+/// A copy of `events` in an order drawn from `rng` (xorshift, Fisher–Yates).
+fn shuffled(events: &[Event], rng: &mut u64) -> Vec<Event> {
+    let mut order = events.to_vec();
+    for i in (1..order.len()).rev() {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        order.swap(i, (*rng % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Set { dev: usize, field: usize, value: u8 },
@@ -494,11 +506,7 @@ proptest! {
         let mut hashes = std::collections::BTreeSet::new();
         let mut rng = seed;
         for _ in 0..3 {
-            let mut order = all.clone();
-            for i in (1..order.len()).rev() {
-                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-                order.swap(i, (rng % (i as u64 + 1)) as usize);
-            }
+            let order = shuffled(&all, &mut rng);
             // One of the orders is parsed ahead, as replay and audit do.
             let mut p = Projection::new([]);
             let ahead = hashes.len() % 2 == 1;
@@ -926,11 +934,7 @@ proptest! {
         let mut hashes = std::collections::BTreeSet::new();
         let mut rng = seed;
         for _ in 0..3 {
-            let mut order = all.clone();
-            for i in (1..order.len()).rev() {
-                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-                order.swap(i, (rng % (i as u64 + 1)) as usize);
-            }
+            let order = shuffled(&all, &mut rng);
             let p = project(&order);
             prop_assert_eq!(p.status_of(&rev.id()), Some("applied"));
             for e in all.iter().filter(|e| e.author() == adversary && e.seq() > cutoff) {
