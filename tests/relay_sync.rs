@@ -421,3 +421,111 @@ fn a_relay_that_always_has_more_cannot_hold_the_client_in_one_pass() {
     assert!(report.pulled > 0, "{report:?}");
     assert_eq!(report.ingest.applied, 0, "junk was applied: {report:?}");
 }
+
+/// Bob, an engineer, plants a content-key grant he signed himself: a key he chose, at epoch
+/// `u32::MAX`, sealed to Alice, pushed unsealed to the relay. Alice then revokes Bob. Her next
+/// push must be sealed with the key the revocation rotated to, which Bob never received, not
+/// with the planted key (the highest claimed epoch used to win).
+#[test]
+fn a_planted_key_grant_cannot_choose_the_key_sealed_with_after_a_revocation() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let db = alice.path("relay.redb");
+    let (relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    for w in [&alice, &bob] {
+        w.ok(&["relay", "add", &url]);
+    }
+    sync(&alice);
+    sync(&bob);
+
+    // Bob signs the grant with his own key and chain, the way a modified client would.
+    let ws = workspace_of(&alice);
+    let planted: cairn_core::keyring::ContentKey = [0x42; 32];
+    let planted_id = cairn_core::keyring::key_id(&planted);
+    let grant_event = {
+        let s = cairn_store::Store::open(&bob.dir, PASS.as_bytes()).unwrap();
+        let a = device_key(&alice).device_id();
+        let x = s
+            .projection()
+            .members()
+            .into_iter()
+            .find(|m| m.device == a)
+            .and_then(|m| m.x25519)
+            .unwrap();
+        let x: [u8; 32] = hex::decode(x).unwrap().try_into().unwrap();
+        let g = cairn_core::keyring::grant(&ws, a, &x, u32::MAX, &planted, &[9; 56]);
+        let key = cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes());
+        cairn_core::writer::Writer::new(&key)
+            .grant_keys(
+                s.projection(),
+                vec![g],
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64,
+            )
+            .unwrap()
+    };
+    let item = SealedItem {
+        author: grant_event.author(),
+        seq: grant_event.seq(),
+        key_id: CLEAR,
+        nonce: [0; 24],
+        data: grant_event.bytes().to_vec(),
+    };
+    let (status, body) = raw_push(&url, &device_key(&bob), &ws, vec![item]);
+    assert_eq!(status, 200, "{body}");
+
+    let out = alice.ok(&["device", "revoke", "bob"]);
+    assert!(out.contains("rotated the relay content key"), "{out}");
+    alice.ok(&[
+        "asset", "add", ASSET, "--kind", "plc", "--vendor", "Siemens", "--model", "S7-1500",
+        "--site", "North",
+    ]);
+    let r = sync(&alice);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    drop(relay);
+
+    // Every key Bob could hold: the planted one and the first epoch's.
+    let bob_keys: Vec<cairn_core::keyring::ContentKey> = {
+        let s = cairn_store::Store::open(&bob.dir, PASS.as_bytes()).unwrap();
+        let ring = cairn_sync::content_keys::Keyring::load(&s);
+        let mut k: Vec<_> = s
+            .projection()
+            .key_grants()
+            .filter_map(|(_, g)| ring.get(&g.key_id).copied())
+            .collect();
+        k.push(planted);
+        k
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = RedbStore::open(&db).unwrap();
+    let a = device_key(&alice).device_id();
+    let items = rt
+        .block_on(store.pull(&ws, 0, 100_000, usize::MAX))
+        .unwrap();
+    let sealed_after: Vec<_> = items
+        .iter()
+        .filter(|(_, it)| it.author == a && it.key_id != CLEAR)
+        .filter(|(_, it)| {
+            bob_keys
+                .iter()
+                .all(|k| open_event(&ws, k, &it.author, it.seq, &it.nonce, &it.data).is_none())
+        })
+        .collect();
+    assert!(
+        !items
+            .iter()
+            .any(|(_, it)| it.author == a && it.key_id == planted_id),
+        "Alice sealed with the key Bob planted"
+    );
+    assert_eq!(
+        sealed_after.len(),
+        2,
+        "the revocation and the asset after it are sealed with a key Bob never received"
+    );
+}

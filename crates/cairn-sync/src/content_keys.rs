@@ -2,6 +2,13 @@
 //!
 //! Keys are never stored apart from the log: a device opens the grants addressed to it (see
 //! `cairn_core::keyring`) with its X25519 secret whenever it needs them.
+//!
+//! Two kinds of key sit in the ring. A key from a grant that *applied* (signed by an admin at
+//! its causal position, epoch at most one past what that admin had seen) is **validated**: only
+//! those choose the key to seal with and are granted on to other members. A key from a grant
+//! not applied yet (pending, or absorbed from a relay item before ingest) only **opens** items:
+//! anyone can sign such a grant, so it must never decide what this device seals with; what it
+//! opens is verified like any event.
 
 use std::collections::BTreeMap;
 
@@ -9,14 +16,23 @@ use cairn_core::domain::Role;
 use cairn_core::keyring::{self, ContentKey, KeyGrant, KeyId};
 use cairn_store::{Store, seal};
 
+/// One key the ring holds.
+struct Held {
+    epoch: u32,
+    key: ContentKey,
+    /// From an applied grant (see the module docs).
+    validated: bool,
+}
+
 /// The content keys this device can open, by id.
 #[derive(Default)]
 pub struct Keyring {
-    keys: BTreeMap<KeyId, (u32, ContentKey)>,
+    keys: BTreeMap<KeyId, Held>,
 }
 
 impl Keyring {
-    /// Opens every grant in the log addressed to this device, applied or pending.
+    /// Opens every grant in the log addressed to this device: applied ones as validated keys,
+    /// pending ones as keys that only open items.
     pub fn load(store: &Store) -> Keyring {
         let mut k = Keyring::default();
         let (Some(ws), me) = (store.projection().workspace(), store.device().device_id()) else {
@@ -28,7 +44,15 @@ impl Keyring {
                 && !k.keys.contains_key(&g.key_id)
                 && let Some(key) = keyring::open(&ws, g, &secret)
             {
-                k.keys.insert(g.key_id, (g.epoch, key));
+                let epoch = g.epoch;
+                k.keys.insert(
+                    g.key_id,
+                    Held {
+                        epoch,
+                        key,
+                        validated: true,
+                    },
+                );
             }
         }
         // Grants still waiting for their causal past (which may be sealed with their keys).
@@ -47,9 +71,9 @@ impl Keyring {
     }
 
     /// Adds the keys a `content-key-granted` event grants to this device, before the event
-    /// itself can be applied (its causal past may be sealed with the very key it grants). Safe
-    /// without checking the grant's author: a key only opens items, and what it opens is then
-    /// verified like any event.
+    /// itself can be applied (its causal past may be sealed with the very key it grants), as
+    /// keys that only open items. Safe without checking the grant's author: such a key never
+    /// chooses the sealing key, and what it opens is then verified like any event.
     pub fn absorb_grant(&mut self, store: &Store, event: &cairn_core::Event) {
         let (Some(ws), me) = (store.projection().workspace(), store.device().device_id()) else {
             return;
@@ -63,30 +87,45 @@ impl Keyring {
                 && !self.keys.contains_key(&g.key_id)
                 && let Some(key) = keyring::open(&ws, g, &secret)
             {
-                self.keys.insert(g.key_id, (g.epoch, key));
+                let epoch = g.epoch;
+                self.keys.insert(
+                    g.key_id,
+                    Held {
+                        epoch,
+                        key,
+                        validated: false,
+                    },
+                );
             }
         }
     }
 
-    /// The key to seal with: the highest epoch (ties: the smaller id, so every device picks the
-    /// same one).
+    /// The key to seal with: the validated key of the highest epoch (ties: the smaller id, so
+    /// every device picks the same one). Keys from grants not applied never count.
     pub fn current(&self) -> Option<(KeyId, &ContentKey)> {
-        self.keys
-            .iter()
-            .max_by(|a, b| (a.1.0, std::cmp::Reverse(a.0)).cmp(&(b.1.0, std::cmp::Reverse(b.0))))
-            .map(|(id, (_, k))| (*id, k))
+        self.validated()
+            .max_by_key(|(id, h)| (h.epoch, std::cmp::Reverse(**id)))
+            .map(|(id, h)| (*id, &h.key))
     }
 
-    /// Adds another ring's keys.
+    fn validated(&self) -> impl Iterator<Item = (&KeyId, &Held)> {
+        self.keys.iter().filter(|(_, h)| h.validated)
+    }
+
+    /// Adds another ring's keys (a key validated in either ring stays validated).
     pub fn merge(&mut self, other: Keyring) {
         for (id, v) in other.keys {
-            self.keys.entry(id).or_insert(v);
+            let e = self.keys.entry(id).or_insert(Held {
+                validated: false,
+                ..v
+            });
+            e.validated |= v.validated;
         }
     }
 
-    /// A key by id.
+    /// A key by id, validated or not (for opening items).
     pub fn get(&self, id: &KeyId) -> Option<&ContentKey> {
-        self.keys.get(id).map(|(_, k)| k)
+        self.keys.get(id).map(|h| &h.key)
     }
 
     /// How many keys.
@@ -177,7 +216,13 @@ pub fn reconcile(
             .key_grants()
             .any(|(_, g)| g.key_id == cur_id && revoked.contains(&g.device));
         if exposed {
-            let epoch = p.key_epoch().unwrap_or(0) + 1;
+            // Validation bounds every applied epoch to one past its causal past, so this
+            // cannot overflow short of 2^32 rotations; refuse rather than wrap if it would.
+            let Some(epoch) = p.key_epoch().unwrap_or(0).checked_add(1) else {
+                return Err(cairn_store::StoreError::Refused(
+                    "the content key epoch is exhausted".into(),
+                ));
+            };
             let g = grant_all(epoch, &seal::random());
             let n = g.len();
             (g, Granted::Rotated { epoch, members: n })
@@ -189,11 +234,13 @@ pub fn reconcile(
                         .any(|(_, g)| g.key_id == cur_id && g.device == *d)
                 })
                 .collect();
+            // Only validated keys are granted on: a key this device learned from a grant no
+            // admin's applied event made is never passed to anyone.
             let mut g = Vec::new();
             for (d, x) in &lacking {
-                for (id, (epoch, key)) in &mine.keys {
-                    debug_assert_eq!(keyring::key_id(key), *id);
-                    g.push(keyring::grant(&ws, *d, x, *epoch, key, &seal::random()));
+                for (id, h) in mine.validated() {
+                    debug_assert_eq!(keyring::key_id(&h.key), *id);
+                    g.push(keyring::grant(&ws, *d, x, h.epoch, &h.key, &seal::random()));
                 }
             }
             (g, Granted::CaughtUp(lacking.len()))

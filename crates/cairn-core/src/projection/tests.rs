@@ -710,6 +710,38 @@ fn a_revocation_needs_a_cutoff_and_a_lower_one_excludes_what_was_accepted() {
     assert!(devs[0].p.assets().is_empty());
 }
 
+/// An admin (a rogue one, or a key stolen from one) grants a content key at epoch `u32::MAX`:
+/// every device would seal with it for good, and the next rotation would wrap to 0 and lose.
+/// A grant's epoch may be at most one past the highest epoch in its causal past.
+#[test]
+fn a_grant_claiming_a_huge_epoch_cannot_win_every_rotation() {
+    let (mut devs, _) = workspace(2);
+    let ws = devs[0].p.workspace().unwrap();
+    let bob = devs[1].key.device_id();
+    let grant = |epoch: u32| crate::keyring::grant(&ws, bob, &[7; 32], epoch, &[3; 32], &[5; 56]);
+    let first = devs[0].write(|w, p| w.grant_keys(p, vec![grant(0)], 2000).unwrap());
+    assert_eq!(devs[1].take(&first), Verdict::Applied);
+    let next = devs[0].write(|w, p| w.grant_keys(p, vec![grant(1), grant(0)], 2001).unwrap());
+    assert_eq!(devs[1].take(&next), Verdict::Applied);
+    // Signed but never taken by the admin's own projection (its last event).
+    for epoch in [3, u32::MAX] {
+        let bad = Writer::new(&devs[0].key)
+            .grant_keys(&devs[0].p, vec![grant(epoch)], 2002)
+            .unwrap();
+        match devs[1].take(&bad) {
+            Verdict::Rejected(r) => assert!(r.to_string().contains("more than one past"), "{r}"),
+            v => panic!("a grant at epoch {epoch} after epoch 1 was {v:?}"),
+        }
+    }
+    assert_eq!(devs[1].p.key_epoch(), Some(1));
+    // The very first grant starts at 0.
+    let (mut fresh, _) = workspace(2);
+    let bad = Writer::new(&fresh[0].key)
+        .grant_keys(&fresh[0].p, vec![grant(1)], 2000)
+        .unwrap();
+    assert!(matches!(fresh[1].take(&bad), Verdict::Rejected(_)));
+}
+
 #[test]
 fn a_far_future_clock_claim_cannot_stop_anyone_writing() {
     let (mut devs, log) = workspace(2);

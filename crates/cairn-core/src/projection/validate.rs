@@ -77,6 +77,24 @@ impl Projection {
         Arc::new(map.into_iter().collect())
     }
 
+    /// The highest content-key epoch granted by an applied event in the causal past of
+    /// (`a`, `s`, `vv`). Grant events are few (one per rotation or catch-up), so a scan is fine.
+    fn epoch_in_past(&self, a: u32, s: u64, vv: &Vv) -> Option<u32> {
+        self.key_grants
+            .iter()
+            .filter(|(id, _)| {
+                self.meta.get(id).is_some_and(|m| {
+                    let pos = Pos {
+                        author: m.author,
+                        seq: m.seq,
+                    };
+                    Self::in_past(a, s, vv, pos) && !self.is_cut(pos)
+                })
+            })
+            .flat_map(|(_, gs)| gs.iter().map(|g| g.epoch))
+            .max()
+    }
+
     /// Whether the event at `pos` lies past a revocation cut-off in force.
     pub(crate) fn is_cut(&self, pos: Pos) -> bool {
         self.cutoffs
@@ -487,9 +505,21 @@ impl Projection {
                         k.grants.len()
                     ))));
                 }
+                // Epochs grow by at most one past what the granting admin had seen, so no grant
+                // can claim an epoch that wins every later rotation (or make the next overflow).
+                let highest = self.epoch_in_past(a, s, &vv);
+                let limit = highest.map_or(Some(0), |e| e.checked_add(1));
                 for g in &k.grants {
                     if g.sealed.len() != crate::keyring::SEALED_LEN {
                         return Err(fail(invalid("a sealed content key has the wrong length")));
+                    }
+                    if limit.is_none_or(|l| g.epoch > l) {
+                        return Err(fail(invalid(format!(
+                            "content key epoch {} is more than one past the highest epoch in \
+                             the grant's causal past ({})",
+                            g.epoch,
+                            highest.map_or("none".to_string(), |e| e.to_string())
+                        ))));
                     }
                     // Only enrolled, unrevoked members (at this causal position) get keys.
                     self.role_at(&g.device, a, s, &vv).map_err(|e| {
