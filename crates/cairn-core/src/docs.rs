@@ -31,8 +31,31 @@ pub fn actor_for(device: &DeviceId) -> ActorId {
     ActorId::from(&device.0[..])
 }
 
+/// Automerge's chunk header: magic (4 bytes), checksum (4), chunk type (1), then the length.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The chunk type of an uncompressed change; 2 is a DEFLATE-compressed one.
+const CHUNK_CHANGE: u8 = 1;
+
 /// Parses change bytes and checks that the change was made by `author`'s actor.
+///
+/// Only uncompressed change chunks are accepted: Cairn writes changes uncompressed
+/// ([`make_change`]), and a compressed chunk would be inflated without bound by Automerge's
+/// parser (a DEFLATE bomb: kilobytes signed, gigabytes at every open). With compression refused
+/// before parsing, what a change costs to parse is bounded by its event's size
+/// ([`crate::event::MAX_EVENT_BYTES`]); Automerge also refuses compressed columns inside a change.
 pub fn parse_change(bytes: &[u8], author: &DeviceId) -> Result<Change, String> {
+    match bytes.get(..9) {
+        Some(h) if h[..4] == CHUNK_MAGIC && h[8] == CHUNK_CHANGE => {}
+        Some(h) if h[..4] == CHUNK_MAGIC && h[8] == 2 => {
+            return Err(
+                "a compressed change chunk is refused (changes travel uncompressed)".into(),
+            );
+        }
+        Some(h) if h[..4] == CHUNK_MAGIC => {
+            return Err(format!("chunk type {} is not a change", h[8]));
+        }
+        _ => return Err("not an Automerge change chunk".into()),
+    }
     let c = Change::from_bytes(bytes.to_vec()).map_err(|e| e.to_string())?;
     if c.actor_id() != &actor_for(author) {
         return Err(format!(

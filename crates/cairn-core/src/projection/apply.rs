@@ -5,6 +5,8 @@ use super::{
     BranchState, DocKey, DocSlot, DriftState, FirmwareState, MemberRec, Pos, Projection, Status,
     Verdict, VersionState,
 };
+use automerge::ReadDoc as _;
+
 use crate::body::Body;
 use crate::domain::Role;
 use crate::event::Event;
@@ -83,6 +85,11 @@ impl Projection {
             _ => {}
         }
         if !applied {
+            for (key, change) in c.changes.into_iter().filter(|_| !self.verdicts_only) {
+                let slot = self.docs.entry(key).or_default();
+                slot.held.insert(change.hash(), change);
+                slot.newly_held = true;
+            }
             return Verdict::Excluded;
         }
         self.applied += 1;
@@ -175,7 +182,10 @@ impl Projection {
     /// Applies queued Automerge changes, one batch per document. Call before reading documents.
     pub fn flush(&mut self) {
         self.queued = 0;
-        let busy = self.docs.values_mut().filter(|s| !s.queue.is_empty());
+        let busy = self
+            .docs
+            .values_mut()
+            .filter(|s| !s.queue.is_empty() || s.newly_held);
         // Documents are independent, so with the `parallel` feature they apply on all cores.
         #[cfg(feature = "parallel")]
         {
@@ -197,10 +207,24 @@ impl DocSlot {
     /// Applies the queued changes in one batch.
     fn apply_queue(&mut self) {
         let batch = std::mem::take(&mut self.queue);
+        self.newly_held = false;
         if self.doc.apply_changes(batch.iter().cloned()).is_err() {
             // Validation makes this unreachable for well-formed logs; apply what applies.
             for c in batch {
                 let _ = self.doc.apply_changes([c]);
+            }
+        }
+        // An applied change that an honest author made on top of an excluded one waits in
+        // Automerge's queue for it: adopt exactly the held changes it needs (and theirs).
+        while !self.held.is_empty() {
+            let adopt: Vec<automerge::Change> = self
+                .doc
+                .get_missing_deps(&[])
+                .iter()
+                .filter_map(|h| self.held.remove(h))
+                .collect();
+            if adopt.is_empty() || self.doc.apply_changes(adopt).is_err() {
+                break;
             }
         }
     }

@@ -153,6 +153,13 @@ pub(crate) struct Registry {
 pub(crate) struct DocSlot {
     pub(crate) doc: Automerge,
     pub(crate) queue: Vec<Change>,
+    /// Changes of events logged but not applied (made past a revocation's cut-off, or after
+    /// their author's fork point), by hash. One never applies on its own; it is adopted only
+    /// as the Automerge dependency of an applied change whose author built on it before
+    /// learning it would be excluded, so that honest work never stalls on it.
+    pub(crate) held: std::collections::HashMap<automerge::ChangeHash, Change>,
+    /// A change was held since the last flush: an applied change may already wait for it.
+    pub(crate) newly_held: bool,
 }
 
 /// Key of an Automerge document.

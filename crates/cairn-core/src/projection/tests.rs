@@ -742,6 +742,54 @@ fn a_grant_claiming_a_huge_epoch_cannot_win_every_rotation() {
     assert!(matches!(fresh[1].take(&bad), Verdict::Rejected(_)));
 }
 
+/// An engineer signs an asset creation whose change is a DEFLATE-compressed Automerge chunk: a
+/// few kilobytes on the wire that inflate to 32 MiB (past the event size bound) on every device,
+/// at every open. Cairn writes changes uncompressed, so a compressed chunk is refused by name
+/// before anything inflates it, whether the projection parses it or it comes parsed ahead.
+#[test]
+fn a_deflate_bomb_in_a_change_is_refused_before_it_is_inflated() {
+    let (mut devs, _) = workspace(2);
+    let big = "a".repeat(32 << 20);
+    let (honest, _) = Writer::new(&devs[1].key)
+        .create_asset(
+            &devs[1].p,
+            &fields(&[("name", "PLC-1"), ("kind", "plc"), ("notes", &big)]),
+            &[],
+            2000,
+        )
+        .unwrap();
+    let Ok(Body::Doc(mut d)) = honest.body() else {
+        panic!("an asset creation carries a document body")
+    };
+    let raw = d.asset_change.take().unwrap();
+    let packed = automerge::Change::from_bytes(raw.clone())
+        .unwrap()
+        .bytes()
+        .into_owned();
+    assert!(packed.len() * 100 < raw.len(), "{} bytes", packed.len());
+    d.asset_change = Some(packed);
+    let mut env = honest.envelope().clone();
+    env.body = Body::Doc(d).encode();
+    let bomb = Event::sign(env, &devs[1].key);
+    assert!(bomb.bytes().len() < crate::event::MAX_EVENT_BYTES / 100);
+
+    let parsed_ahead = {
+        let (mut other, _) = workspace(2);
+        let v = other[0]
+            .p
+            .ingest_parsed(bomb.clone(), true, Parsed::of(&bomb));
+        v.into_iter().next().map(|(_, v)| v)
+    };
+    for v in [Some(devs[0].take(&bomb)), parsed_ahead] {
+        match v {
+            Some(Verdict::Rejected(r)) => {
+                assert!(r.to_string().contains("compressed"), "{r}")
+            }
+            v => panic!("a compressed change was {v:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_far_future_clock_claim_cannot_stop_anyone_writing() {
     let (mut devs, log) = workspace(2);
@@ -866,6 +914,14 @@ enum AdvOp {
     Fork {
         value: u8,
     },
+    /// The adversary grants a content key at a claimed epoch (an engineer may not grant).
+    Grant {
+        epoch: u32,
+    },
+    /// The adversary edits with a change of `kib` KiB compressed to a few bytes (a bomb).
+    Bloated {
+        kib: u16,
+    },
     /// The admin revokes the adversary from its current view.
     Revoke,
     Sync {
@@ -883,6 +939,8 @@ fn adv_op() -> impl Strategy<Value = AdvOp> {
             value
         }),
         any::<u8>().prop_map(|value| AdvOp::Fork { value }),
+        prop_oneof![Just(u32::MAX), 0..3u32].prop_map(|epoch| AdvOp::Grant { epoch }),
+        (1..2048u16).prop_map(|kib| AdvOp::Bloated { kib }),
         Just(AdvOp::Revoke),
         (0..3usize, 0..3usize).prop_map(|(from, to)| AdvOp::Sync { from, to }),
     ]
@@ -891,7 +949,8 @@ fn adv_op() -> impl Strategy<Value = AdvOp> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-    /// An adversarial engineer among honest devices: forged deps, wild clock claims, forks.
+    /// An adversarial engineer among honest devices: forged deps, wild clock claims, forks,
+    /// key grants at any epoch and compressed (bomb) changes.
     /// Honest devices converge on one state hash whatever the order, the admin can always
     /// revoke it, and after the revocation nothing the adversary signs applies.
     #[test]
@@ -939,6 +998,22 @@ proptest! {
                         all.extend([a, b]);
                     }
                 }
+                AdvOp::Grant { epoch } => {
+                    let ws = devs[2].p.workspace().unwrap();
+                    let g = crate::keyring::grant(&ws, adversary, &[7; 32], epoch, &[1; 32], &[2; 56]);
+                    if let Ok(ev) = Writer::new(&devs[2].key).grant_keys(&devs[2].p, vec![g], t) {
+                        all.push(ev);
+                    }
+                }
+                AdvOp::Bloated { kib } => {
+                    let notes = "x".repeat(usize::from(kib) << 10);
+                    let Ok(ev) = Writer::new(&devs[2].key).edit_asset(&devs[2].p, EventKind::AssetEdited, asset, &fields(&[("notes", &notes)]), &[], &[], t) else { continue };
+                    let Ok(Body::Doc(mut d)) = ev.body() else { continue };
+                    d.asset_change = d.asset_change.map(|c| automerge::Change::from_bytes(c).unwrap().bytes().into_owned());
+                    let mut env = ev.envelope().clone();
+                    env.body = Body::Doc(d).encode();
+                    all.push(Event::sign(env, &devs[2].key));
+                }
                 AdvOp::Revoke => {
                     if revocations.is_empty() {
                         let d = adversary;
@@ -969,6 +1044,7 @@ proptest! {
             let order = shuffled(&all, &mut rng);
             let p = project(&order);
             prop_assert_eq!(p.status_of(&rev.id()), Some("applied"));
+            prop_assert_eq!(p.key_epoch(), None, "a grant by the adversary applied");
             for e in all.iter().filter(|e| e.author() == adversary && e.seq() > cutoff) {
                 prop_assert_ne!(p.status_of(&e.id()), Some("applied"), "{:?} past the cut-off applied", e);
             }

@@ -432,7 +432,12 @@ impl Projection {
             true
         };
         let forked = self.forks.get(&env.author).is_some_and(|f| s >= f.seq);
+        // Automerge seqs are checked (and counted) only for events that will apply: which of a
+        // forked author's chains arrived first depends on arrival order, and an excluded event's
+        // verdict must not.
         let on_first_chain = on_first_chain
+            && !forked
+            && !cut
             && prev_meta
                 .as_ref()
                 .is_none_or(|_| env.prev == Some(self.chains[a as usize][s as usize - 2]));
