@@ -743,36 +743,42 @@ impl Store {
     pub fn ingest(&mut self, batch: Vec<Vec<u8>>) -> Result<IngestReport> {
         self.writable()?;
         let mut report = IngestReport::default();
-        // Decoding (which hashes), parsing and signature checks run on all cores; validation
-        // and projection follow in order.
-        let mut decoded: Vec<(Event, Parsed)> = Vec::with_capacity(batch.len());
+        // Decoding (which hashes), signature checks and parsing run on all cores; validation
+        // and projection follow in order. Automerge changes are parsed ahead only for events
+        // whose signature holds and whose author may write (see `may_write`): bytes from an
+        // outsider or a viewer cost a decode and a signature check, never a change parse.
+        let mut decoded: Vec<Event> = Vec::with_capacity(batch.len());
         let mut bad = Vec::new();
         let results: Vec<_> = batch
             .into_par_iter()
             .map(|bytes| {
                 let bytes: std::sync::Arc<[u8]> = bytes.into();
-                match Event::decode(bytes.clone()) {
-                    Ok(e) => {
-                        let p = Parsed::of(&e);
-                        Ok((e, p))
-                    }
-                    Err(err) => Err((EventId::of(&bytes), err.to_string(), bytes.to_vec())),
-                }
+                Event::decode(bytes.clone())
+                    .map_err(|err| (EventId::of(&bytes), err.to_string(), bytes.to_vec()))
             })
             .collect();
         for r in results {
             match r {
-                Ok(ep) => decoded.push(ep),
+                Ok(e) => decoded.push(e),
                 Err(b) => bad.push(b),
             }
         }
         let oks: Vec<bool> = decoded
             .par_chunks(cairn_core::signature::BATCH)
-            .flat_map_iter(|chunk| verify_signatures(chunk.iter().map(|(e, _)| e)))
+            .flat_map_iter(|chunk| verify_signatures(chunk.iter()))
+            .collect();
+        let writers = may_write(&self.projection, &decoded);
+        let parsed: Vec<Option<Parsed>> = decoded
+            .par_iter()
+            .zip(oks.par_iter())
+            .map(|(e, ok)| (*ok && writers.contains(&e.author())).then(|| Parsed::of(e)))
             .collect();
         let mut results = Vec::new();
-        for ((e, p), ok) in decoded.into_iter().zip(oks) {
-            results.extend(self.projection.ingest_parsed(e, ok, p));
+        for ((e, ok), p) in decoded.into_iter().zip(oks).zip(parsed) {
+            results.extend(match p {
+                Some(p) => self.projection.ingest_parsed(e, ok, p),
+                None => self.projection.ingest(e, ok),
+            });
         }
         for (e, v) in &results {
             match v {
@@ -946,4 +952,36 @@ impl Store {
         }
         w.commit().map_err(dbe!(self))
     }
+}
+
+/// The authors whose events in `batch` are worth parsing ahead: members of `p` who may write
+/// (any role but viewer; revoked ones too, for their events before the cut-off), and devices
+/// this batch creates the workspace for or enrols to write. Anyone else's events are judged
+/// by the projection, which refuses them before it parses a change.
+fn may_write(p: &Projection, batch: &[Event]) -> std::collections::HashSet<DeviceId> {
+    use cairn_core::EventKind;
+    use cairn_core::body::Body;
+    use cairn_core::domain::Role;
+    let mut w: std::collections::HashSet<_> = p
+        .members()
+        .into_iter()
+        .filter(|m| m.role != Role::Viewer)
+        .map(|m| m.device)
+        .collect();
+    for e in batch {
+        match e.kind() {
+            EventKind::Genesis => {
+                w.insert(e.author());
+            }
+            EventKind::DeviceEnrolled | EventKind::RoleChanged => {
+                if let Ok(Body::Member(m)) = e.body()
+                    && m.role != Role::Viewer
+                {
+                    w.insert(m.device);
+                }
+            }
+            _ => {}
+        }
+    }
+    w
 }
