@@ -41,8 +41,10 @@ pub enum Frame {
     /// Per author: highest contiguous seq and head id; sent after `Hello` when the digests
     /// differ, and must hash to the digest that `Hello` announced.
     Frontier(Vec<FrontierEntry>),
-    /// Stored event bytes, in the sender's causal order.
-    Events(Vec<Vec<u8>>),
+    /// Stored event bytes, in the sender's causal order; at most [`BATCH_EVENTS`], refused
+    /// while decoding past that (an empty element costs one byte on the wire but a 24-byte
+    /// vector in memory, so an unbounded count would turn a 20 MiB frame into 0.5 GB).
+    Events(#[serde(deserialize_with = "at_most_batch_events")] Vec<Vec<u8>>),
     /// No more events in this session.
     EventsEnd,
     /// Blobs the sender lacks and asks for.
@@ -60,6 +62,39 @@ pub enum Frame {
     BlobMissing(BlobId),
     /// All requested blobs were sent.
     BlobsEnd,
+}
+
+/// Decodes [`Frame::Events`]'s list, refusing more than [`BATCH_EVENTS`] elements before
+/// allocating them.
+fn at_most_batch_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {BATCH_EVENTS} events")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            if seq.size_hint().is_some_and(|n| n > BATCH_EVENTS) {
+                return Err(serde::de::Error::custom(format!(
+                    "a batch of more than {BATCH_EVENTS} events"
+                )));
+            }
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(e) = seq.next_element::<Vec<u8>>()? {
+                if out.len() == BATCH_EVENTS {
+                    return Err(serde::de::Error::custom(format!(
+                        "a batch of more than {BATCH_EVENTS} events"
+                    )));
+                }
+                out.push(e);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// The digest a `Hello` carries: BLAKE3 over the frontier's encoding (entries in author
@@ -111,9 +146,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
             e.into()
         }
     })?;
-    postcard::from_bytes(&body)
-        .map(Some)
-        .map_err(|e| SyncError::Protocol(format!("undecodable frame: {e}")))
+    postcard::from_bytes(&body).map(Some).map_err(|e| {
+        SyncError::Protocol(format!(
+            "undecodable frame ({e}; or past a per-element limit such as {BATCH_EVENTS} \
+                 events per batch)"
+        ))
+    })
 }
 
 /// Splits event bytes into batches within [`BATCH_EVENTS`] and [`BATCH_BYTES`].
@@ -161,6 +199,36 @@ mod tests {
         assert!(err.to_string().contains("undecodable"), "{err}");
         // Clean end.
         assert_eq!(read_frame(&mut [].as_slice()).await.unwrap(), None);
+    }
+
+    /// A peer sends one frame within the size limit holding two million empty events: one
+    /// byte each on the wire, 24 bytes each in memory once decoded (and frames are queued).
+    #[tokio::test]
+    async fn a_frame_of_millions_of_empty_events_is_refused_before_they_are_allocated() {
+        let n: u32 = 2_000_000;
+        let mut body = Vec::new();
+        body.push(2u8); // variant index of `Events`
+        let mut v = n;
+        while v >= 0x80 {
+            body.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        body.push(v as u8);
+        body.resize(body.len() + n as usize, 0);
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        assert!(body.len() <= MAX_FRAME);
+        let err = match read_frame(&mut frame.as_slice()).await {
+            Err(e) => e,
+            Ok(Some(Frame::Events(e))) => panic!("decoded {} events", e.len()),
+            Ok(other) => panic!("decoded {:?}", other.map(|_| "a frame")),
+        };
+        assert!(err.to_string().contains("undecodable frame"), "{err}");
+        // The honest limit still decodes.
+        let f = Frame::Events(vec![vec![7u8; 3]; BATCH_EVENTS]);
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &f).await.unwrap();
+        assert_eq!(read_frame(&mut buf.as_slice()).await.unwrap(), Some(f));
     }
 
     #[test]
