@@ -529,3 +529,69 @@ fn a_planted_key_grant_cannot_choose_the_key_sealed_with_after_a_revocation() {
         "the revocation and the asset after it are sealed with a key Bob never received"
     );
 }
+
+/// The relay's operator writes unsealed junk into its own store (bytes that are no event, and
+/// a grant whose signature fails). Members must report and drop it, not keep it in their
+/// quarantine as if a member had signed it: on every device, at every open.
+#[test]
+fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
+    let alice = Ws::new();
+    alice.init();
+    let db = alice.path("relay.redb");
+    let (relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    alice.ok(&["relay", "add", &url]);
+    sync(&alice);
+    drop(relay);
+
+    let ws = workspace_of(&alice);
+    let a = device_key(&alice).device_id();
+    let grant = {
+        let s = cairn_store::Store::open(&alice.dir, PASS.as_bytes()).unwrap();
+        let key = cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes());
+        let g = cairn_core::keyring::grant(&ws, a, &[7; 32], 1, &[3; 32], &[5; 56]);
+        let e = cairn_core::writer::Writer::new(&key)
+            .grant_keys(s.projection(), vec![g], 1)
+            .unwrap();
+        let mut b = e.bytes().to_vec();
+        let n = b.len();
+        b[n - 1] ^= 1; // the signature no longer holds
+        (e.seq(), b)
+    };
+    let junk = vec![
+        SealedItem {
+            author: a,
+            seq: 900,
+            key_id: CLEAR,
+            nonce: [0; 24],
+            data: vec![0xee; 300],
+        },
+        SealedItem {
+            author: a,
+            seq: grant.0,
+            key_id: CLEAR,
+            nonce: [0; 24],
+            data: grant.1,
+        },
+    ];
+    {
+        let store = RedbStore::open(&db).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(store.push(&ws, &junk)).unwrap();
+    }
+    let (_relay, url2) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    alice.ok(&["relay", "remove", &url]);
+    alice.ok(&["relay", "add", &url2]);
+    let r = sync(&alice);
+    let rep = &r["reports"][0];
+    let bad = rep["bad_items"].as_array().unwrap();
+    assert_eq!(bad.len(), 2, "{r}");
+    assert!(
+        rep["ingest"]["rejected"].as_array().unwrap().is_empty(),
+        "relay junk was taken as a member's evidence: {r}"
+    );
+    let s = cairn_store::Store::open(&alice.dir, PASS.as_bytes()).unwrap();
+    assert_eq!(s.quarantine().unwrap().len(), 0);
+}

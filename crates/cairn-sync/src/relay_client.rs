@@ -458,6 +458,15 @@ fn pull_pass(
                         ));
                         continue;
                     }
+                    // Nothing but its signature vouches for an unsealed item (the relay's
+                    // operator can write any): one that fails is the relay's junk, reported
+                    // and dropped, never kept as a member's evidence.
+                    if it.key_id == CLEAR && !e.verify_signature() {
+                        report.bad_items.push(format!(
+                            "cursor {cursor}: an unsealed grant whose signature fails; dropped"
+                        ));
+                        continue;
+                    }
                     if e.envelope().kind == EventKind::ContentKeyGranted {
                         // Keys granted here may open the items that follow, and the ones held
                         // back before it (the grant's own past may be sealed with its key).
@@ -472,6 +481,11 @@ fn pull_pass(
                     "cursor {cursor}: the event inside is not {}#{}",
                     it.author.short(),
                     it.seq
+                )),
+                // Unsealed bytes that are no event: anyone with the relay's disk could have
+                // written them, so they are reported and dropped.
+                Err(e) if it.key_id == CLEAR => report.bad_items.push(format!(
+                    "cursor {cursor}: unsealed bytes that are not an event ({e}); dropped"
                 )),
                 // Undecodable bytes that opened with the key were sealed by a member: keep
                 // them as evidence through the ordinary ingest (it quarantines them).
