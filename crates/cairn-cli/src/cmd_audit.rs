@@ -77,6 +77,13 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
             rep.flagged.len(),
             rep.quarantined
         );
+        if rep.quarantine_dropped > 0 {
+            say!(
+                "{} rejected event(s) were reported when they arrived but not kept: the \
+                 quarantine was at its caps",
+                rep.quarantine_dropped
+            );
+        }
     }
     if rep.ok() {
         Ok(())

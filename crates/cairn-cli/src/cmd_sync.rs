@@ -235,8 +235,28 @@ fn print_report(report: &SyncReport) {
         report.blobs_out,
         report.blob_bytes
     );
+    if report.deferred > 0 {
+        say!(
+            "{} event(s) waiting for dependencies were not kept (over the pending caps); \
+             the peer offers them again at the next sync",
+            report.deferred
+        );
+    }
     for (id, why) in &report.rejected {
-        say!("REJECTED {id}: {why} (kept in quarantine)");
+        say!("REJECTED {id}: {why}");
+    }
+    if !report.rejected.is_empty() {
+        say!(
+            "rejected events are kept in quarantine as evidence{}",
+            if report.not_quarantined > 0 {
+                format!(
+                    ", except {} over its caps (reported here, counted by `audit verify`)",
+                    report.not_quarantined
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     for d in &report.forks {
         say!(
@@ -288,6 +308,8 @@ fn import_bundle(dir: &Path, path: &Path, json: bool) -> Result<()> {
         report.events_in += r.applied + r.excluded;
         report.duplicates += r.duplicates;
         report.pending += r.pending;
+        report.deferred += r.deferred;
+        report.not_quarantined += r.not_quarantined;
         report
             .rejected
             .extend(r.rejected.into_iter().map(|(id, why)| (id.to_hex(), why)));

@@ -43,6 +43,10 @@ pub struct Report {
     pub flagged: Vec<Problem>,
     /// Quarantined events (rejected input kept as evidence).
     pub quarantined: usize,
+    /// Rejected events that were reported when they arrived but not kept, because the
+    /// quarantine was at its caps ([`crate::MAX_QUARANTINE_PER_AUTHOR`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quarantine_dropped: u64,
     /// With [`Replay::State`]: the state hash of the verified log (hex), the value
     /// `cairn state-hash` shows on a device holding exactly these events.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,11 +74,18 @@ impl Replay {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Report {
     /// True when nothing is wrong and nothing needs an auditor's eye: no problem, no flagged
     /// event and nothing in quarantine (`audit verify` exits non-zero otherwise).
     pub fn ok(&self) -> bool {
-        self.problems.is_empty() && self.flagged.is_empty() && self.quarantined == 0
+        self.problems.is_empty()
+            && self.flagged.is_empty()
+            && self.quarantined == 0
+            && self.quarantine_dropped == 0
     }
 }
 
@@ -574,6 +585,7 @@ pub fn verify_store_with(store: &Store, replay: Replay) -> Result<Report> {
         replay,
     )?;
     rep.quarantined = store.quarantine()?.len();
+    rep.quarantine_dropped = store.quarantine_dropped()?;
     Ok(rep)
 }
 

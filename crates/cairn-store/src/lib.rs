@@ -19,4 +19,7 @@ mod store;
 pub mod synthetic;
 
 pub use error::{Result, StoreError};
-pub use store::{IngestReport, Quarantined, RawEntry, Store, StoredEvent};
+pub use store::{
+    IngestReport, MAX_QUARANTINE_BYTES, MAX_QUARANTINE_PER_AUTHOR, Quarantined, RawEntry, Store,
+    StoredEvent,
+};

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cairn_core::event::verify_signatures;
@@ -35,6 +36,59 @@ const QUARANTINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quaranti
 const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const LOCAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("local");
+
+/// Most quarantined events kept per signing author (bytes that are no event share one count).
+/// Rejected events are evidence, but the sender can always make more: past the cap they are
+/// still reported (in [`IngestReport::rejected`]) and counted ([`Store::quarantine_dropped`],
+/// which `audit verify` flags), but their bytes are not kept.
+pub const MAX_QUARANTINE_PER_AUTHOR: usize = 1_000;
+/// Most bytes of quarantined events kept, all authors together.
+pub const MAX_QUARANTINE_BYTES: u64 = 256 << 20;
+
+/// What the quarantine holds, per author, against its caps.
+#[derive(Debug, Default)]
+struct QuarantineTally {
+    by_author: HashMap<[u8; 32], usize>,
+    bytes: u64,
+}
+
+impl QuarantineTally {
+    fn of(entries: &[(EventId, Quarantined)]) -> QuarantineTally {
+        let mut t = QuarantineTally::default();
+        for (_, q) in entries {
+            *t.by_author.entry(Self::author_of(&q.bytes)).or_default() += 1;
+            t.bytes += q.bytes.len() as u64;
+        }
+        t
+    }
+
+    /// The signing author named in `bytes`, or zeros for bytes that are no event.
+    fn author_of(bytes: &[u8]) -> [u8; 32] {
+        Event::decode(bytes.to_vec()).map_or([0; 32], |e| e.author().0)
+    }
+
+    /// Counts an entry in if it fits under the caps.
+    fn admit(&mut self, author: [u8; 32], len: usize) -> bool {
+        let n = self.by_author.entry(author).or_default();
+        if *n >= MAX_QUARANTINE_PER_AUTHOR || self.bytes + len as u64 > MAX_QUARANTINE_BYTES {
+            return false;
+        }
+        *n += 1;
+        self.bytes += len as u64;
+        true
+    }
+}
+
+/// Where the count of rejected events not kept lives (a local record).
+const DROPPED: (&str, &[u8]) = ("quarantine", b"dropped");
+
+/// Verdicts written but not kept: pending over the projection's caps, rejected over the
+/// quarantine's.
+#[derive(Debug, Default)]
+struct Unkept {
+    deferred: usize,
+    not_quarantined: usize,
+}
 
 /// redb page cache. Reads stream through the log in batches, so a small cache keeps memory
 /// flat at 10^6 events (redb's default would cache up to 1 GiB of the file).
@@ -81,8 +135,14 @@ pub struct IngestReport {
     pub pending: usize,
     /// Already known.
     pub duplicates: usize,
-    /// Rejected, with reasons (also in quarantine).
+    /// Rejected, with reasons (also in quarantine, up to its caps).
     pub rejected: Vec<(EventId, String)>,
+    /// Pending but not kept: over [`cairn_core::projection::MAX_PENDING_PER_AUTHOR`] or
+    /// [`cairn_core::projection::MAX_PENDING`]. The sender still has them and offers them
+    /// again at the next sync.
+    pub deferred: usize,
+    /// Rejected (and listed above) but not quarantined: over the quarantine's caps.
+    pub not_quarantined: usize,
 }
 
 /// An open workspace on this device.
@@ -96,6 +156,7 @@ pub struct Store {
     next_local: u64,
     /// Opened with [`Store::open_for_audit`]: no projection, so no writes.
     audit_only: bool,
+    quarantined: QuarantineTally,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,6 +278,7 @@ impl Store {
             projection: Projection::new([]),
             next_local: 1,
             audit_only: false,
+            quarantined: QuarantineTally::default(),
         })
     }
 
@@ -249,6 +311,7 @@ impl Store {
         }
         s.projection = s.load_projection(Projection::new([]))?;
         s.settle()?;
+        s.quarantined = QuarantineTally::of(&s.quarantine()?);
         Ok(s)
     }
 
@@ -621,6 +684,14 @@ impl Store {
         })
     }
 
+    /// How many rejected events were reported but not kept in quarantine (over its caps).
+    pub fn quarantine_dropped(&self) -> Result<u64> {
+        Ok(self
+            .get_local(DROPPED.0, DROPPED.1)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
     /// Pending events (waiting for dependencies).
     pub fn pending(&self) -> Result<Vec<(EventId, Vec<u8>)>> {
         self.read_kv(PENDING, "pending", Some)
@@ -790,9 +861,18 @@ impl Store {
             }
         }
         let w = self.db.begin_write().map_err(dbe!(self))?;
+        let mut dropped = 0;
         {
             let mut q = w.open_table(QUARANTINE).map_err(dbe!(self))?;
             for (id, reason, bytes) in &bad {
+                report.rejected.push((*id, reason.clone()));
+                if !self
+                    .quarantined
+                    .admit(QuarantineTally::author_of(bytes), bytes.len())
+                {
+                    dropped += 1;
+                    continue;
+                }
                 let val = postcard::to_allocvec(&Quarantined {
                     reason: reason.clone(),
                     bytes: bytes.clone(),
@@ -805,10 +885,29 @@ impl Store {
                     seal::seal(&self.secrets.storage, &aad("quarantine", &id.0), &val).as_slice(),
                 )
                 .map_err(dbe!(self))?;
-                report.rejected.push((*id, reason.clone()));
             }
         }
-        self.write_verdicts(&w, &results)?;
+        let unkept = self.write_verdicts(&w, &results)?;
+        report.deferred = unkept.deferred;
+        report.pending -= unkept.deferred;
+        report.not_quarantined = dropped + unkept.not_quarantined;
+        if report.not_quarantined > 0 {
+            let total = self.quarantine_dropped()? + report.not_quarantined as u64;
+            let k = Self::local_key(DROPPED.0, DROPPED.1);
+            let sealed = seal::seal(
+                &self.secrets.storage,
+                &aad("local", &k),
+                &total.to_le_bytes(),
+            );
+            w.open_table(LOCAL)
+                .map_err(dbe!(self))?
+                .insert(k.as_slice(), sealed.as_slice())
+                .map_err(dbe!(self))?;
+            tracing::warn!(
+                not_kept = report.not_quarantined,
+                "rejected events over the quarantine's caps are reported but not kept"
+            );
+        }
         w.commit().map_err(dbe!(self))?;
         self.settle()?;
         self.projection.flush();
@@ -856,7 +955,13 @@ impl Store {
         &mut self,
         w: &redb::WriteTransaction,
         results: &[(Event, Verdict)],
-    ) -> Result<()> {
+    ) -> Result<Unkept> {
+        let mut unkept = Unkept::default();
+        let decided: std::collections::HashSet<EventId> = results
+            .iter()
+            .filter(|(_, v)| !matches!(v, Verdict::Pending(_) | Verdict::Duplicate))
+            .map(|(e, _)| e.id())
+            .collect();
         let key = self.secrets.storage;
         // Logged events take the next local positions in order; they are sealed in parallel.
         let mut next = self.next_local;
@@ -893,6 +998,17 @@ impl Store {
                     idx.insert(&id.0[..], n).map_err(dbe!(self))?;
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
+                (Verdict::Rejected(_), None)
+                    if !self.quarantined.admit(e.author().0, e.bytes().len()) =>
+                {
+                    unkept.not_quarantined += 1;
+                }
+                (Verdict::Pending(_), None) if !self.projection.holds(&id) => {
+                    // Over the pending caps, or decided later in this batch.
+                    if !decided.contains(&id) {
+                        unkept.deferred += 1;
+                    }
+                }
                 (Verdict::Rejected(r), None) => {
                     let val = postcard::to_allocvec(&Quarantined {
                         reason: r.to_string(),
@@ -920,7 +1036,7 @@ impl Store {
             }
         }
         self.next_local = next;
-        Ok(())
+        Ok(unkept)
     }
 
     /// Replaces the stored bytes of a logged event, re-sealed with the storage key, as an

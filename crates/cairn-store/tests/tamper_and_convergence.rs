@@ -202,3 +202,90 @@ fn a_hostile_seq_far_ahead_is_reported_without_growing_memory() {
         rep.problems
     );
 }
+
+/// Signed events from one key (any key: signatures are checked before events park), each
+/// waiting for a dependency that never comes, at every seq.
+fn waiting_forever(ws: cairn_core::WorkspaceId, n: u64) -> Vec<Vec<u8>> {
+    use cairn_core::event::Envelope;
+    let key = cairn_core::keys::DeviceKey::from_secret(&[0x33; 32]);
+    (1..=n)
+        .map(|seq| {
+            cairn_core::Event::sign(
+                Envelope {
+                    workspace: ws,
+                    author: key.device_id(),
+                    seq,
+                    prev: (seq > 1).then_some(cairn_core::EventId([seq as u8; 32])),
+                    deps: vec![cairn_core::EventId([0xdd; 32])],
+                    time: cairn_core::hlc::Hlc {
+                        millis: 10_000 + seq,
+                        counter: 0,
+                    },
+                    kind: EventKind::AssetEdited,
+                    body: vec![],
+                },
+                &key,
+            )
+            .bytes()
+            .to_vec()
+        })
+        .collect()
+}
+
+/// A peer sends more events waiting for a dependency than any honest transfer needs: the
+/// pending table (read whole at every open) and memory stay within the per-author cap, and
+/// what is not kept is reported, not silently dropped.
+#[test]
+fn events_that_wait_forever_cannot_grow_pending_without_bound() {
+    use cairn_core::projection::MAX_PENDING_PER_AUTHOR;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path());
+    let ws = s.projection().workspace().unwrap();
+    let extra = 2_000;
+    let batch = waiting_forever(ws, (MAX_PENDING_PER_AUTHOR + extra) as u64);
+    let mut pending = 0;
+    let mut deferred = 0;
+    for chunk in batch.chunks(4096) {
+        let r = s.ingest(chunk.to_vec()).unwrap();
+        pending += r.pending;
+        deferred += r.deferred;
+    }
+    assert_eq!((pending, deferred), (MAX_PENDING_PER_AUTHOR, extra));
+    assert_eq!(s.pending().unwrap().len(), MAX_PENDING_PER_AUTHOR);
+    drop(s);
+    let s = Store::open(dir.path(), b"pw").unwrap();
+    assert_eq!(s.projection().pending_count(), MAX_PENDING_PER_AUTHOR);
+}
+
+/// A member floods rejected events (bad signatures, undecodable bytes): the quarantine keeps
+/// at most its per-author cap, every one is still reported, and `audit verify` counts and
+/// flags the ones not kept.
+#[test]
+fn a_flood_of_rejected_events_cannot_grow_the_quarantine_without_bound() {
+    use cairn_store::MAX_QUARANTINE_PER_AUTHOR;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path());
+    let ws = s.projection().workspace().unwrap();
+    let n = MAX_QUARANTINE_PER_AUTHOR + 300;
+    let mut forged = waiting_forever(ws, n as u64);
+    for b in &mut forged {
+        let l = b.len();
+        b[l - 1] ^= 1; // bad signature: rejected at once
+    }
+    let junk: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().repeat(30)).collect();
+    let mut rejected = 0;
+    let mut not_kept = 0;
+    for batch in [forged, junk] {
+        let r = s.ingest(batch).unwrap();
+        rejected += r.rejected.len();
+        not_kept += r.not_quarantined;
+    }
+    assert_eq!(rejected, 2 * n);
+    assert_eq!(not_kept, 2 * (n - MAX_QUARANTINE_PER_AUTHOR));
+    assert_eq!(s.quarantine().unwrap().len(), 2 * MAX_QUARANTINE_PER_AUTHOR);
+    drop(s);
+    let s = Store::open(dir.path(), b"pw").unwrap();
+    let rep = verify_store(&s).unwrap();
+    assert_eq!(rep.quarantine_dropped, not_kept as u64);
+    assert!(!rep.ok());
+}

@@ -569,6 +569,8 @@ fn merge(into: &mut IngestReport, r: IngestReport) {
     into.applied += r.applied;
     into.excluded += r.excluded;
     into.pending += r.pending;
+    into.deferred += r.deferred;
+    into.not_quarantined += r.not_quarantined;
     into.duplicates += r.duplicates;
     into.rejected.extend(r.rejected);
 }

@@ -48,8 +48,13 @@ pub struct SyncReport {
     pub duplicates: usize,
     /// Events received that wait for a dependency.
     pub pending: usize,
-    /// Events received and rejected (quarantined), with reasons.
+    /// Events received that wait for a dependency but were not kept (over the pending caps);
+    /// the peer offers them again at the next sync.
+    pub deferred: usize,
+    /// Events received and rejected (quarantined up to its caps), with reasons.
     pub rejected: Vec<(String, String)>,
+    /// Of `rejected`, those not kept in quarantine (over its caps).
+    pub not_quarantined: usize,
     /// Blobs received / sent.
     pub blobs_in: usize,
     /// Blobs sent.
@@ -70,6 +75,8 @@ impl SyncReport {
         self.events_in += r.applied + r.excluded;
         self.duplicates += r.duplicates;
         self.pending += r.pending;
+        self.deferred += r.deferred;
+        self.not_quarantined += r.not_quarantined;
         self.rejected
             .extend(r.rejected.into_iter().map(|(id, why)| (id.to_hex(), why)));
     }

@@ -35,6 +35,14 @@ use crate::ids::{AssetId, DeviceId, EventId, VersionId, WorkspaceId};
 /// other off may take a second).
 pub const MAX_REBUILDS: usize = 4;
 
+/// Most events one author may have waiting for a dependency. Events arrive in causal order
+/// from honest peers, so pending ones are few; past the cap an event is not held (its
+/// verdict is still `Pending`, [`Projection::holds`] says it is not kept) and the sender,
+/// who still has it, offers it again at the next sync.
+pub const MAX_PENDING_PER_AUTHOR: usize = 50_000;
+/// Most events waiting for a dependency, all authors together.
+pub const MAX_PENDING: usize = 500_000;
+
 /// The verdict on one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -233,7 +241,9 @@ pub struct Projection {
     pub(crate) key_grants: BTreeMap<EventId, Vec<crate::keyring::KeyGrant>>,
     pub(crate) assets: BTreeMap<AssetId, EventId>,
     pub(crate) pending: HashMap<EventId, Vec<Event>>,
-    pub(crate) pending_ids: HashSet<EventId>,
+    /// Held pending events and their authors; with `pending_by`, the counts the caps bound.
+    pub(crate) pending_ids: HashMap<EventId, DeviceId>,
+    pub(crate) pending_by: HashMap<DeviceId, usize>,
     pub(crate) rejected: HashSet<EventId>,
     pub(crate) applied: u64,
     pub(crate) max_time: Hlc,
@@ -438,6 +448,23 @@ impl Projection {
         self.pending_ids.len()
     }
 
+    /// Whether `id` is held as pending (an event over the pending caps gets a `Pending`
+    /// verdict but is not held, so a store does not keep it either).
+    pub fn holds(&self, id: &EventId) -> bool {
+        self.pending_ids.contains_key(id)
+    }
+
+    fn release(&mut self, id: &EventId) {
+        if let Some(a) = self.pending_ids.remove(id)
+            && let Some(n) = self.pending_by.get_mut(&a)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by.remove(&a);
+            }
+        }
+    }
+
     /// Whether the event is known (logged or rejected after chain checks).
     pub fn knows(&self, id: &EventId) -> bool {
         self.meta.contains(id)
@@ -495,12 +522,12 @@ impl Projection {
                 verdict,
                 Verdict::Applied | Verdict::Excluded | Verdict::Rejected(_)
             ) {
-                self.pending_ids.remove(&id);
+                self.release(&id);
                 if let Some(waiters) = self.pending.remove(&id) {
                     // Waiters were signature-checked before they were parked; they may park
                     // again under another missing dependency.
                     for w in waiters {
-                        self.pending_ids.remove(&w.id());
+                        self.release(&w.id());
                         work.push((w, true));
                     }
                 }
@@ -529,7 +556,14 @@ impl Projection {
             .find(|d| !self.meta.contains(d) && !self.rejected.contains(d))
             .copied();
         if let Some(m) = missing {
-            if self.pending_ids.insert(id) {
+            let author = env.author;
+            let by = self.pending_by.get(&author).copied().unwrap_or(0);
+            if !self.pending_ids.contains_key(&id)
+                && by < MAX_PENDING_PER_AUTHOR
+                && self.pending_ids.len() < MAX_PENDING
+            {
+                self.pending_ids.insert(id, author);
+                *self.pending_by.entry(author).or_default() += 1;
                 self.pending.entry(m).or_default().push(ev.clone());
             }
             return Verdict::Pending(m);
