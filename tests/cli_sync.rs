@@ -187,3 +187,44 @@ fn every_command_works_while_serve_runs_and_devices_join_by_ticket_or_usb_stick(
     let out = bob.ok(&["sync", "--all", "--bind", "127.0.0.1:0"]);
     assert!(out.contains("FAILED"), "a revoked device is refused: {out}");
 }
+
+/// Bob, revoked by Alice, never takes his revocation and goes on writing; his laptop's log
+/// reaches Alice on a USB stick. Alice keeps his post-revocation events as evidence but applies
+/// none of them, and `audit verify` fails (exit 3) naming them; `audit log` says why.
+#[test]
+fn a_revoked_laptop_writing_offline_is_logged_not_applied_and_fails_the_audit() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    alice.ok(&["device", "revoke", "bob"]);
+    bob.ok(&[
+        "asset",
+        "add",
+        "PLC-AFTER-REVOKE",
+        "--kind",
+        "plc",
+        "--vendor",
+        "Siemens",
+        "--model",
+        "S7-1500",
+        "--site",
+        "North",
+    ]);
+    let stick = alice.path("stick-bob-log");
+    std::fs::create_dir_all(&stick).unwrap();
+    let bundle = stick.join("bob.bundle");
+    bob.ok(&["audit", "export", bundle.to_str().unwrap(), "--with-blobs"]);
+    alice.ok(&["sync", "--bundle", bundle.to_str().unwrap()]);
+
+    assert!(!alice.ok(&["asset", "list"]).contains("PLC-AFTER-REVOKE"));
+    let o = alice.run(&["audit", "verify"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("made after"), "{out}");
+    let log = alice.ok(&["audit", "log"]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("asset-created") && l.contains("revocation")),
+        "{log}"
+    );
+}
