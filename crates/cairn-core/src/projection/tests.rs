@@ -710,6 +710,97 @@ fn a_revocation_needs_a_cutoff_and_a_lower_one_excludes_what_was_accepted() {
     assert!(devs[0].p.assets().is_empty());
 }
 
+/// A laptop stolen before anyone noticed creates an asset and commits a version; an honest
+/// engineer edits that asset and commits on top. The admin then cuts the laptop off at 0. The
+/// laptop's work is excluded, but the engineer's is not rejected, and neither is anything the
+/// engineer writes after it (a rejection would break the engineer's chain for good).
+#[test]
+fn excluding_a_stolen_laptops_work_never_rejects_what_others_built_on_it() {
+    let (mut devs, log) = workspace(3);
+    let thief = devs[2].key.device_id();
+    let (created, asset) = asset_everywhere(&mut devs, 2, "STOLEN", 2000);
+    let rec = |parents: Vec<EventId>, message: &str| VersionRecord {
+        asset,
+        branch: "main".into(),
+        parents,
+        message: message.into(),
+        files: vec![FileEntry {
+            path: "a.cfg".into(),
+            blob: BlobId([1; 32]),
+            size: 1,
+        }],
+    };
+    let v1 = devs[2].write(|w, p| w.commit(p, rec(vec![], "by the thief"), 2100).unwrap());
+    devs[1].take(&v1);
+    let edit = devs[1].write(|w, p| {
+        w.edit_asset(
+            p,
+            EventKind::AssetEdited,
+            asset,
+            &fields(&[("notes", "honest")]),
+            &[],
+            &[],
+            2200,
+        )
+        .unwrap()
+    });
+    let v2 = devs[1].write(|w, p| {
+        w.commit(p, rec(vec![v1.id()], "honest on top"), 2300)
+            .unwrap()
+    });
+    let later = devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "LATER"), ("kind", "plc")]), &[], 2400)
+            .unwrap()
+            .0
+    });
+    let honest = Writer::new(&devs[0].key)
+        .member(
+            &devs[0].p,
+            EventKind::DeviceRevoked,
+            thief,
+            Role::Engineer,
+            "eng3",
+            None,
+            3000,
+        )
+        .unwrap();
+    let Body::Member(mut m) = honest.body().unwrap() else {
+        panic!("a revocation carries a member body");
+    };
+    m.cutoff = Some(crate::body::RevocationCutoff { seq: 0, head: None });
+    let rev = resign(&honest, &devs[0].key, Body::Member(m));
+    let mut all = log.clone();
+    all.extend([
+        created.clone(),
+        v1.clone(),
+        edit.clone(),
+        v2.clone(),
+        later.clone(),
+        rev.clone(),
+    ]);
+    let mut rng = 7u64;
+    let mut hashes = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let p = project(&shuffled(&all, &mut rng));
+        assert_eq!(p.status_of(&rev.id()), Some("applied"));
+        for e in [&created, &v1] {
+            assert_eq!(p.status_of(&e.id()), Some("excluded"), "{e:?}");
+        }
+        for e in [&edit, &v2, &later] {
+            assert_eq!(p.status_of(&e.id()), Some("applied"), "{e:?}");
+        }
+        hashes.insert(p.state_hash());
+    }
+    // The engineer takes the revocation and keeps writing.
+    devs[1].take(&rev);
+    devs[1].write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "AFTER"), ("kind", "plc")]), &[], 3100)
+            .unwrap()
+            .0
+    });
+    assert_eq!(hashes.len(), 1);
+}
+
 /// An admin (a rogue one, or a key stolen from one) grants a content key at epoch `u32::MAX`:
 /// every device would seal with it for good, and the next rotation would wrap to 0 and lose.
 /// A grant's epoch may be at most one past the highest epoch in its causal past.

@@ -226,9 +226,13 @@ impl Projection {
         Ok(())
     }
 
+    /// References to assets, versions and branches need the referenced event logged in the
+    /// causal past, applied or not: an honest event that built on something later excluded (a
+    /// revoked device's, past its cut-off, or a forked author's) stays valid, so exclusion never
+    /// rejects others' work, nor, through their chains, everything they write after it.
     fn asset_in_past(&self, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
         match self.registry.assets.get(asset) {
-            Some(p) if Self::in_past(a, s, vv, *p) && !self.is_cut(*p) => Ok(()),
+            Some(p) if Self::in_past(a, s, vv, *p) => Ok(()),
             _ => Err(invalid(format!("unknown asset {}", asset.short()))),
         }
     }
@@ -242,7 +246,7 @@ impl Projection {
         vv: &Vv,
     ) -> Result<(), Rejection> {
         match self.registry.versions.get(v) {
-            Some((p, owner)) if Self::in_past(a, s, vv, *p) && !self.is_cut(*p) => {
+            Some((p, owner)) if Self::in_past(a, s, vv, *p) => {
                 if owner == asset {
                     Ok(())
                 } else {
@@ -598,10 +602,7 @@ impl Projection {
                         .registry
                         .branches
                         .get(&(v.asset, v.branch.clone()))
-                        .is_some_and(|ps| {
-                            ps.iter()
-                                .any(|p| Self::in_past(a, s, &vv, *p) && !self.is_cut(*p))
-                        });
+                        .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
                     if !known {
                         return Err(fail(invalid(format!("unknown branch {:?}", v.branch))));
                     }
