@@ -8,7 +8,7 @@ use cairn_core::EventId;
 use cairn_core::firmware::{FirmwareRecord, RegionChange, diff};
 use cairn_core::ids::PrefixMatch;
 use cairn_core::projection::{FirmwareView, Projection};
-use cairn_firmware::{AddOptions, Scanner, human};
+use cairn_firmware::{AddOptions, ExtractOptions, Scanner, human};
 
 use crate::{ctx, output, progress};
 
@@ -55,13 +55,20 @@ pub(crate) enum FirmwareCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write an image out (verifying every chunk) and extract its parts with binwalk.
+    /// Write an image out (verifying every chunk and its signed analysis) and extract its
+    /// parts with binwalk, under a time and output budget.
     Extract {
         /// Firmware id prefix.
         id: String,
-        /// A new or empty directory.
+        /// A new or empty directory (not a symbolic link).
         #[arg(long, value_parser = crate::ctx::user_path)]
         to: PathBuf,
+        /// Stop extracting after this long (seconds, or with s, m, h).
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Stop extracting once the output passes this many bytes (K, M, G suffixes).
+        #[arg(long, default_value = "8G", value_parser = parse_size)]
+        max_output: u64,
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +91,23 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Parses `90`, `90s`, `10m`, `2h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90, 90s, 10m or 2h"))?;
+    n.checked_mul(mul)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
 pub(crate) fn run(dir: &Path, cmd: FirmwareCmd) -> Result<()> {
     match cmd {
         FirmwareCmd::Add {
@@ -97,7 +121,20 @@ pub(crate) fn run(dir: &Path, cmd: FirmwareCmd) -> Result<()> {
         FirmwareCmd::List { asset, json } => list(dir, &asset, json),
         FirmwareCmd::Show { id, json } => show(dir, &id, json),
         FirmwareCmd::Diff { a, b, json } => diff_cmd(dir, &a, &b, json),
-        FirmwareCmd::Extract { id, to, json } => extract(dir, &id, &to, json),
+        FirmwareCmd::Extract {
+            id,
+            to,
+            timeout,
+            max_output,
+            json,
+        } => {
+            let opts = ExtractOptions {
+                max_output,
+                timeout,
+                ..ExtractOptions::default()
+            };
+            extract(dir, &id, &to, &opts, json)
+        }
     }
 }
 
@@ -180,6 +217,14 @@ fn add(
         }
     );
     print_layout(&view);
+    let incomplete: Vec<&str> = cairn_firmware::incomplete(&view.record.analysis).collect();
+    if !incomplete.is_empty() {
+        say!(
+            "analysis incomplete: the image is stored whole, but its layout past the point \
+             named above was not analysed ({} budget overrun(s))",
+            incomplete.len()
+        );
+    }
     Ok(())
 }
 
@@ -309,6 +354,11 @@ fn diff_cmd(dir: &Path, a: &str, b: &str, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
     let (fa, fb) = (resolve(p, a)?, resolve(p, b)?);
+    // The diff compares signed region hashes: check they are the images' own first.
+    for f in [&fa, &fb] {
+        cairn_firmware::verify(store.blobs(), &f.record)
+            .with_context(|| format!("firmware {}: cannot diff it", f.id.short()))?;
+    }
     let changes = diff(&fa.record.analysis, &fb.record.analysis);
     if json {
         return output::json(&serde_json::json!({
@@ -376,12 +426,17 @@ fn diff_cmd(dir: &Path, a: &str, b: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn extract(dir: &Path, key: &str, to: &Path, json: bool) -> Result<()> {
+fn extract(dir: &Path, key: &str, to: &Path, opts: &ExtractOptions, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
     let f = resolve(store.projection(), key)?;
-    let x = cairn_firmware::extract(store.blobs(), &f.record, to)?;
+    let x = cairn_firmware::extract_with(store.blobs(), &f.record, to, opts)
+        .with_context(|| format!("firmware {}: cannot extract it", f.id.short()))?;
     if json {
-        return output::json(&x);
+        output::json(&x)?;
+        if let Some(why) = &x.stopped {
+            bail!("extraction stopped: {why}");
+        }
+        return Ok(());
     }
     say!(
         "wrote {} ({} bytes, every chunk verified)",
@@ -400,6 +455,12 @@ fn extract(dir: &Path, key: &str, to: &Path, json: bool) -> Result<()> {
             (None, None) => say!("{:#010x} {:<10} extracted", p.offset, p.name),
             (Some(why), _) => say!("{:#010x} {:<10} not extracted: {why}", p.offset, p.name),
         }
+    }
+    for r in &x.removed {
+        say!("removed {r}");
+    }
+    if let Some(why) = &x.stopped {
+        bail!("extraction stopped: {why}; the parts above that say so were not extracted");
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::SystemTime;
 
@@ -22,11 +23,14 @@ use cairn_core::firmware::Analysis;
 use cairn_store::blobs::BlobStore;
 
 use crate::FirmwareError;
+use crate::budget::Driver;
 use crate::layout::LayoutBuilder;
-use crate::scan::{LOOKAHEAD, Scanner, WINDOW};
+use crate::scan::{INCOMPLETE, LOOKAHEAD, Scanner, WINDOW};
 
 /// Chunks that may wait between reader and scanner.
 pub const QUEUE: usize = 16;
+/// Warnings an analysis keeps (what [`Analysis::validate`] allows).
+const MAX_WARNINGS: usize = 1000;
 /// Default upper bound on an image's size.
 pub const DEFAULT_MAX_SIZE: u64 = 4 << 30;
 
@@ -245,7 +249,8 @@ pub fn analyse(scanner: &Scanner, src: impl Read, len: u64) -> Result<Analysis, 
     })
 }
 
-/// The analysis thread: gathers chunks into windows, scans each, and feeds the layout.
+/// The analysis thread: gathers chunks into windows, scans each (under the scanner's budget,
+/// see [`crate::budget`]), and feeds the layout.
 fn analyse_stream(scanner: &Scanner, rx: Receiver<Vec<u8>>, len: u64) -> Analysis {
     let cap = (WINDOW + LOOKAHEAD).min(len as usize);
     let mut buf: Vec<u8> = Vec::with_capacity(cap);
@@ -253,11 +258,25 @@ fn analyse_stream(scanner: &Scanner, rx: Receiver<Vec<u8>>, len: u64) -> Analysi
     let mut skip_until = 0u64;
     let mut warnings = Vec::new();
     let mut layout = LayoutBuilder::new(len, TOOL.into());
-    let mut window = |buf: &mut Vec<u8>, base: &mut u64, end: usize, layout: &mut LayoutBuilder| {
-        let parts = scanner.scan_window(buf, *base, end, len, &mut skip_until, &mut warnings);
-        layout.consume(&buf[..end], parts);
-        buf.drain(..end);
+    let mut driver = Driver::new(scanner);
+    let mut window = |buf: Vec<u8>, base: &mut u64, end: usize, layout: &mut LayoutBuilder| {
+        // Shared with the scan worker while it parses; ours again once it is done.
+        let shared = Arc::new(buf);
+        let parts = driver.window(&shared, *base, end, len, &mut skip_until, &mut warnings);
+        layout.consume(&shared[..end], parts);
         *base += end as u64;
+        match Arc::try_unwrap(shared) {
+            Ok(mut buf) => {
+                buf.drain(..end);
+                buf
+            }
+            // An abandoned worker still holds the window: copy the lookahead out.
+            Err(shared) => {
+                let mut buf = Vec::with_capacity(cap);
+                buf.extend_from_slice(&shared[end..]);
+                buf
+            }
+        }
     };
     for chunk in rx {
         let mut chunk = chunk.as_slice();
@@ -266,13 +285,42 @@ fn analyse_stream(scanner: &Scanner, rx: Receiver<Vec<u8>>, len: u64) -> Analysi
             buf.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             if buf.len() == WINDOW + LOOKAHEAD {
-                window(&mut buf, &mut base, WINDOW, &mut layout);
+                buf = window(std::mem::take(&mut buf), &mut base, WINDOW, &mut layout);
             }
         }
     }
     if !buf.is_empty() {
         let end = buf.len();
-        window(&mut buf, &mut base, end, &mut layout);
+        window(buf, &mut base, end, &mut layout);
     }
-    layout.finish(warnings)
+    layout.finish(keep_warnings(warnings))
+}
+
+/// At most [`MAX_WARNINGS`] warnings, in order, keeping every [`crate::scan::INCOMPLETE`] one
+/// whatever else was dropped.
+fn keep_warnings(warnings: Vec<String>) -> Vec<String> {
+    if warnings.len() <= MAX_WARNINGS {
+        return warnings;
+    }
+    let vital = warnings
+        .iter()
+        .filter(|w| w.starts_with(INCOMPLETE))
+        .count()
+        .min(MAX_WARNINGS - 1);
+    let mut room = MAX_WARNINGS - 1 - vital;
+    let total = warnings.len();
+    let mut kept: Vec<String> = Vec::with_capacity(MAX_WARNINGS);
+    for w in warnings {
+        if w.starts_with(INCOMPLETE) && kept.len() < MAX_WARNINGS - 1 {
+            kept.push(w);
+        } else if room > 0 {
+            room -= 1;
+            kept.push(w);
+        }
+    }
+    kept.push(format!(
+        "{} more warnings were not kept",
+        total - kept.len()
+    ));
+    kept
 }
