@@ -56,6 +56,8 @@ fn ten_thousand_events_converge_through_a_dynamodb_relay() {
             "cairn-test",
             "--endpoint-url",
             &endpoint,
+            // The workspace does not exist yet; the allow-list is tested in `relay_hostile`.
+            "--open",
         ],
         &env,
     );
@@ -141,4 +143,136 @@ fn ten_thousand_events_converge_through_a_dynamodb_relay() {
             "{m} readable in a DynamoDB item"
         );
     }
+}
+
+/// The member-list rules on DynamoDB, where two Lambdas may run at once: a rogue admin's
+/// `u64::MAX` list is displaced by the honest admin's revoking list, the revoked device stays
+/// refused even after a stale admin's list names it again, and each replacement is one
+/// conditional write (a writer that judged against an older list stores nothing).
+#[test]
+fn a_rogue_admin_cannot_freeze_the_member_list_on_dynamodb() {
+    use cairn_core::domain::Role;
+    use cairn_core::keys::DeviceKey;
+    use cairn_relay::store::{RelayStore, StoredMembers};
+    use cairn_relay::wire::{MemberList, MemberListBody};
+    use cairn_relay::{Limits, Relay, Request};
+
+    let (_moto, endpoint) = moto();
+    let store = DynamoStore::with_credentials(
+        &DynamoConfig {
+            table: "cairn-members-test".into(),
+            region: "us-east-1".into(),
+            endpoint_url: Some(endpoint),
+        },
+        "test",
+        "test",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.create_table_if_missing()).unwrap();
+    let ws = cairn_core::WorkspaceId([7; 32]);
+    let (admin, mallory, bob) = (
+        DeviceKey::from_secret(&[1; 32]),
+        DeviceKey::from_secret(&[5; 32]),
+        DeviceKey::from_secret(&[6; 32]),
+    );
+    let list = |version: u64, m: &[(&DeviceKey, Role)], revoked: &[&DeviceKey], by: &DeviceKey| {
+        MemberList::sign(
+            &MemberListBody {
+                workspace: ws,
+                version,
+                members: m.iter().map(|(k, r)| (k.device_id(), *r)).collect(),
+                revoked: revoked.iter().map(|k| k.device_id()).collect(),
+                time: 0,
+            },
+            by,
+        )
+    };
+    let relay = Relay::new(
+        store.clone(),
+        Limits {
+            workspaces: Some(vec![ws]),
+            ..Limits::default()
+        },
+    );
+    let call = |key: &DeviceKey, method: &str, tail: &str, body: Vec<u8>| {
+        let path = format!("/v1/ws/{}/{tail}", ws.to_hex());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let headers = cairn_relay::auth::sign(key, method, &path, now, &body)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let r = Request {
+            method: method.into(),
+            path,
+            query: String::new(),
+            headers,
+            body,
+        };
+        rt.block_on(relay.handle(&r))
+    };
+    let everyone = [
+        (&admin, Role::Admin),
+        (&mallory, Role::Admin),
+        (&bob, Role::Admin),
+    ];
+    let r = call(&admin, "PUT", "members", list(2, &everyone, &[], &admin));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let r = call(
+        &mallory,
+        "PUT",
+        "members",
+        list(u64::MAX, &everyone, &[], &mallory),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let before = rt.block_on(store.members(&ws)).unwrap().unwrap();
+    let honest = [(&admin, Role::Admin), (&bob, Role::Admin)];
+    let r = call(
+        &admin,
+        "PUT",
+        "members",
+        list(4, &honest, &[&mallory], &admin),
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "the honest admin could not displace the frozen list: {:?}",
+        r.error_message()
+    );
+    // Bob, who has not heard of the revocation, names Mallory again: she stays out.
+    let r = call(&bob, "PUT", "members", list(5, &everyone, &[], &bob));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let r = call(
+        &mallory,
+        "PUT",
+        "members",
+        list(u64::MAX, &everyone, &[], &mallory),
+    );
+    assert_eq!(r.status, 403, "{:?}", r.error_message());
+    let stored = rt.block_on(store.members(&ws)).unwrap().unwrap();
+    assert_eq!(
+        MemberList::decode(&stored.list).unwrap().signer(),
+        bob.device_id()
+    );
+    assert_eq!(stored.revoked, vec![mallory.device_id()]);
+    // A replacement judged against an older list stores nothing.
+    let late = StoredMembers {
+        version: 9,
+        list: list(9, &honest, &[], &admin),
+        revoked: vec![],
+    };
+    assert!(
+        !rt.block_on(store.replace_members(&ws, Some(&before), &late))
+            .unwrap()
+    );
+    assert!(
+        !rt.block_on(store.replace_members(&ws, None, &late))
+            .unwrap()
+    );
+    assert_eq!(rt.block_on(store.members(&ws)).unwrap().unwrap(), stored);
 }

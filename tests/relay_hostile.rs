@@ -63,14 +63,20 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 impl Fixture {
+    /// A relay serving the fixture's workspace (on its allow-list unless `limits` has one).
     fn new(limits: Limits) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let store = RedbStore::open(&tmp.path().join("relay.redb")).unwrap();
+        let ws = WorkspaceId([7; 32]);
+        let limits = Limits {
+            workspaces: limits.workspaces.clone().or(Some(vec![ws])),
+            ..limits
+        };
         let relay = Relay::new(store, limits).with_clock(now);
         let f = Fixture {
             _tmp: tmp,
             relay,
-            ws: WorkspaceId([7; 32]),
+            ws,
             admin: DeviceKey::from_secret(&[1; 32]),
             eng: DeviceKey::from_secret(&[2; 32]),
         };
@@ -89,15 +95,7 @@ impl Fixture {
     }
 
     fn members(&self, version: u64, m: &[(&DeviceKey, Role)], signer: &DeviceKey) -> Vec<u8> {
-        MemberList::sign(
-            &MemberListBody {
-                workspace: self.ws,
-                version,
-                members: m.iter().map(|(k, r)| (k.device_id(), *r)).collect(),
-                time: NOW,
-            },
-            signer,
-        )
+        revoking(self, version, m, &[], signer)
     }
 
     fn call(&self, r: Request) -> Response {
@@ -435,4 +433,220 @@ fn viewer_squatting_the_admins_next_seq_cannot_censor_it() {
     let msg = squat_reply.error_message().expect("a JSON error");
     assert!(msg.contains("only its own events"), "{msg:?}");
     assert_eq!(after_squat, before, "the refused squat wrote something");
+}
+
+/// A member list signed by `signer` that revokes `revoked` (the relay keeps them out for good).
+fn revoking(
+    f: &Fixture,
+    version: u64,
+    m: &[(&DeviceKey, Role)],
+    revoked: &[&DeviceKey],
+    signer: &DeviceKey,
+) -> Vec<u8> {
+    MemberList::sign(
+        &MemberListBody {
+            workspace: f.ws,
+            version,
+            members: m.iter().map(|(k, r)| (k.device_id(), *r)).collect(),
+            revoked: revoked.iter().map(|k| k.device_id()).collect(),
+            time: NOW,
+        },
+        signer,
+    )
+}
+
+/// The relay's current member list, decoded.
+fn stored_list(f: &Fixture) -> MemberList {
+    let r = f.call(req(&f.admin, "GET", &f.path("members"), "", vec![], NOW));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    MemberList::decode(&r.body).unwrap()
+}
+
+/// Mallory, an admin gone rogue, uploads a member list at version `u64::MAX`: no honest
+/// version can ever be greater. The honest admin revokes her in the log and syncs its list
+/// (version from its log, far lower): it must replace Mallory's, which then no longer lists
+/// her, and her requests and lists are refused from then on.
+#[test]
+fn a_rogue_admin_cannot_freeze_the_member_list_with_a_huge_version() {
+    let f = Fixture::new(Limits::default());
+    let mallory = DeviceKey::from_secret(&[5; 32]);
+    let everyone = [
+        (&f.admin, Role::Admin),
+        (&mallory, Role::Admin),
+        (&f.eng, Role::Engineer),
+    ];
+    let r = f.call(req(
+        &f.admin,
+        "PUT",
+        &f.path("members"),
+        "",
+        f.members(2, &everyone, &f.admin),
+        NOW,
+    ));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let frozen = f.members(u64::MAX, &everyone, &mallory);
+    let r = f.call(req(&mallory, "PUT", &f.path("members"), "", frozen, NOW));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+
+    // The honest admin revokes Mallory (its log now holds 4 membership records).
+    let honest = revoking(
+        &f,
+        4,
+        &[(&f.admin, Role::Admin), (&f.eng, Role::Engineer)],
+        &[&mallory],
+        &f.admin,
+    );
+    let r = f.call(req(&f.admin, "PUT", &f.path("members"), "", honest, NOW));
+    assert_eq!(
+        r.status,
+        200,
+        "the honest admin's list revoking Mallory was refused: {:?}",
+        r.error_message()
+    );
+    let list = stored_list(&f);
+    assert_eq!(list.signer(), f.admin.device_id());
+    assert_eq!(
+        list.role_of(&mallory.device_id()),
+        None,
+        "Mallory is still listed"
+    );
+
+    // Mallory is out: her pushes, reads and lists are refused.
+    let mine = item(mallory.device_id(), 1, 40);
+    let r = f.push(&mallory, &[mine]);
+    assert_eq!(r.status, 403, "{:?}", r.error_message());
+    let again = f.members(u64::MAX, &everyone, &mallory);
+    f.refused(
+        req(&mallory, "PUT", &f.path("members"), "", again, NOW + 1),
+        403,
+        "",
+    );
+}
+
+/// Mallory, an admin, is revoked, and the relay's list says so. Bob, an honest admin who has
+/// not heard of the revocation yet, then uploads his list (more membership records: he
+/// enrolled a device) which still names Mallory as an admin. The relay must keep her out all
+/// the same: she can neither replace the list (not even at `u64::MAX`) nor push.
+#[test]
+fn a_revoked_admin_cannot_replace_the_member_list() {
+    let f = Fixture::new(Limits::default());
+    let mallory = DeviceKey::from_secret(&[5; 32]);
+    let bob = DeviceKey::from_secret(&[6; 32]);
+    let dora = DeviceKey::from_secret(&[8; 32]);
+    let put =
+        |key: &DeviceKey, list: Vec<u8>| f.call(req(key, "PUT", &f.path("members"), "", list, NOW));
+    let everyone = [
+        (&f.admin, Role::Admin),
+        (&mallory, Role::Admin),
+        (&bob, Role::Admin),
+        (&f.eng, Role::Engineer),
+    ];
+    let r = put(&f.admin, f.members(4, &everyone, &f.admin));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    // The admin revokes Mallory.
+    let r = put(
+        &f.admin,
+        revoking(
+            &f,
+            5,
+            &[
+                (&f.admin, Role::Admin),
+                (&bob, Role::Admin),
+                (&f.eng, Role::Engineer),
+            ],
+            &[&mallory],
+            &f.admin,
+        ),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    // Bob, from his stale view: Mallory is still an admin, and Dora is new.
+    let stale = [
+        (&f.admin, Role::Admin),
+        (&mallory, Role::Admin),
+        (&bob, Role::Admin),
+        (&f.eng, Role::Engineer),
+        (&dora, Role::Engineer),
+    ];
+    let r = put(&bob, f.members(6, &stale, &bob));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+
+    // Mallory tries to take the list back, at the highest version there is.
+    let hers = revoking(
+        &f,
+        u64::MAX,
+        &[(&mallory, Role::Admin)],
+        &[&f.admin, &bob],
+        &mallory,
+    );
+    let resp = put(&mallory, hers);
+    let list = stored_list(&f);
+    assert_eq!(
+        list.signer(),
+        bob.device_id(),
+        "the revoked admin replaced the member list (answer {}: {:?})",
+        resp.status,
+        resp.error_message()
+    );
+    assert_eq!(resp.status, 403, "{:?}", resp.error_message());
+    let r = f.push(&mallory, &[item(mallory.device_id(), 1, 40)]);
+    assert_eq!(r.status, 403, "{:?}", r.error_message());
+    assert!(
+        r.error_message().unwrap().contains("revoked"),
+        "{:?}",
+        r.error_message()
+    );
+}
+
+/// A relay whose operator named no workspaces serves none: a stranger cannot register a
+/// workspace first and keep its members out (first use used to win).
+#[test]
+fn an_unlisted_workspace_cannot_register() {
+    let tmp = tempfile::tempdir().unwrap();
+    let squatter = DeviceKey::from_secret(&[9; 32]);
+    let ws = WorkspaceId([7; 32]);
+    let list = MemberList::sign(
+        &MemberListBody {
+            workspace: ws,
+            version: 1,
+            members: vec![(squatter.device_id(), Role::Admin)],
+            revoked: vec![],
+            time: NOW,
+        },
+        &squatter,
+    );
+    let path = format!("/v1/ws/{}/members", ws.to_hex());
+    // No allow-list at all (the default), and an allow-list without this workspace.
+    for limits in [
+        Limits::default(),
+        Limits {
+            workspaces: Some(vec![WorkspaceId([8; 32])]),
+            ..Limits::default()
+        },
+    ] {
+        let store = RedbStore::open(&tmp.path().join(format!("{}.redb", rand_name()))).unwrap();
+        let relay = Relay::new(store, limits).with_clock(now);
+        let r = rt().block_on(relay.handle(&req(&squatter, "PUT", &path, "", list.clone(), NOW)));
+        assert_eq!(r.status, 403, "{:?}", r.error_message());
+        assert!(
+            r.error_message().unwrap().contains("does not serve"),
+            "{:?}",
+            r.error_message()
+        );
+        assert!(relay.store().raw_values().unwrap().is_empty());
+    }
+    // Open registration only when the operator asks for it.
+    let store = RedbStore::open(&tmp.path().join("open.redb")).unwrap();
+    let open = Limits {
+        open: true,
+        ..Limits::default()
+    };
+    let relay = Relay::new(store, open).with_clock(now);
+    let r = rt().block_on(relay.handle(&req(&squatter, "PUT", &path, "", list, NOW)));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+}
+
+fn rand_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("relay-{}", N.fetch_add(1, Ordering::SeqCst))
 }

@@ -31,6 +31,8 @@ fn two_devices_sync_through_the_lambda_function_url() {
         .args(["--env-var", "AWS_ACCESS_KEY_ID=test"])
         .args(["--env-var", "AWS_SECRET_ACCESS_KEY=test"])
         .args(["--env-var", "AWS_REGION=us-east-1"])
+        // The workspace does not exist yet; the allow-list is tested in `relay_hostile`.
+        .args(["--env-var", "CAIRN_OPEN=1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

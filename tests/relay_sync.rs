@@ -21,6 +21,11 @@ fn sync(ws: &Ws) -> serde_json::Value {
     serde_json::from_str(&ws.ok(&["sync", "--relay", "--json"])).unwrap()
 }
 
+/// The workspace id, for `relay serve --workspace`.
+fn ws_id(w: &Ws) -> String {
+    workspace_of(w).to_hex()
+}
+
 #[test]
 fn devices_converge_through_the_relay_which_sees_only_ciphertext() {
     let alice = Ws::new();
@@ -40,8 +45,23 @@ fn devices_converge_through_the_relay_which_sees_only_ciphertext() {
     let bob = alice.enrol_offline("bob", "engineer");
     let carol = alice.enrol_offline("carol", "engineer");
 
+    // `relay list` shows the id a relay's operator puts on its allow-list.
+    let id = ws_id(&alice);
+    assert!(
+        alice
+            .ok(&["relay", "list"])
+            .contains(&format!("workspace id: {id}")),
+        "relay list does not show the workspace id"
+    );
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     for w in [&alice, &bob, &carol] {
         w.ok(&["relay", "add", &url]);
     }
@@ -105,7 +125,7 @@ fn devices_converge_through_the_relay_which_sees_only_ciphertext() {
     let r = sync(&alice);
     assert_eq!(r["reports"][0]["member_list_updated"], true, "{r}");
     let err = carol.fails(&["sync", "--relay"], 1);
-    assert!(err.contains("not a member"), "{err}");
+    assert!(err.contains("is revoked in this workspace"), "{err}");
     sync(&bob);
     assert_eq!(alice.ok(&["state-hash"]), bob.ok(&["state-hash"]));
     assert!(bob.ok(&["asset", "show", ASSET]).contains(LATE_MARKER));
@@ -205,7 +225,14 @@ fn viewer_squatting_the_admins_next_seq_cannot_censor_it() {
     let bob = alice.enrol_offline("bob", "engineer");
     let vic = alice.enrol_offline("vic", "viewer");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (_relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     for w in [&alice, &bob, &vic] {
         w.ok(&["relay", "add", &url]);
     }
@@ -255,7 +282,14 @@ fn an_item_under_an_unknown_key_does_not_pin_the_pullers_cursor() {
     alice.init();
     let bob = alice.enrol_offline("bob", "engineer");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (_relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     for w in [&alice, &bob] {
         w.ok(&["relay", "add", &url]);
     }
@@ -319,6 +353,7 @@ fn a_relay_that_always_has_more_cannot_hold_the_client_in_one_pass() {
             workspace: ws,
             version: u64::MAX,
             members: vec![(fake.device_id(), cairn_core::domain::Role::Admin)],
+            revoked: vec![],
             time: 0,
         },
         &fake,
@@ -432,7 +467,14 @@ fn a_planted_key_grant_cannot_choose_the_key_sealed_with_after_a_revocation() {
     alice.init();
     let bob = alice.enrol_offline("bob", "engineer");
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     for w in [&alice, &bob] {
         w.ok(&["relay", "add", &url]);
     }
@@ -538,7 +580,14 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
     let alice = Ws::new();
     alice.init();
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     alice.ok(&["relay", "add", &url]);
     sync(&alice);
     drop(relay);
@@ -581,7 +630,14 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
             .unwrap();
         rt.block_on(store.push(&ws, &junk)).unwrap();
     }
-    let (_relay, url2) = relay_serve(&["--store", "redb", "--db", db.to_str().unwrap()]);
+    let (_relay, url2) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
     alice.ok(&["relay", "remove", &url]);
     alice.ok(&["relay", "add", &url2]);
     let r = sync(&alice);
@@ -594,4 +650,192 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
     );
     let s = cairn_store::Store::open(&alice.dir, PASS.as_bytes()).unwrap();
     assert_eq!(s.quarantine().unwrap().len(), 0);
+}
+
+/// `relay serve` with neither an allow-list nor `--open` refuses to start: a relay open by
+/// default let whoever registered a workspace id first hold it. (Bounded wait: a relay that
+/// starts anyway fails the test instead of hanging it.)
+#[test]
+fn an_unlisted_workspace_cannot_register_on_a_default_relay_serve() {
+    use std::io::Read;
+    let w = Ws::new();
+    let db = w.path("relay.redb");
+    let child = w
+        .cmd()
+        .args(["relay", "serve", "--bind", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = common::Child(child);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "relay serve started with no allow-list and no --open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--workspace ID"), "{err}");
+    assert!(err.contains("--open"), "{err}");
+    assert!(!db.exists(), "the refused relay created its storage");
+}
+
+/// Dave, an admin gone rogue, uploads a member list at version `u64::MAX` through the relay:
+/// no version from a log can ever exceed it. Alice revokes him; her next sync must replace his
+/// list (hers revokes him), after which Dave is refused and Bob syncs as before.
+#[test]
+fn a_rogue_admins_frozen_member_list_is_replaced_once_he_is_revoked() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let dave = alice.enrol_offline("dave", "admin");
+    let db = alice.path("relay.redb");
+    let (_relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
+    for w in [&alice, &bob, &dave] {
+        w.ok(&["relay", "add", &url]);
+    }
+    for w in [&alice, &bob, &dave] {
+        let r = sync(w);
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    }
+    let ws = workspace_of(&alice);
+    let (a, b, d) = (
+        device_key(&alice).device_id(),
+        device_key(&bob).device_id(),
+        device_key(&dave),
+    );
+    let frozen = MemberList::sign(
+        &MemberListBody {
+            workspace: ws,
+            version: u64::MAX,
+            members: vec![
+                (a, cairn_core::domain::Role::Admin),
+                (b, cairn_core::domain::Role::Engineer),
+                (d.device_id(), cairn_core::domain::Role::Admin),
+            ],
+            revoked: vec![],
+            time: 0,
+        },
+        &d,
+    );
+    let client = cairn_sync::relay_client::RelayClient::new(&url).unwrap();
+    let path = format!("/v1/ws/{}/members", ws.to_hex());
+    let (status, _) = client.call(&d, "PUT", &path, &frozen).unwrap();
+    assert_eq!(status, 200, "the rogue admin's list was not taken");
+
+    alice.ok(&["device", "revoke", "dave"]);
+    let r = sync(&alice);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(
+        r["reports"][0]["member_list_updated"], true,
+        "the admin did not replace the frozen list: {r}"
+    );
+    let (status, body) = client.call(&device_key(&alice), "GET", &path, b"").unwrap();
+    assert_eq!(status, 200);
+    let list = MemberList::decode(&body).unwrap();
+    assert_eq!(list.signer(), a, "the frozen list is still there");
+    assert_eq!(list.role_of(&d.device_id()), None);
+    let (status, _) = client.call(&d, "PUT", &path, &frozen).unwrap();
+    assert_eq!(status, 403, "the revoked admin took the list back");
+    let r = sync(&bob);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+}
+
+/// The relay's operator (or anyone holding a key that is not an admin's) serves a member list
+/// signed by a stranger, listing the members so that they all still get in. The clients must
+/// not take it with a warning: the sync fails and names the signer.
+#[test]
+fn a_member_list_signed_by_a_stranger_fails_the_sync() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let db = alice.path("relay.redb");
+    let id = ws_id(&alice);
+    let args = [
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &id,
+    ];
+    let (relay, url) = relay_serve(&args);
+    for w in [&alice, &bob] {
+        w.ok(&["relay", "add", &url]);
+        let r = sync(w);
+        assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    }
+    drop(relay);
+    let ws = workspace_of(&alice);
+    let stranger = cairn_core::keys::DeviceKey::from_secret(&[0x66; 32]);
+    let forged = MemberList::sign(
+        &MemberListBody {
+            workspace: ws,
+            version: u64::MAX,
+            members: vec![
+                (stranger.device_id(), cairn_core::domain::Role::Admin),
+                (
+                    device_key(&alice).device_id(),
+                    cairn_core::domain::Role::Admin,
+                ),
+                (
+                    device_key(&bob).device_id(),
+                    cairn_core::domain::Role::Engineer,
+                ),
+            ],
+            revoked: vec![],
+            time: 0,
+        },
+        &stranger,
+    );
+    {
+        let store = RedbStore::open(&db).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let current = store.members(&ws).await.unwrap().unwrap();
+            let planted = cairn_relay::store::StoredMembers {
+                version: u64::MAX,
+                list: forged,
+                revoked: vec![],
+            };
+            assert!(
+                store
+                    .replace_members(&ws, Some(&current), &planted)
+                    .await
+                    .unwrap()
+            );
+        });
+    }
+    let (_relay, url2) = relay_serve(&args);
+    for w in [&alice, &bob] {
+        w.ok(&["relay", "remove", &url]);
+        w.ok(&["relay", "add", &url2]);
+        let err = w.fails(&["sync", "--relay"], 1);
+        assert!(err.contains("not an admin in this log"), "{err}");
+        assert!(err.contains(&stranger.device_id().short()), "{err}");
+    }
 }

@@ -11,8 +11,39 @@ import { Construct } from "constructs";
 export interface RelayStackProps extends cdk.StackProps {
   /** Directory holding the built `bootstrap` binary. */
   readonly codePath: string;
-  /** Workspace ids allowed to register (empty: any). */
+  /**
+   * The workspaces the relay serves (64-hex ids): required unless `open` is set. A request for
+   * any other workspace is refused, registration included.
+   */
   readonly workspaces?: string[];
+  /**
+   * Serve any workspace: the first device to register a workspace id holds it. Off unless set
+   * explicitly, and exclusive with `workspaces`.
+   */
+  readonly open?: boolean;
+}
+
+/** The relay's registration environment: an allow-list, or open only when asked for. */
+export function registrationEnv(props: Pick<RelayStackProps, "workspaces" | "open">): Record<string, string> {
+  const workspaces = props.workspaces ?? [];
+  for (const w of workspaces) {
+    if (!/^[0-9a-f]{64}$/.test(w)) {
+      throw new Error(`RelayStack: workspace id ${JSON.stringify(w)} is not 64 lower-case hex digits`);
+    }
+  }
+  if (props.open === true) {
+    if (workspaces.length > 0) {
+      throw new Error("RelayStack: set either workspaces or open, not both");
+    }
+    return { CAIRN_OPEN: "1" };
+  }
+  if (workspaces.length === 0) {
+    throw new Error(
+      "RelayStack: name the workspaces the relay serves (context workspaces=ID,ID) or, to let " +
+        "any workspace register with the first registration winning, set open (context open=true)",
+    );
+  }
+  return { CAIRN_WORKSPACES: workspaces.join(",") };
 }
 
 export class RelayStack extends cdk.Stack {
@@ -22,6 +53,8 @@ export class RelayStack extends cdk.Stack {
 
   constructor(scope: Construct, id: string, props: RelayStackProps) {
     super(scope, id, props);
+    // Checked before any resource exists: a stack without an allow-list does not synthesise.
+    const registration = registrationEnv(props);
 
     this.table = new dynamodb.Table(this, "Events", {
       partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
@@ -44,7 +77,7 @@ export class RelayStack extends cdk.Stack {
       timeout: cdk.Duration.seconds(30),
       environment: {
         CAIRN_RELAY_TABLE: this.table.tableName,
-        CAIRN_WORKSPACES: (props.workspaces ?? []).join(","),
+        ...registration,
         CAIRN_LOG: "info",
       },
     });

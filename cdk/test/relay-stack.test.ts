@@ -6,16 +6,44 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as cdk from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
-import { RelayStack } from "../lib/relay-stack";
+import { RelayStack, RelayStackProps } from "../lib/relay-stack";
 
-function template(): Template {
+function codeDir(): string {
   // The asset directory only has to exist for synthesis; deployments use the built binary.
   const code = fs.mkdtempSync(path.join(os.tmpdir(), "cairn-relay-code-"));
   fs.writeFileSync(path.join(code, "bootstrap"), "");
+  return code;
+}
+
+function template(props: Omit<RelayStackProps, "codePath"> = { workspaces: ["ab".repeat(32)] }): Template {
   const app = new cdk.App();
-  const stack = new RelayStack(app, "Test", { codePath: code, workspaces: ["ab".repeat(32)] });
+  const stack = new RelayStack(app, "Test", { codePath: codeDir(), ...props });
   return Template.fromStack(stack);
 }
+
+function environment(t: Template): Record<string, unknown> {
+  const fns = Object.values(t.findResources("AWS::Lambda::Function")) as {
+    Properties: { Environment: { Variables: Record<string, unknown> } };
+  }[];
+  assert.equal(fns.length, 1);
+  return fns[0].Properties.Environment.Variables;
+}
+
+test("an unlisted workspace cannot register: no stack without an allow-list unless open is explicit", () => {
+  for (const props of [{}, { workspaces: [] }, { open: false }, { workspaces: [], open: false }]) {
+    assert.throws(() => template(props), /name the workspaces/, JSON.stringify(props));
+  }
+  assert.throws(() => template({ workspaces: ["not-an-id"] }), /64 lower-case hex/);
+  assert.throws(() => template({ workspaces: ["ab".repeat(32)], open: true }), /not both/);
+  // The default stack passes its allow-list and never the open switch.
+  const listed = environment(template({ workspaces: ["ab".repeat(32), "cd".repeat(32)] }));
+  assert.equal(listed.CAIRN_WORKSPACES, `${"ab".repeat(32)},${"cd".repeat(32)}`);
+  assert.ok(!("CAIRN_OPEN" in listed), JSON.stringify(listed));
+  // Open only when asked for, and then without an allow-list.
+  const open = environment(template({ open: true }));
+  assert.equal(open.CAIRN_OPEN, "1");
+  assert.ok(!("CAIRN_WORKSPACES" in open), JSON.stringify(open));
+});
 
 test("table: pk string + sk number, on demand, PITR, encrypted, TTL on exp", () => {
   template().hasResourceProperties("AWS::DynamoDB::Table", {

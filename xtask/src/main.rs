@@ -252,6 +252,8 @@ fn cdk_tests() -> Result<()> {
     run(Command::new("npx")
         .args(["cdk", "synth", "--quiet", "--no-notices", "-c"])
         .arg(format!("relayCode={}", code.display()))
+        // The stack refuses to synthesise without the workspaces it serves (or open=true).
+        .args(["-c", &format!("workspaces={}", "ab".repeat(32))])
         .current_dir(&cdk))
 }
 

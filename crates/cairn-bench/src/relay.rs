@@ -39,6 +39,7 @@ fn relay(args: &[&str], env: &[(&str, &str)]) -> Result<(Kill, String)> {
             "127.0.0.1:0",
             "--rate",
             "100000",
+            "--open",
         ])
         .args(args)
         .envs(env.iter().copied())

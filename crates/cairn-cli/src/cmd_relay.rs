@@ -44,9 +44,14 @@ pub(crate) enum RelayCmd {
         /// A DynamoDB endpoint other than AWS's (an emulator); the table is created if missing.
         #[arg(long, env = "CAIRN_DYNAMODB_ENDPOINT")]
         endpoint_url: Option<String>,
-        /// Serve only these workspaces (ids); default: any workspace may register.
+        /// Serve these workspaces (ids; `cairn relay list` shows this workspace's). Required
+        /// unless `--open`.
         #[arg(long = "workspace")]
         workspaces: Vec<String>,
+        /// Serve any workspace: whoever first registers a workspace id on this relay holds it.
+        /// Only for a relay that nobody but the workspace's own devices can reach.
+        #[arg(long, conflicts_with = "workspaces")]
+        open: bool,
         /// Requests per second per device (sustained).
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
@@ -86,6 +91,7 @@ pub(crate) fn run(dir: &Path, cmd: RelayCmd) -> Result<()> {
             region,
             endpoint_url,
             workspaces,
+            open,
             rate,
         } => {
             let allowed = workspaces
@@ -94,8 +100,19 @@ pub(crate) fn run(dir: &Path, cmd: RelayCmd) -> Result<()> {
                     WorkspaceId::from_hex(w).map_err(|e| anyhow::anyhow!("--workspace {w}: {e}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            if allowed.is_empty() && !open {
+                bail!(
+                    "name the workspaces this relay serves: --workspace ID (repeat it for more; \
+                     `cairn relay list` in a workspace shows its id), or --open to let any \
+                     workspace register, the first to register an id holding it"
+                );
+            }
+            if open {
+                say!("relay open: any workspace may register (first registration wins)");
+            }
             let limits = Limits {
                 workspaces: (!allowed.is_empty()).then_some(allowed),
+                open,
                 rate_per_sec: rate,
                 ..Limits::default()
             };
@@ -146,6 +163,13 @@ pub(crate) fn run(dir: &Path, cmd: RelayCmd) -> Result<()> {
             let relays = cairn_sync::relay_client::configured(&store)?;
             if json {
                 return output::json(&relays);
+            }
+            if let Some(ws) = store.projection().workspace() {
+                say!(
+                    "workspace id: {} (a relay serves it with `cairn relay serve --workspace {}`)",
+                    ws.to_hex(),
+                    ws.to_hex()
+                );
             }
             if relays.is_empty() {
                 say!("no relays (add one with `cairn relay add URL`)");

@@ -4,7 +4,10 @@
 //! Routes (bodies are postcard unless noted; errors are JSON `{"error": "..."}` with a 4xx,
 //! or 503 when storage fails):
 //! - `GET  /v1/health` (no authentication) → `ok`
-//! - `PUT  /v1/ws/{ws}/members` — body: a signed [`MemberList`]; registers or updates it
+//! - `PUT  /v1/ws/{ws}/members` — body: a signed [`MemberList`]; registers or replaces it
+//!   (see [`MemberList::may_replace`]: signed by a non-revoked admin of the stored list, and
+//!   newer or taking the stored list's signer out of the admins); every device a list the
+//!   relay accepted revokes is refused for good
 //! - `GET  /v1/ws/{ws}/members` → the stored member list bytes
 //! - `POST /v1/ws/{ws}/events` — body: `Vec<SealedItem>` → [`PushReply`]; every item must be
 //!   authored by the signing device (403 otherwise), so no member can take another's (author,
@@ -13,9 +16,10 @@
 //! - `PUT  /v1/ws/{ws}/chunks/{blake3 hex}` — body: the chunk; `GET` returns it
 //!
 //! Every route but health is signed ([`crate::auth`]). Checks, in order, before anything is
-//! written: body size, signature headers, time window, signature, membership (the member list
-//! itself for its first registration), rate limit, replay cache. A request that fails any check
-//! writes nothing.
+//! written: body size, signature headers, time window, signature, the operator's allow-list
+//! ([`Limits::serves`]), membership (not revoked by any list the relay accepted; the member
+//! list itself for its first registration), rate limit, replay cache. A request that fails any
+//! check writes nothing.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,8 +29,10 @@ use cairn_core::{DeviceId, WorkspaceId};
 use parking_lot::Mutex;
 
 use crate::auth::Claims;
-use crate::store::RelayStore;
-use crate::wire::{CLEAR, MemberList, PullReply, PushReply, SealedItem, decode_exact, encode};
+use crate::store::{RelayStore, StoredMembers};
+use crate::wire::{
+    CLEAR, MAX_LIST_ENTRIES, MemberList, PullReply, PushReply, SealedItem, decode_exact, encode,
+};
 
 /// Size, time and rate limits. The defaults fit AWS Lambda (6 MB payloads) and DynamoDB
 /// (400 KB items).
@@ -50,8 +56,24 @@ pub struct Limits {
     pub rate_per_sec: f64,
     /// Burst allowance per device.
     pub burst: f64,
-    /// When set, only these workspaces may register (the operator's allow-list).
+    /// The workspaces this relay serves (the operator's allow-list): requests for any other
+    /// are refused, registration included. `None` serves none unless [`Limits::open`].
     pub workspaces: Option<Vec<WorkspaceId>>,
+    /// With no allow-list, serve any workspace: the first valid member list registered for a
+    /// workspace id wins it. Off by default; the operator turns it on explicitly
+    /// (`relay serve --open`, `CAIRN_OPEN=1`).
+    pub open: bool,
+}
+
+impl Limits {
+    /// Whether this relay serves `ws`: on the allow-list, or any workspace when open and
+    /// there is no allow-list.
+    pub fn serves(&self, ws: &WorkspaceId) -> bool {
+        match &self.workspaces {
+            Some(list) => list.contains(ws),
+            None => self.open,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -67,6 +89,7 @@ impl Default for Limits {
             rate_per_sec: 100.0,
             burst: 1000.0,
             workspaces: None,
+            open: false,
         }
     }
 }
@@ -297,15 +320,23 @@ impl<S: RelayStore> Relay<S> {
         ) {
             return Response::error(401, e);
         }
+        if !self.limits.serves(&ws) {
+            return Response::error(403, "this relay does not serve that workspace");
+        }
         // Membership: the stored list, or for a first registration the list being registered.
         let stored = match self.store.members(&ws).await {
             Ok(m) => m,
             Err(e) => return Response::error(503, e),
         };
-        let current = match stored.as_deref().map(MemberList::decode).transpose() {
+        let current = match stored
+            .as_ref()
+            .map(|s| MemberList::decode_stored(&s.list))
+            .transpose()
+        {
             Ok(c) => c,
             Err(e) => return Response::error(503, format!("stored member list: {e}")),
         };
+        let revoked: &[DeviceId] = stored.as_ref().map_or(&[], |s| s.revoked.as_slice());
         let registering = matches!(r, Route::Members(_)) && method == "PUT";
         let new_list = if registering {
             match MemberList::decode(&req.body) {
@@ -318,16 +349,18 @@ impl<S: RelayStore> Relay<S> {
         } else {
             None
         };
+        if revoked.contains(&claims.device) {
+            return Response::error(
+                403,
+                format!(
+                    "device {} is revoked in this workspace; the relay refuses it for good",
+                    claims.device.short()
+                ),
+            );
+        }
         let role = match (&current, &new_list) {
             (Some(c), _) => c.role_of(&claims.device),
-            (None, Some(n)) => {
-                if let Some(allowed) = &self.limits.workspaces
-                    && !allowed.contains(&ws)
-                {
-                    return Response::error(403, "this relay does not serve that workspace");
-                }
-                n.role_of(&claims.device)
-            }
+            (None, Some(n)) => n.role_of(&claims.device),
             (None, None) => return Response::error(404, "workspace is not registered here"),
         };
         let Some(role) = role else {
@@ -342,15 +375,30 @@ impl<S: RelayStore> Relay<S> {
         if !self.take_token(claims.device, now) {
             return Response::error(429, "rate limit exceeded; retry later");
         }
-        // Updating the list takes an admin of the current list.
-        if let (Some(_), Some(n)) = (&current, &new_list)
-            && (role != Role::Admin
-                || current.as_ref().and_then(|c| c.role_of(&n.signer())) != Some(Role::Admin))
-        {
-            return Response::error(
-                403,
-                "only an admin of the current member list may replace it",
-            );
+        // Replacing the list takes an admin of the current list, not revoked, and a list that
+        // may replace it.
+        if let (Some(c), Some(n)) = (&current, &new_list) {
+            if role != Role::Admin
+                || c.role_of(&n.signer()) != Some(Role::Admin)
+                || revoked.contains(&n.signer())
+            {
+                return Response::error(
+                    403,
+                    "only an admin of the current member list, not revoked, may replace it",
+                );
+            }
+            if !n.may_replace(c) {
+                return Response::error(
+                    409,
+                    format!(
+                        "the relay holds a newer or equal member list version ({}, signed by \
+                         {}) and this one ({}) does not take that signer out of the admins",
+                        c.body().version,
+                        c.signer().short(),
+                        n.body().version
+                    ),
+                );
+            }
         }
         match self
             .store
@@ -363,24 +411,14 @@ impl<S: RelayStore> Relay<S> {
         }
         match (r, method) {
             (Route::Members(_), "GET") => match stored {
-                Some(b) => Response::ok(b),
+                Some(s) => Response::ok(s.list),
                 None => Response::error(404, "workspace is not registered here"),
             },
             (Route::Members(_), _) => {
                 let Some(n) = new_list else {
                     return Response::error(400, "no member list");
                 };
-                match self
-                    .store
-                    .put_members(&ws, n.body().version, n.bytes())
-                    .await
-                {
-                    Ok(true) => Response::ok(Vec::new()),
-                    Ok(false) => {
-                        Response::error(409, "the relay holds a newer or equal member list version")
-                    }
-                    Err(e) => Response::error(503, e),
-                }
+                self.replace_members(&ws, stored, &n).await
             }
             (Route::Events(_), "POST") => self.push(&ws, claims.device, &req.body).await,
             (Route::Events(_), _) => self.pull(&ws, &req.query).await,
@@ -405,6 +443,52 @@ impl<S: RelayStore> Relay<S> {
                 Err(e) => Response::error(503, e),
             },
             (Route::Health, _) => Response::error(405, "not allowed"),
+        }
+    }
+
+    /// Stores `new` in place of `stored` (already judged a valid replacement), keeping every
+    /// device either revoked.
+    async fn replace_members(
+        &self,
+        ws: &WorkspaceId,
+        stored: Option<StoredMembers>,
+        new: &MemberList,
+    ) -> Response {
+        let revoked: std::collections::BTreeSet<DeviceId> = stored
+            .iter()
+            .flat_map(|s| s.revoked.iter())
+            .chain(new.body().revoked.iter())
+            .copied()
+            .collect();
+        if revoked.len() > MAX_LIST_ENTRIES {
+            return Response::error(
+                413,
+                format!(
+                    "{} revoked devices in all; the limit is {MAX_LIST_ENTRIES}",
+                    revoked.len()
+                ),
+            );
+        }
+        let revoked: Vec<DeviceId> = revoked.into_iter().collect();
+        let next = StoredMembers {
+            version: new.body().version,
+            list: new.bytes().to_vec(),
+            revoked,
+        };
+        match self.store.replace_members(ws, stored.as_ref(), &next).await {
+            Ok(true) => {
+                tracing::info!(
+                    workspace = %ws.short(), version = next.version,
+                    signer = %new.signer().short(), revoked = next.revoked.len(),
+                    "member list replaced"
+                );
+                Response::ok(Vec::new())
+            }
+            Ok(false) => Response::error(
+                409,
+                "the member list changed while this one was checked; read it and retry",
+            ),
+            Err(e) => Response::error(503, e),
         }
     }
 

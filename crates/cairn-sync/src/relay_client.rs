@@ -229,7 +229,8 @@ pub fn sync(
         )
     };
     let base = format!("/v1/ws/{}", ws.to_hex());
-    report.member_list_updated = update_member_list(store, &client, &key, &base)?;
+    let (updated, relay_list) = update_member_list(store, &client, &key, &base)?;
+    report.member_list_updated = updated;
 
     // Pull.
     let mut state = load_state(&lock(store), &url);
@@ -371,6 +372,7 @@ pub fn sync(
     for t in &report.too_large {
         tracing::warn!(relay = %url, event = %t, "event too large for the relay; not pushed");
     }
+    check_member_list(store, relay_list.as_ref(), report.pull_incomplete)?;
     Ok(report)
 }
 
@@ -575,69 +577,92 @@ fn merge(into: &mut IngestReport, r: IngestReport) {
     into.rejected.extend(r.rejected);
 }
 
-/// Registers the workspace or updates its member list when this device is an admin and its
-/// log knows more membership events than the relay's list. Returns whether it wrote.
+/// What this device's log says of the device that signed the relay's member list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// An admin, not revoked.
+    Admin,
+    /// Revoked (whatever its role was).
+    Revoked,
+    /// Unknown to this log, or a member of another role.
+    NotAdmin,
+}
+
+fn standing(p: &cairn_core::Projection, d: DeviceId) -> Standing {
+    match p.members().into_iter().find(|m| m.device == d) {
+        Some(m) if m.revoked_by.is_some() => Standing::Revoked,
+        Some(m) if m.role == Role::Admin => Standing::Admin,
+        _ => Standing::NotAdmin,
+    }
+}
+
+/// Registers the workspace or replaces the relay's member list when this device is an admin
+/// and the relay's list is older than its log (fewer membership events), in the first format,
+/// or signed by a device this log knows as revoked (the new list revokes it, which the relay
+/// accepts whatever the stored version: a revoked admin's `u64::MAX` cannot freeze the list).
+/// Returns whether it wrote and, if it did not, the relay's list, for [`check_member_list`]
+/// once the pull has brought this log up to date.
 fn update_member_list(
     store: &SharedStore,
     client: &RelayClient,
     key: &cairn_core::keys::DeviceKey,
     base: &str,
-) -> Result<bool, SyncError> {
+) -> Result<(bool, Option<MemberList>), SyncError> {
     let path = format!("{base}/members");
     let (status, body) = client.call(key, "GET", &path, b"")?;
+    // A list in the first format may still be stored (an admin replaces it below).
     let remote = match status {
-        200 => Some(MemberList::decode(&body).map_err(|e| {
+        200 => Some(MemberList::decode_stored(&body).map_err(|e| {
             SyncError::Protocol(format!("the relay's member list is invalid: {e}"))
         })?),
         404 => None,
         _ => {
             return client
                 .expect_ok("reading the member list", (status, body))
-                .map(|_| false);
+                .map(|_| (false, None));
         }
     };
-    let (body, admin) = {
+    let (body, admin, signer) = {
         let s = lock(store);
         let p = s.projection();
         let me = s.device().device_id();
-        let members: Vec<_> = p
-            .members()
-            .into_iter()
+        let all = p.members();
+        let members: Vec<_> = all
+            .iter()
             .filter(|m| m.revoked_by.is_none())
             .map(|m| (m.device, m.role))
             .collect();
-        let admin = members
+        let revoked: Vec<_> = all
             .iter()
-            .any(|(d, r)| *d == me && *r == cairn_core::domain::Role::Admin);
+            .filter(|m| m.revoked_by.is_some())
+            .map(|m| m.device)
+            .collect();
+        let admin = members.iter().any(|(d, r)| *d == me && *r == Role::Admin);
         let ws = p
             .workspace()
             .ok_or_else(|| SyncError::Refused("no workspace".into()))?;
+        let signer = remote.as_ref().map(|r| standing(p, r.signer()));
         (
             MemberListBody {
                 workspace: ws,
                 version: p.membership_version(),
                 members,
+                revoked,
                 time: now_millis(),
             },
             admin,
+            signer,
         )
     };
-    if let Some(r) = &remote {
-        let signer_ok = lock(store)
-            .projection()
-            .members()
-            .iter()
-            .any(|m| m.device == r.signer() && m.role == cairn_core::domain::Role::Admin);
-        if !signer_ok {
-            tracing::warn!(signer = %r.signer().short(), "the relay's member list is signed by a device this log does not know as an admin");
+    let replace = match &remote {
+        None => true,
+        Some(r) => {
+            r.is_legacy() || r.body().version < body.version || signer == Some(Standing::Revoked)
         }
-        if r.body().version >= body.version {
-            return Ok(false);
-        }
-    }
-    if !admin {
+    };
+    if !admin || !replace {
         return match remote {
-            Some(_) => Ok(false),
+            Some(r) => Ok((false, Some(r))),
             None => Err(SyncError::Refused(
                 "the relay does not know this workspace yet: an admin must sync with it first"
                     .into(),
@@ -646,5 +671,41 @@ fn update_member_list(
     }
     let bytes = MemberList::sign(&body, key);
     client.expect_ok("the member list", client.call(key, "PUT", &path, &bytes)?)?;
-    Ok(true)
+    Ok((true, None))
+}
+
+/// Checks the relay's member list against this log, after the pull brought the log up to
+/// date: its signer must be an admin here and not revoked. A relay that serves a list signed
+/// by anyone else is an error, not a warning (the sync itself is already saved). A signer
+/// this log does not know yet is tolerated only while the pull is incomplete (its enrolment
+/// may be in what is still to come).
+fn check_member_list(
+    store: &SharedStore,
+    list: Option<&MemberList>,
+    pull_incomplete: bool,
+) -> Result<(), SyncError> {
+    let Some(list) = list else { return Ok(()) };
+    let signer = list.signer();
+    match standing(lock(store).projection(), signer) {
+        Standing::Admin => Ok(()),
+        Standing::Revoked => Err(SyncError::Refused(format!(
+            "the relay's member list is signed by {}, which this log knows as revoked: an \
+             admin must sync with this relay to replace it",
+            signer.short()
+        ))),
+        Standing::NotAdmin if pull_incomplete => {
+            tracing::warn!(
+                signer = %signer.short(),
+                "the relay's member list is signed by a device this log does not know as an \
+                 admin yet; the pull is incomplete, so it is checked again at the next sync"
+            );
+            Ok(())
+        }
+        Standing::NotAdmin => Err(SyncError::Refused(format!(
+            "the relay's member list is signed by {}, which is not an admin in this log: the \
+             relay or that key is not to be trusted (an admin syncing with the relay replaces \
+             the list)",
+            signer.short()
+        ))),
+    }
 }

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | page of events | `{ws}#pg` | slot (1, 2, …) | `d`: postcard(Vec<SealedItem>), ≤ 350 000 bytes |
 //! | (author, seq) marker | `{ws}#as#{author}` | seq | `c`: cursor |
-//! | member list | `{ws}#meta` | 1 | `v`: version, `d`: signed bytes |
+//! | member list | `{ws}#meta` | 1 | `v`: version, `d`: signed bytes, `h`: BLAKE3(`d`), `r`: postcard(revoked devices) |
 //! | chunk | `{ws}#ch#{hash}` | 0 | `d` |
 //! | seen request | `{ws}#rq#{digest}` | 0 | `exp`: expiry, Unix seconds (the table's TTL attribute) |
 //!
@@ -18,7 +18,10 @@
 //! that dies between its page and its markers, or two devices pushing the same event at the
 //! same moment, can store an event twice, which readers ingest as a duplicate; an event is
 //! never lost. No transactions: one conditional write per page of up to ~1000 events.
-//! Throttling is retried by the SDK (standard mode, 8 attempts, from 50 ms), lost slot races
+//! A member list is replaced by one conditional put on the `h` (and `v`) of the list the
+//! service judged the replacement against, with the revoked devices in the same item, so two
+//! admins racing cannot both win and no revoked device is forgotten (a list stored before `h`
+//! existed is matched by `v` and the absence of `h`). Throttling is retried by the SDK (standard mode, 8 attempts, from 50 ms), lost slot races
 //! and unprocessed batch keys with back-off here.
 
 use std::collections::HashMap;
@@ -34,9 +37,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     PutRequest, ScalarAttributeType, WriteRequest,
 };
-use cairn_core::WorkspaceId;
+use cairn_core::{DeviceId, WorkspaceId};
 
-use super::{Page, Pushed, RelayStore, StoreError};
+use super::{Page, Pushed, RelayStore, StoreError, StoredMembers};
 use crate::wire::{SealedItem, decode_exact, encode};
 
 /// Encoded bytes of one page (DynamoDB items are at most 400 KB with their keys).
@@ -368,7 +371,7 @@ impl DynamoStore {
 }
 
 impl RelayStore for DynamoStore {
-    async fn members(&self, ws: &WorkspaceId) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn members(&self, ws: &WorkspaceId) -> Result<Option<StoredMembers>, StoreError> {
         let r = self
             .client
             .get_item()
@@ -378,28 +381,48 @@ impl RelayStore for DynamoStore {
             .send()
             .await
             .map_err(err)?;
-        Ok(r.item().and_then(|i| get_b(i, "d")).map(<[u8]>::to_vec))
+        let Some(item) = r.item() else {
+            return Ok(None);
+        };
+        let (Some(version), Some(list)) = (get_n(item, "v"), get_b(item, "d")) else {
+            return Err(StoreError("stored member list lacks v or d".into()));
+        };
+        let revoked = match get_b(item, "r") {
+            Some(r) => decode_exact::<Vec<DeviceId>>(r)
+                .map_err(|e| StoreError(format!("stored revoked devices are corrupt: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(Some(StoredMembers {
+            version,
+            list: list.to_vec(),
+            revoked,
+        }))
     }
 
-    async fn put_members(
+    async fn replace_members(
         &self,
         ws: &WorkspaceId,
-        version: u64,
-        bytes: &[u8],
+        expected: Option<&StoredMembers>,
+        new: &StoredMembers,
     ) -> Result<bool, StoreError> {
-        let r = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(format!("{}#meta", ws.to_hex())))
             .item("sk", n(1))
-            .item("v", n(version))
-            .item("d", b(bytes.to_vec()))
-            .condition_expression("attribute_not_exists(v) OR v < :v")
-            .expression_attribute_values(":v", n(version))
-            .send()
-            .await;
-        put_if(r)
+            .item("v", n(new.version))
+            .item("d", b(new.list.clone()))
+            .item("h", b(blake3::hash(&new.list).as_bytes().to_vec()))
+            .item("r", b(encode(&new.revoked)));
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(e) => put
+                .condition_expression("h = :h OR (attribute_not_exists(h) AND v = :v)")
+                .expression_attribute_values(":h", b(blake3::hash(&e.list).as_bytes().to_vec()))
+                .expression_attribute_values(":v", n(e.version)),
+        };
+        put_if(put.send().await)
     }
 
     async fn push(&self, ws: &WorkspaceId, items: &[SealedItem]) -> Result<Pushed, StoreError> {

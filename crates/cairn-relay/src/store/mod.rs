@@ -5,12 +5,14 @@
 //!   could still appear (so "after the last cursor I saw" never misses an item);
 //! - a push is idempotent on (author, seq): the first item stored for a pair wins (the service
 //!   accepts only items authored by the pushing device, so that first item is the author's);
-//! - a member list replaces the stored one only if its version is higher;
+//! - a member list replaces the stored one only if the stored one is still the one the service
+//!   judged the replacement against (compare and swap, atomic with the revoked devices it
+//!   records), so two admins racing cannot both win and no revoked device is ever forgotten;
 //! - a request digest is remembered until it expires, and a second sighting is reported.
 
 use std::future::Future;
 
-use cairn_core::WorkspaceId;
+use cairn_core::{DeviceId, WorkspaceId};
 
 use crate::wire::SealedItem;
 
@@ -31,6 +33,18 @@ pub struct Pushed {
     pub stored: u32,
     /// Items already present (same author and seq).
     pub duplicates: u32,
+}
+
+/// A workspace's member list as the relay keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredMembers {
+    /// The list's version (as signed in it).
+    pub version: u64,
+    /// The signed list, as received.
+    pub list: Vec<u8>,
+    /// Every device revoked by any list the relay accepted for the workspace: refused for good,
+    /// whatever a later list says.
+    pub revoked: Vec<DeviceId>,
 }
 
 /// Collects a pull reply the same way in every backend: at most `limit` items and, beyond
@@ -69,19 +83,21 @@ impl Page {
 
 /// Storage behind the relay.
 pub trait RelayStore: Send + Sync + 'static {
-    /// The stored member list bytes, if the workspace is registered.
+    /// The stored member list and revoked devices, if the workspace is registered.
     fn members(
         &self,
         ws: &WorkspaceId,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredMembers>, StoreError>> + Send;
 
-    /// Stores `bytes` as the member list if `version` is higher than the stored one's (or none
-    /// is stored). Returns false (and stores nothing) otherwise.
-    fn put_members(
+    /// Stores `new` in one atomic step if the stored member list is still `expected` (same
+    /// version and bytes; `None`: nothing stored). Returns false (and stores nothing) if
+    /// another write came first. The caller decides whether `new` may replace `expected`
+    /// and passes in `new.revoked` everything `expected.revoked` holds.
+    fn replace_members(
         &self,
         ws: &WorkspaceId,
-        version: u64,
-        bytes: &[u8],
+        expected: Option<&StoredMembers>,
+        new: &StoredMembers,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Appends items not yet stored (by author and seq), assigning increasing cursors.

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_core::WorkspaceId;
+use cairn_core::{DeviceId, WorkspaceId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Page, Pushed, RelayStore, StoreError};
+use super::{Page, Pushed, RelayStore, StoreError, StoredMembers};
 use crate::wire::{SealedItem, decode_exact, encode};
 
 /// ws | cursor (BE) → postcard(SealedItem).
@@ -18,6 +18,8 @@ const SEQS: TableDefinition<&[u8], u64> = TableDefinition::new("seqs");
 const CURSORS: TableDefinition<&[u8], u64> = TableDefinition::new("cursors");
 /// ws → (version, member list bytes).
 const MEMBERS: TableDefinition<&[u8], (u64, &[u8])> = TableDefinition::new("members");
+/// ws → postcard(Vec<DeviceId>): every device revoked by a list the relay accepted.
+const REVOKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("revoked");
 /// ws | hash → chunk.
 const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chunks");
 /// ws | digest → expiry (Unix ms).
@@ -47,6 +49,7 @@ impl RedbStore {
             w.open_table(SEQS).map_err(err)?;
             w.open_table(CURSORS).map_err(err)?;
             w.open_table(MEMBERS).map_err(err)?;
+            w.open_table(REVOKED).map_err(err)?;
             w.open_table(CHUNKS).map_err(err)?;
             w.open_table(REQUESTS).map_err(err)?;
         }
@@ -58,7 +61,7 @@ impl RedbStore {
     pub fn raw_values(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let r = self.db.begin_read().map_err(err)?;
         let mut out = Vec::new();
-        for t in [ITEMS, CHUNKS] {
+        for t in [ITEMS, CHUNKS, REVOKED] {
             for e in r.open_table(t).map_err(err)?.iter().map_err(err)? {
                 let (_, v) = e.map_err(err)?;
                 out.push(v.value().to_vec());
@@ -83,37 +86,63 @@ impl RedbStore {
 }
 
 impl RelayStore for RedbStore {
-    async fn members(&self, ws: &WorkspaceId) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn members(&self, ws: &WorkspaceId) -> Result<Option<StoredMembers>, StoreError> {
         let ws = *ws;
         self.blocking(move |db| {
             let r = db.begin_read().map_err(err)?;
-            let t = r.open_table(MEMBERS).map_err(err)?;
-            Ok(t.get(ws.0.as_slice())
+            let list = r.open_table(MEMBERS).map_err(err)?;
+            let Some(v) = list.get(ws.0.as_slice()).map_err(err)? else {
+                return Ok(None);
+            };
+            let (version, list) = (v.value().0, v.value().1.to_vec());
+            let revoked = match r
+                .open_table(REVOKED)
                 .map_err(err)?
-                .map(|v| v.value().1.to_vec()))
+                .get(ws.0.as_slice())
+                .map_err(err)?
+            {
+                Some(v) => decode_exact::<Vec<DeviceId>>(v.value())
+                    .map_err(|e| StoreError(format!("stored revoked devices are corrupt: {e}")))?,
+                None => Vec::new(),
+            };
+            Ok(Some(StoredMembers {
+                version,
+                list,
+                revoked,
+            }))
         })
         .await
     }
 
-    async fn put_members(
+    async fn replace_members(
         &self,
         ws: &WorkspaceId,
-        version: u64,
-        bytes: &[u8],
+        expected: Option<&StoredMembers>,
+        new: &StoredMembers,
     ) -> Result<bool, StoreError> {
-        let (ws, bytes) = (*ws, bytes.to_vec());
+        let (ws, expected, new) = (*ws, expected.cloned(), new.clone());
         self.blocking(move |db| {
             let w = db.begin_write().map_err(err)?;
             let stored = {
                 let mut t = w.open_table(MEMBERS).map_err(err)?;
-                let current = t.get(ws.0.as_slice()).map_err(err)?.map(|v| v.value().0);
-                if current.is_some_and(|c| c >= version) {
-                    false
-                } else {
-                    t.insert(ws.0.as_slice(), (version, bytes.as_slice()))
+                let current = t
+                    .get(ws.0.as_slice())
+                    .map_err(err)?
+                    .map(|v| (v.value().0, v.value().1.to_vec()));
+                let unchanged = match (&current, &expected) {
+                    (None, None) => true,
+                    (Some((v, b)), Some(e)) => *v == e.version && *b == e.list,
+                    _ => false,
+                };
+                if unchanged {
+                    t.insert(ws.0.as_slice(), (new.version, new.list.as_slice()))
                         .map_err(err)?;
-                    true
+                    w.open_table(REVOKED)
+                        .map_err(err)?
+                        .insert(ws.0.as_slice(), encode(&new.revoked).as_slice())
+                        .map_err(err)?;
                 }
+                unchanged
             };
             w.commit().map_err(err)?;
             Ok(stored)
