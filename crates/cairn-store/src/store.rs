@@ -656,22 +656,9 @@ impl Store {
         if sizes.is_empty() {
             return Vec::new();
         }
-        let mut declare = |blob: &cairn_core::BlobId, size: u64| {
-            if let Some(s) = sizes.get_mut(blob) {
+        for (blob, size) in self.projection.referenced_blob_sizes() {
+            if let Some(s) = sizes.get_mut(&blob) {
                 *s = (*s).max(size);
-            }
-        };
-        // Every version and firmware image belongs to an applied asset (existence is part of
-        // validity), so walking the assets finds every reference.
-        let p = &self.projection;
-        for asset in p.asset_ids() {
-            for v in p.versions_of(asset) {
-                for f in &v.files {
-                    declare(&f.blob, f.size);
-                }
-            }
-            for f in p.firmware_of(asset) {
-                declare(&f.record.blob, f.record.size);
             }
         }
         sizes.into_iter().collect()
@@ -1001,6 +988,8 @@ impl Store {
                 (Verdict::Rejected(_), None)
                     if !self.quarantined.admit(e.author().0, e.bytes().len()) =>
                 {
+                    // Not kept as evidence (counted and reported), but no longer pending either.
+                    pend.remove(&id.0[..]).map_err(dbe!(self))?;
                     unkept.not_quarantined += 1;
                 }
                 (Verdict::Pending(_), None) if !self.projection.holds(&id) => {

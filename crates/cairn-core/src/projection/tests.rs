@@ -592,6 +592,51 @@ fn revoked_engineer_writing_from_a_stale_view_is_not_applied() {
     assert_eq!(a.exclusions().len(), 1);
 }
 
+/// The admin signs a revocation of a device that is not (yet) enrolled in its causal past: the
+/// revocation is rejected, so it must cut nobody off. Before, its cut-off was recorded anyway,
+/// and the device, enrolled a moment later, had every event it wrote excluded.
+#[test]
+fn a_rejected_revocation_cuts_off_nothing() {
+    let (mut devs, log) = workspace(1);
+    let mut newcomer = Dev::new(2);
+    let d2 = newcomer.key.device_id();
+    let early = Writer::new(&devs[0].key)
+        .member(
+            &devs[0].p,
+            EventKind::DeviceRevoked,
+            d2,
+            Role::Engineer,
+            "early",
+            None,
+            1500,
+        )
+        .unwrap();
+    assert!(matches!(devs[0].take(&early), Verdict::Rejected(_)));
+    let enrol = devs[0].write(|w, p| {
+        w.member(
+            p,
+            EventKind::DeviceEnrolled,
+            d2,
+            Role::Engineer,
+            "eng2",
+            None,
+            2000,
+        )
+        .unwrap()
+    });
+    for e in log.iter().chain([&enrol]) {
+        newcomer.take(e);
+    }
+    let created = newcomer.write(|w, p| {
+        w.create_asset(p, &fields(&[("name", "PLC-7"), ("kind", "plc")]), &[], 3000)
+            .unwrap()
+            .0
+    });
+    assert_eq!(devs[0].take(&created), Verdict::Applied);
+    assert!(devs[0].p.exclusions().is_empty());
+    assert_eq!(devs[0].p.assets().len(), 1);
+}
+
 #[test]
 fn revoked_admin_enrolling_a_new_admin_gains_nothing() {
     let (mut devs, log) = workspace(1);
@@ -790,6 +835,13 @@ fn excluding_a_stolen_laptops_work_never_rejects_what_others_built_on_it() {
             assert_eq!(p.status_of(&e.id()), Some("applied"), "{e:?}");
         }
         hashes.insert(p.state_hash());
+        // The honest version's files are still fetched from peers, bounded by the size its
+        // signed event declares (a missing size would be 0 and every blob session would fail).
+        assert!(
+            p.referenced_blob_sizes()
+                .any(|(b, size)| b == BlobId([1; 32]) && size == 1),
+            "a version on an excluded asset declares its blob size"
+        );
     }
     // The engineer takes the revocation and keeps writing.
     devs[1].take(&rev);

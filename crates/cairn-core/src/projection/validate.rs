@@ -192,6 +192,22 @@ impl Projection {
         if !admin || self.revocations.iter().any(|c| c.id == ev.id()) {
             return Ok(());
         }
+        // What the event's own checks will ask of its target, on the causal past alone (the
+        // cut-offs in force are the resolver's to weigh): a revocation that fails them is
+        // rejected, and a rejected revocation must cut nobody off.
+        if !valid_key(&m.device) {
+            return Err(invalid("revoked device key is not a valid Ed25519 key"));
+        }
+        let enrolled = self
+            .members
+            .get(&m.device)
+            .is_some_and(|r| r.iter().any(|r| Self::in_past(a, s, vv, r.pos)));
+        if !enrolled {
+            return Err(invalid(format!(
+                "device {} is not enrolled",
+                m.device.short()
+            )));
+        }
         self.revocations.push(Candidate {
             id: ev.id(),
             time: env.time,

@@ -344,6 +344,21 @@ impl Projection {
         files.chain(self.firmware.values().map(|f| f.record.blob))
     }
 
+    /// Every blob a version or firmware image refers to, with the size the signed event
+    /// declares for it (a blob may appear more than once). Walks the versions and firmware
+    /// themselves, not the assets: a version applied on an excluded asset still needs its files.
+    pub fn referenced_blob_sizes(&self) -> impl Iterator<Item = (crate::ids::BlobId, u64)> + '_ {
+        let files = self
+            .versions
+            .values()
+            .flat_map(|v| v.record.files.iter().map(|f| (f.blob, f.size)));
+        files.chain(
+            self.firmware
+                .values()
+                .map(|f| (f.record.blob, f.record.size)),
+        )
+    }
+
     /// Resolves a firmware id prefix across the workspace.
     pub fn resolve_firmware(&self, prefix: &str) -> PrefixMatch<EventId> {
         resolve_prefix(prefix, self.firmware.keys().copied(), |f| f.to_hex())
