@@ -85,6 +85,9 @@ impl Default for ExtractOptions {
     }
 }
 
+/// Signatures whose built-in (in-process) extractor creates symlinks and writes through them.
+const LINKING_EXTRACTORS: &[&str] = &["romfs"];
+
 /// Debian packages that provide the external tools binwalk calls.
 fn package_of(tool: &str) -> Option<&'static str> {
     Some(match tool {
@@ -315,6 +318,20 @@ impl Run {
             a.problem = Some(format!("cannot create {}: {e}", dir.display()));
             return a;
         }
+        // binwalk's RomFS extractor creates the image's symlinks and then writes files through
+        // them, checking paths only as text: a crafted RomFS (a link to `/`, then names
+        // through it) writes outside the target before any sweep can see the link. Until
+        // in-process extractors run sandboxed, RomFS is not extracted.
+        if matches!(ex.utility, ExtractorType::Internal(_))
+            && LINKING_EXTRACTORS.contains(&sig.name.as_str())
+        {
+            a.problem = Some(format!(
+                "{} is not extracted: its built-in extractor writes through links it creates, \
+                 so a crafted image could write outside the target",
+                sig.name
+            ));
+            return a;
+        }
         let deadline = self.limits.deadline;
         let mut abandoned = false;
         match &ex.utility {
@@ -488,7 +505,9 @@ pub fn extract_with(
     let limits = Limits {
         max_output: opts.max_output,
         max_entries: opts.max_entries,
-        deadline: started + opts.timeout,
+        deadline: started.checked_add(opts.timeout).ok_or_else(|| {
+            FirmwareError::Extract(format!("the timeout {:?} is too long", opts.timeout))
+        })?,
     };
     let mut run = Run {
         out: root.join(format!("{}.extracted", record.file_name)),

@@ -20,6 +20,13 @@ use crate::FirmwareError;
 /// Mismatches reported at most (the first ones, by offset).
 const MAX_REPORTED: usize = 8;
 
+/// Bytes hashed at most, as a multiple of the image size (plus [`HASH_SLACK`]). Honest regions
+/// tile the image with little overlap; a signed analysis of 20 000 regions each covering the
+/// whole image would otherwise make every check hash every byte 20 000 times.
+const MAX_HASH_FACTOR: u64 = 8;
+/// Bytes hashed beyond [`MAX_HASH_FACTOR`] times the size, for small images with many parts.
+const HASH_SLACK: u64 = 64 << 20;
+
 /// A [`Write`] sink that checks the bytes written to it, in order, against an analysis.
 /// Call [`AnalysisCheck::finish`] after the last byte.
 pub struct AnalysisCheck<'a> {
@@ -72,6 +79,20 @@ impl<'a> AnalysisCheck<'a> {
         }
         if covered < size {
             c.problem(format!("bytes {covered:#x}..{size:#x} lie in no region"));
+        }
+        let hashed = analysis
+            .regions
+            .iter()
+            .fold(0u64, |t, r| t.saturating_add(r.size));
+        let limit = size
+            .saturating_mul(MAX_HASH_FACTOR)
+            .saturating_add(HASH_SLACK);
+        if hashed > limit {
+            c.problem(format!(
+                "the regions overlap so much that checking them means hashing {hashed} bytes \
+                 of a {size}-byte image (at most {limit})"
+            ));
+            c.broken = true;
         }
         c
     }
@@ -244,5 +265,30 @@ mod tests {
         let e = check(&gap, &data, 64).unwrap_err();
         assert!(e.contains("lie in no region"), "{e}");
         assert!(check(&a, &data[..999], 64).is_err());
+    }
+
+    /// A member signs an analysis of 20 000 regions, each covering the whole image: checking
+    /// it honestly would hash every byte 20 000 times (terabytes for a 100 MB image, with no
+    /// deadline). It is refused before any byte is hashed.
+    #[test]
+    fn overlapping_regions_are_refused_before_hashing() {
+        let size = 1u64 << 20;
+        let whole = Region {
+            offset: 0,
+            size,
+            name: "gzip".into(),
+            description: "everything".into(),
+            confidence: 0,
+            size_known: true,
+            hash: BlobId([0; 32]),
+        };
+        let a = Analysis {
+            regions: vec![whole; 20_000],
+            ..analysis(&[0u8; 1000])
+        };
+        let c = AnalysisCheck::new(&a, size);
+        assert!(c.broken, "{c:?}");
+        let e = c.finish().unwrap_err();
+        assert!(e.contains("overlap so much"), "{e}");
     }
 }
