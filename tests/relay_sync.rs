@@ -572,6 +572,86 @@ fn a_planted_key_grant_cannot_choose_the_key_sealed_with_after_a_revocation() {
     );
 }
 
+/// A rogue admin grants a key to itself alone and pushes an item sealed with it: no honest
+/// admin holds that key, so no grant of it will ever reach anyone else. Once the rogue is
+/// revoked, pullers must stop waiting for it: their cursor moves past the item instead of
+/// reading it again on every pass.
+#[test]
+fn a_revoked_admins_private_key_does_not_pin_the_pullers_cursor() {
+    let alice = Ws::new();
+    alice.init();
+    let bob = alice.enrol_offline("bob", "engineer");
+    let mallory = alice.enrol_offline("mallory", "admin");
+    let db = alice.path("relay.redb");
+    let (_relay, url) = relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(&alice),
+    ]);
+    for w in [&alice, &bob, &mallory] {
+        w.ok(&["relay", "add", &url]);
+    }
+    sync(&alice);
+    sync(&mallory);
+    sync(&bob);
+
+    let ws = workspace_of(&alice);
+    let private: cairn_core::keyring::ContentKey = [0x24; 32];
+    let private_id = cairn_core::keyring::key_id(&private);
+    let grant_event = {
+        let s = cairn_store::Store::open(&mallory.dir, PASS.as_bytes()).unwrap();
+        let me = s.device().device_id();
+        let x = s.x25519_public();
+        let epoch = s.projection().key_epoch().unwrap() + 1;
+        let g = cairn_core::keyring::grant(&ws, me, &x, epoch, &private, &[9; 56]);
+        let key = cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        cairn_core::writer::Writer::new(&key)
+            .grant_keys(s.projection(), vec![g], now)
+            .unwrap()
+    };
+    let items = vec![
+        SealedItem {
+            author: grant_event.author(),
+            seq: grant_event.seq(),
+            key_id: CLEAR,
+            nonce: [0; 24],
+            data: grant_event.bytes().to_vec(),
+        },
+        SealedItem {
+            author: grant_event.author(),
+            seq: grant_event.seq() + 1,
+            key_id: private_id,
+            nonce: [1; 24],
+            data: vec![0x77; 64],
+        },
+    ];
+    let (status, body) = raw_push(&url, &device_key(&mallory), &ws, items);
+    assert_eq!(status, 200, "{body}");
+    // While Mallory is an admin, Bob may wait for a grant of her key.
+    sync(&bob);
+
+    alice.ok(&["device", "revoke", "mallory"]);
+    let r = sync(&alice);
+    assert!(r["errors"].as_array().unwrap().is_empty(), "{r}");
+    sync(&bob);
+    let last = sync(&bob);
+    assert_eq!(
+        (
+            &last["reports"][0]["pulled"],
+            &last["reports"][0]["unreadable"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "the revoked admin's private key pins Bob's cursor: {last}"
+    );
+}
+
 /// The relay's operator writes unsealed junk into its own store (bytes that are no event, and
 /// a grant whose signature fails). Members must report and drop it, not keep it in their
 /// quarantine as if a member had signed it: on every device, at every open.

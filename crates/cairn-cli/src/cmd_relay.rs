@@ -287,6 +287,26 @@ pub(crate) fn sync(dir: &Path, url: &str, json: bool) -> Result<()> {
             for (id, why) in &rep.ingest.rejected {
                 say!("  rejected {}: {why}", id.short());
             }
+            if rep.ingest.excluded > 0 {
+                say!(
+                    "  {} excluded (logged as evidence, not applied: past a revocation's cut-off or a fork)",
+                    rep.ingest.excluded
+                );
+            }
+            if rep.ingest.deferred > 0 {
+                say!(
+                    "  {} event(s) waiting for dependencies were not kept (over the pending caps); \
+                     the relay keeps them, but this device's cursor has moved past them",
+                    rep.ingest.deferred
+                );
+            }
+            if rep.ingest.not_quarantined > 0 {
+                say!(
+                    "  {} rejected event(s) were not kept as evidence (over the quarantine caps; \
+                     counted by `audit verify`)",
+                    rep.ingest.not_quarantined
+                );
+            }
             if rep.unreadable > 0 {
                 say!(
                     "  {} item(s) are sealed with a key this device does not hold yet (an admin grants it at its next relay sync)",

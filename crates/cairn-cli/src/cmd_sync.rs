@@ -238,7 +238,8 @@ fn print_report(report: &SyncReport) {
     if report.deferred > 0 {
         say!(
             "{} event(s) waiting for dependencies were not kept (over the pending caps); \
-             the peer offers them again at the next sync",
+             a peer offers them again at the next sync, and a bundle holds them until it is \
+             imported again",
             report.deferred
         );
     }
@@ -304,15 +305,7 @@ fn import_bundle(dir: &Path, path: &Path, json: bool) -> Result<()> {
     }
     let bar = crate::progress::items(b.events.len() as u64, "importing");
     for chunk in b.events.chunks(4096) {
-        let r = store.ingest(chunk.to_vec())?;
-        report.events_in += r.applied + r.excluded;
-        report.duplicates += r.duplicates;
-        report.pending += r.pending;
-        report.deferred += r.deferred;
-        report.not_quarantined += r.not_quarantined;
-        report
-            .rejected
-            .extend(r.rejected.into_iter().map(|(id, why)| (id.to_hex(), why)));
+        report.add(store.ingest(chunk.to_vec())?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();

@@ -138,11 +138,24 @@ pub struct IngestReport {
     /// Rejected, with reasons (also in quarantine, up to its caps).
     pub rejected: Vec<(EventId, String)>,
     /// Pending but not kept: over [`cairn_core::projection::MAX_PENDING_PER_AUTHOR`] or
-    /// [`cairn_core::projection::MAX_PENDING`]. The sender still has them and offers them
-    /// again at the next sync.
+    /// [`cairn_core::projection::MAX_PENDING`]. A peer offers them again at the next sync
+    /// and a bundle holds them; a relay keeps them, but the puller's cursor moves past.
     pub deferred: usize,
     /// Rejected (and listed above) but not quarantined: over the quarantine's caps.
     pub not_quarantined: usize,
+}
+
+impl IngestReport {
+    /// Adds another batch's counts to this one.
+    pub fn absorb(&mut self, r: IngestReport) {
+        self.applied += r.applied;
+        self.excluded += r.excluded;
+        self.pending += r.pending;
+        self.duplicates += r.duplicates;
+        self.rejected.extend(r.rejected);
+        self.deferred += r.deferred;
+        self.not_quarantined += r.not_quarantined;
+    }
 }
 
 /// An open workspace on this device.

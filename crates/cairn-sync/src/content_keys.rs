@@ -212,9 +212,13 @@ pub fn reconcile(
         let n = g.len();
         (g, Granted::Created(n))
     } else if let Some((cur_id, _)) = mine.current() {
-        let exposed = p
-            .key_grants()
-            .any(|(_, g)| g.key_id == cur_id && revoked.contains(&g.device));
+        // A revoked device knows the key if it was granted it, or if it granted it: the admin
+        // who makes an epoch need not grant it to itself.
+        let exposed = p.key_grants().any(|(e, g)| {
+            g.key_id == cur_id
+                && (revoked.contains(&g.device)
+                    || p.author_of(e).is_some_and(|a| revoked.contains(&a)))
+        });
         if exposed {
             // Validation bounds every applied epoch to one past its causal past, so this
             // cannot overflow short of 2^32 rotations; refuse rather than wrap if it would.
@@ -256,4 +260,69 @@ pub fn reconcile(
         store.append(|w, p| w.grant_keys(p, chunk, now_millis))?;
     }
     Ok(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::EventKind;
+
+    fn log_bytes(s: &Store) -> Vec<Vec<u8>> {
+        s.log().unwrap().into_iter().map(|e| e.bytes).collect()
+    }
+
+    /// A rogue admin rotates to an epoch it grants to every member but itself: no grant names
+    /// it, yet it knows the key, and every device now seals with it. Once the rogue is revoked,
+    /// the key must be rotated all the same.
+    #[test]
+    fn a_key_granted_by_a_revoked_admin_is_rotated() {
+        let da = tempfile::tempdir().unwrap();
+        let mut a =
+            Store::init_with_cost(da.path(), b"pw", "Plant", "admin", 1_000, (8, 1, 1)).unwrap();
+        let db = tempfile::tempdir().unwrap();
+        let mut b = Store::create(db.path(), b"pw", "rogue", (8, 1, 1)).unwrap();
+        let (bid, bx) = (b.device().device_id(), b.x25519_public());
+        a.append(|w, p| {
+            w.member(
+                p,
+                EventKind::DeviceEnrolled,
+                bid,
+                Role::Admin,
+                "rogue",
+                Some(bx),
+                2_000,
+            )
+        })
+        .unwrap();
+        assert!(matches!(
+            reconcile(&mut a, 3_000, true).unwrap(),
+            Granted::Created(_)
+        ));
+        b.ingest(log_bytes(&a)).unwrap();
+
+        let ws = b.projection().workspace().unwrap();
+        let planted: ContentKey = [7; 32];
+        let (aid, ax) = (a.device().device_id(), a.x25519_public());
+        let g = keyring::grant(&ws, aid, &ax, 1, &planted, &[9; 56]);
+        b.append(|w, p| w.grant_keys(p, vec![g], 4_000)).unwrap();
+        a.ingest(log_bytes(&b)).unwrap();
+        let current = |s: &Store| Keyring::load(s).current().map(|(id, _)| id);
+        assert_eq!(current(&a), Some(keyring::key_id(&planted)));
+
+        a.append(|w, p| {
+            w.member(
+                p,
+                EventKind::DeviceRevoked,
+                bid,
+                Role::Admin,
+                "rogue",
+                None,
+                5_000,
+            )
+        })
+        .unwrap();
+        let r = reconcile(&mut a, 6_000, true).unwrap();
+        assert!(matches!(r, Granted::Rotated { epoch: 2, .. }), "{r:?}");
+        assert_ne!(current(&a), Some(keyring::key_id(&planted)));
+    }
 }

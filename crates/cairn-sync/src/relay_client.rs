@@ -12,9 +12,9 @@
 //! Sealing: every event is sealed with the current content key (`cairn_core::keyring`);
 //! `content-key-granted` events travel as they are, because a device must read its grant
 //! before it can open anything sealed with the key it grants, and their payload is only keys
-//! sealed to members. An item sealed with a key an admin granted, but not (yet) to this device,
-//! holds the saved cursor back, so it is read again once the grant arrives. Items under a key
-//! no admin's grant names, items that fail to open and items that do not match their header
+//! sealed to members. An item sealed with a key an active admin holds, but this device does not
+//! (yet), holds the saved cursor back, so it is read again once the grant arrives. Items under
+//! a key no active admin holds, items that fail to open and items that do not match their header
 //! are reported, never applied, and the cursor moves past them (any member can push such an
 //! item under its own name; it must not pin every puller's cursor).
 
@@ -443,7 +443,7 @@ fn pull_pass(
                 None
             } else {
                 report.bad_items.push(format!(
-                    "cursor {cursor}: {}#{} is sealed with key {} that no admin has granted",
+                    "cursor {cursor}: {}#{} is sealed with key {} that no active admin holds",
                     it.author.short(),
                     it.seq,
                     hex::encode(it.key_id)
@@ -494,7 +494,7 @@ fn pull_pass(
                 Err(_) => batch.push(bytes),
             }
         }
-        merge(&mut report.ingest, s.ingest(batch)?);
+        report.ingest.absorb(s.ingest(batch)?);
         after = page.cursor;
         state.pull_cursor = hold.unwrap_or(after).max(state.pull_cursor);
         save_state(&mut s, &report.relay, state)?;
@@ -514,9 +514,9 @@ fn pull_pass(
     Ok(learned)
 }
 
-/// The key ids admins have granted (to anyone): applied grants, pending ones and those met in
+/// The key ids active admins hold by a grant: applied grants, pending ones and those met in
 /// this pass. An item under one of them that this device cannot open waits for a grant; an
-/// item under any other id is junk that no grant will ever open.
+/// item under any other id is junk that no grant will ever open for this device.
 struct GrantedKeys {
     ids: HashSet<KeyId>,
     admins: HashSet<DeviceId>,
@@ -542,39 +542,44 @@ impl GrantedKeys {
         g
     }
 
-    /// Adds the applied grants and admins (after an ingest).
+    /// Takes the admins not revoked, and the key ids of applied grants to one of them (after
+    /// an ingest). Only a key an active admin holds is worth waiting for: that admin grants it
+    /// on to whoever lacks it. A key granted to nobody else, or only to revoked devices, never
+    /// comes; were it counted, items sealed with it would hold every puller's cursor for good.
     fn refresh(&mut self, store: &cairn_store::Store) {
         let p = store.projection();
-        self.ids.extend(p.key_grants().map(|(_, g)| g.key_id));
-        self.admins.extend(
-            p.members()
-                .into_iter()
-                .filter(|m| m.role == Role::Admin)
-                .map(|m| m.device),
+        self.admins = p
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::Admin && m.revoked_by.is_none())
+            .map(|m| m.device)
+            .collect();
+        let admins = &self.admins;
+        self.ids.extend(
+            p.key_grants()
+                .filter(|(_, g)| admins.contains(&g.device))
+                .map(|(_, g)| g.key_id),
         );
     }
 
-    /// Adds the key ids of a grant event not applied yet, if an admin signed it (a grant
-    /// pushed by anyone else must not make its junk key id look granted).
+    /// Adds the key ids of a grant event not applied yet, if an active admin signed it, for
+    /// grantees that are active admins (a grant pushed by anyone else must not make its junk
+    /// key id look granted).
     fn absorb(&mut self, e: &Event) {
         if e.envelope().kind == EventKind::ContentKeyGranted
             && self.admins.contains(&e.envelope().author)
             && e.verify_signature()
             && let Ok(cairn_core::body::Body::KeyGrant(b)) = e.body()
         {
-            self.ids.extend(b.grants.iter().map(|g| g.key_id));
+            let admins = &self.admins;
+            self.ids.extend(
+                b.grants
+                    .iter()
+                    .filter(|g| admins.contains(&g.device))
+                    .map(|g| g.key_id),
+            );
         }
     }
-}
-
-fn merge(into: &mut IngestReport, r: IngestReport) {
-    into.applied += r.applied;
-    into.excluded += r.excluded;
-    into.pending += r.pending;
-    into.deferred += r.deferred;
-    into.not_quarantined += r.not_quarantined;
-    into.duplicates += r.duplicates;
-    into.rejected.extend(r.rejected);
 }
 
 /// What this device's log says of the device that signed the relay's member list.

@@ -71,7 +71,8 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    fn add(&mut self, r: IngestReport) {
+    /// Counts one ingested batch (from a peer or a bundle).
+    pub fn add(&mut self, r: IngestReport) {
         self.events_in += r.applied + r.excluded;
         self.duplicates += r.duplicates;
         self.pending += r.pending;

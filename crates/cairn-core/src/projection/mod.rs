@@ -314,12 +314,11 @@ impl Projection {
     /// Every logged event kept out of the state, with the reason, in chain order per author.
     pub fn exclusions(&self) -> Vec<(EventId, Exclusion)> {
         let mut out = Vec::new();
-        for (d, f) in self
-            .forks
-            .iter()
-            .map(|(d, f)| (d, f.seq))
-            .chain(self.cutoffs.iter().map(|(d, c)| (d, c.seq + 1)))
-        {
+        for (d, f) in self.forks.iter().map(|(d, f)| (d, f.seq)).chain(
+            self.cutoffs
+                .iter()
+                .map(|(d, c)| (d, c.seq.saturating_add(1))),
+        ) {
             let Some(&a) = self.author_idx.get(d) else {
                 continue;
             };

@@ -13,24 +13,27 @@
 //! and so on up to the genesis. Candidate `r1` *defeats* `r2` when `r1` cuts off a position in
 //! `r2`'s justification. The candidates in force are the grounded set of that relation (in
 //! force when every defeater is out; out when a defeater is in), and where a cycle leaves
-//! candidates undecided, the one with the shortest justification (the most senior admin:
-//! the founder first), then the earliest `(time, id)`, is taken as in force and the rest
-//! follow. The result depends only on the set of candidates, so every node that has the same
-//! events reaches the same cut-offs, whatever the order they arrived in.
+//! candidates undecided, those with the shortest justification (the most senior admins: the
+//! founder first) are all taken as in force and the rest follow. Equally senior admins who
+//! revoke each other are therefore both cut off, and an admin above them settles it: the
+//! clock a revocation claims is its signer's choice, so it must not decide (a backdated
+//! counter-revocation would win). The result depends only on the set of candidates, so every
+//! node that has the same events reaches the same cut-offs, whatever the order they arrived
+//! in.
 //!
-//! Cost: O(c² · j) per new candidate for c candidates with justifications of length j; both
-//! are small (revocations are rare, admin chains short).
+//! Cost per new candidate, for c candidates with justifications of length j and at most k
+//! revocations per target: O(c · j · k) to find the defeaters (indexed by target), plus the
+//! grounded-set passes (one pass when nothing defeats anything, as when admins revoke
+//! engineers). Revocations are rare and admin chains short.
 
 use std::collections::BTreeMap;
 
-use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EventId};
 
 /// A revocation that was valid on its causal past alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Candidate {
     pub(crate) id: EventId,
-    pub(crate) time: Hlc,
     /// The revoked device.
     pub(crate) target: DeviceId,
     /// The revoked device's last accepted seq.
@@ -57,9 +60,38 @@ impl Candidate {
                 .any(|(d, s)| *d == self.target && *s > self.cutoff)
     }
 
-    fn seniority(&self) -> (usize, Hlc, EventId) {
-        (self.justification.len(), self.time, self.id)
+    /// Shorter is more senior. Only the justification counts: every other field is chosen by
+    /// the signer.
+    fn seniority(&self) -> usize {
+        self.justification.len()
     }
+}
+
+/// For each candidate, the candidates that defeat it, by index, ascending.
+fn defeat_graph(candidates: &[Candidate]) -> Vec<Vec<usize>> {
+    // Only a revocation of a device in `j`'s justification can defeat `j`: look those up by
+    // target instead of trying every pair (most revocations target engineers, who justify
+    // nothing, so this is near O(c · j) rather than O(c² · j)).
+    let mut by_target: BTreeMap<DeviceId, Vec<usize>> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        by_target.entry(c.target).or_default().push(i);
+    }
+    candidates
+        .iter()
+        .map(|cj| {
+            let mut d: Vec<usize> = cj
+                .justification
+                .iter()
+                .filter_map(|(dev, _)| by_target.get(dev))
+                .flatten()
+                .copied()
+                .filter(|&i| candidates[i].defeats(cj))
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect()
 }
 
 /// The cut-offs in force for a set of candidates (see the module documentation): per revoked
@@ -72,13 +104,7 @@ pub(crate) fn resolve(candidates: &[Candidate]) -> BTreeMap<DeviceId, Cutoff> {
         Out,
     }
     let n = candidates.len();
-    let defeaters: Vec<Vec<usize>> = (0..n)
-        .map(|j| {
-            (0..n)
-                .filter(|&i| candidates[i].defeats(&candidates[j]))
-                .collect()
-        })
-        .collect();
+    let defeaters = defeat_graph(candidates);
     let mut state = vec![S::Undecided; n];
     loop {
         let mut changed = false;
@@ -97,13 +123,18 @@ pub(crate) fn resolve(candidates: &[Candidate]) -> BTreeMap<DeviceId, Cutoff> {
         if changed {
             continue;
         }
-        // A cycle: the most senior undecided candidate stands.
-        match (0..n)
+        // A cycle: the most senior undecided candidates stand, all of them.
+        let Some(senior) = (0..n)
             .filter(|&j| state[j] == S::Undecided)
-            .min_by_key(|&j| candidates[j].seniority())
-        {
-            Some(j) => state[j] = S::In,
-            None => break,
+            .map(|j| candidates[j].seniority())
+            .min()
+        else {
+            break;
+        };
+        for j in 0..n {
+            if state[j] == S::Undecided && candidates[j].seniority() == senior {
+                state[j] = S::In;
+            }
         }
     }
     let mut out: BTreeMap<DeviceId, Cutoff> = BTreeMap::new();
@@ -131,13 +162,9 @@ mod tests {
         DeviceId([n; 32])
     }
 
-    fn cand(id: u8, time: u64, target: u8, cutoff: u64, just: &[(u8, u64)]) -> Candidate {
+    fn cand(id: u8, target: u8, cutoff: u64, just: &[(u8, u64)]) -> Candidate {
         Candidate {
             id: EventId([id; 32]),
-            time: Hlc {
-                millis: time,
-                counter: 0,
-            },
             target: dev(target),
             cutoff,
             justification: just.iter().map(|(d, s)| (dev(*d), *s)).collect(),
@@ -147,8 +174,8 @@ mod tests {
     #[test]
     fn a_revocation_made_after_its_authors_cutoff_is_not_in_force() {
         // Founder 1 revokes admin 2 at 2's seq 5; 2, stale, revokes engineer 3 at its seq 7.
-        let r1 = cand(1, 10, 2, 5, &[(1, 9)]);
-        let r2 = cand(2, 11, 3, 4, &[(2, 7), (1, 2)]);
+        let r1 = cand(1, 2, 5, &[(1, 9)]);
+        let r2 = cand(2, 3, 4, &[(2, 7), (1, 2)]);
         let got = resolve(&[r2.clone(), r1.clone()]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[&dev(2)].revocation, r1.id);
@@ -158,8 +185,8 @@ mod tests {
     #[test]
     fn mutual_revocations_are_settled_by_seniority_in_any_order() {
         // Founder 1 and admin 2 (enrolled by 1 at seq 2) revoke each other from stale views.
-        let by_founder = cand(1, 20, 2, 3, &[(1, 6)]);
-        let by_admin = cand(2, 10, 1, 4, &[(2, 4), (1, 2)]);
+        let by_founder = cand(1, 2, 3, &[(1, 6)]);
+        let by_admin = cand(2, 1, 4, &[(2, 4), (1, 2)]);
         let a = resolve(&[by_founder.clone(), by_admin.clone()]);
         let b = resolve(&[by_admin, by_founder.clone()]);
         assert_eq!(a, b);
@@ -167,11 +194,58 @@ mod tests {
         assert_eq!(a[&dev(2)].revocation, by_founder.id);
     }
 
+    /// The defeaters found through the target index are exactly those of the definition.
+    #[test]
+    fn indexed_defeaters_match_every_pair() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        for _ in 0..500 {
+            let cs: Vec<Candidate> = (0..1 + next(10) as u8)
+                .map(|id| {
+                    let just: Vec<(u8, u64)> = (0..1 + next(3))
+                        .map(|_| (1 + next(4) as u8, next(10)))
+                        .collect();
+                    cand(id, 1 + next(4) as u8, next(10), &just)
+                })
+                .collect();
+            let every_pair: Vec<Vec<usize>> = (0..cs.len())
+                .map(|j| (0..cs.len()).filter(|&i| cs[i].defeats(&cs[j])).collect())
+                .collect();
+            assert_eq!(defeat_graph(&cs), every_pair, "{cs:?}");
+        }
+    }
+
+    #[test]
+    fn a_backdated_counter_revocation_does_not_win_a_cycle() {
+        // Admins 2 and 3, both enrolled by founder 1, revoke each other from stale views; 3,
+        // rogue, backdates its revocation to be the "earliest". Candidates carry no clock, so
+        // none can decide: both are cut off, in any order, until the founder settles it.
+        let by_honest = cand(2, 3, 6, &[(2, 8), (1, 2)]);
+        let backdated = cand(3, 2, 7, &[(3, 7), (1, 3)]);
+        let a = resolve(&[by_honest.clone(), backdated.clone()]);
+        let b = resolve(&[backdated.clone(), by_honest.clone()]);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[&dev(3)].revocation, by_honest.id);
+        assert_eq!(a[&dev(2)].revocation, backdated.id);
+        // The founder revokes the rogue, cutting off its counter-revocation: the honest
+        // admin's standing is restored.
+        let founder = cand(1, 3, 6, &[(1, 9)]);
+        let c = resolve(&[backdated, by_honest, founder.clone()]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[&dev(3)].seq, 6);
+    }
+
     #[test]
     fn a_revocation_by_an_admin_whose_grant_was_cut_off_is_not_in_force() {
         // Admin 2 is cut off at seq 3; at its seq 5 it made 4 an admin, and 4 revokes 1.
-        let r1 = cand(1, 10, 2, 3, &[(1, 9)]);
-        let by_new_admin = cand(4, 12, 1, 8, &[(4, 1), (2, 5), (1, 2)]);
+        let r1 = cand(1, 2, 3, &[(1, 9)]);
+        let by_new_admin = cand(4, 1, 8, &[(4, 1), (2, 5), (1, 2)]);
         let got = resolve(&[by_new_admin, r1.clone()]);
         assert_eq!(got.len(), 1);
         assert_eq!(got[&dev(2)].revocation, r1.id);

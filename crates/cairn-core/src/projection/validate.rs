@@ -210,7 +210,6 @@ impl Projection {
         }
         self.revocations.push(Candidate {
             id: ev.id(),
-            time: env.time,
             target: m.device,
             cutoff: cut.seq,
             justification: self.justification(a, s, vv),

@@ -440,6 +440,11 @@ impl Projection {
         out
     }
 
+    /// The device that signed a known event.
+    pub fn author_of(&self, id: &EventId) -> Option<DeviceId> {
+        self.meta.get(id).map(|m| self.authors[m.author as usize])
+    }
+
     /// `"applied"`, `"excluded"` or `"rejected"` for a known event.
     pub fn status_of(&self, id: &EventId) -> Option<&'static str> {
         self.meta.get(id).map(|m| match m.status {
