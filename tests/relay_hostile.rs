@@ -9,7 +9,9 @@ use cairn_core::keys::DeviceKey;
 use cairn_core::{DeviceId, WorkspaceId};
 use cairn_relay::auth;
 use cairn_relay::store::redb::RedbStore;
-use cairn_relay::wire::{MemberList, MemberListBody, PullReply, PushReply, SealedItem, encode};
+use cairn_relay::wire::{
+    MAX_LIST_ENTRIES, MemberList, MemberListBody, PullReply, PushReply, SealedItem, encode,
+};
 use cairn_relay::{Limits, Relay, Request, Response};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -595,6 +597,59 @@ fn a_revoked_admin_cannot_replace_the_member_list() {
         "{:?}",
         r.error_message()
     );
+}
+
+/// Mallory, an admin, fills the relay's revoked set to its cap with junk ids (two lists, the
+/// second adding a couple more). When the honest admin then revokes her, the union of revoked
+/// devices would pass the cap: that must not refuse the list that revokes her, or she stays
+/// served and every honest sync fails.
+#[test]
+fn a_full_revoked_set_cannot_block_revoking_the_signer() {
+    let f = Fixture::new(Limits::default());
+    let mallory = DeviceKey::from_secret(&[5; 32]);
+    let put =
+        |key: &DeviceKey, list: Vec<u8>| f.call(req(key, "PUT", &f.path("members"), "", list, NOW));
+    let both = [(&f.admin, Role::Admin), (&mallory, Role::Admin)];
+    let r = put(&f.admin, f.members(2, &both, &f.admin));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let junk = |from: u32, n: u32| -> Vec<DeviceId> {
+        (from..from + n)
+            .map(|i| {
+                let mut d = [0xee; 32];
+                d[..4].copy_from_slice(&i.to_le_bytes());
+                DeviceId(d)
+            })
+            .collect()
+    };
+    let list = |version: u64, revoked: Vec<DeviceId>| {
+        MemberList::sign(
+            &MemberListBody {
+                workspace: f.ws,
+                version,
+                members: both.iter().map(|(k, r)| (k.device_id(), *r)).collect(),
+                revoked,
+                time: NOW,
+            },
+            &mallory,
+        )
+    };
+    let full = MAX_LIST_ENTRIES as u32 - 2;
+    let r = put(&mallory, list(3, junk(0, full)));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+    let r = put(&mallory, list(4, junk(full, 2)));
+    assert_eq!(r.status, 200, "{:?}", r.error_message());
+
+    let honest = revoking(&f, 5, &[(&f.admin, Role::Admin)], &[&mallory], &f.admin);
+    let r = put(&f.admin, honest);
+    assert_eq!(
+        r.status,
+        200,
+        "the list revoking the junk's author was refused: {:?}",
+        r.error_message()
+    );
+    assert_eq!(stored_list(&f).signer(), f.admin.device_id());
+    let r = f.push(&mallory, &[item(mallory.device_id(), 1, 40)]);
+    assert_eq!(r.status, 403, "{:?}", r.error_message());
 }
 
 /// A relay whose operator named no workspaces serves none: a stranger cannot register a

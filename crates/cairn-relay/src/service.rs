@@ -447,26 +447,30 @@ impl<S: RelayStore> Relay<S> {
     }
 
     /// Stores `new` in place of `stored` (already judged a valid replacement), keeping every
-    /// device either revoked.
+    /// device either revoked, up to [`MAX_LIST_ENTRIES`]: the new list's revoked devices all,
+    /// then the stored ones while room remains. The union is never a reason to refuse a list:
+    /// were it, an admin who filled the set with junk ids could block its own revocation. A
+    /// device dropped from the union is still refused while no list names it a member.
     async fn replace_members(
         &self,
         ws: &WorkspaceId,
         stored: Option<StoredMembers>,
         new: &MemberList,
     ) -> Response {
-        let revoked: std::collections::BTreeSet<DeviceId> = stored
-            .iter()
-            .flat_map(|s| s.revoked.iter())
-            .chain(new.body().revoked.iter())
-            .copied()
-            .collect();
-        if revoked.len() > MAX_LIST_ENTRIES {
-            return Response::error(
-                413,
-                format!(
-                    "{} revoked devices in all; the limit is {MAX_LIST_ENTRIES}",
-                    revoked.len()
-                ),
+        let mut revoked: std::collections::BTreeSet<DeviceId> =
+            new.body().revoked.iter().copied().collect();
+        let mut dropped = 0usize;
+        for d in stored.iter().flat_map(|s| s.revoked.iter()) {
+            if revoked.len() < MAX_LIST_ENTRIES {
+                revoked.insert(*d);
+            } else if !revoked.contains(d) {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                workspace = %ws.short(), dropped,
+                "the revoked set is full; earlier revoked devices not named again were dropped"
             );
         }
         let revoked: Vec<DeviceId> = revoked.into_iter().collect();
