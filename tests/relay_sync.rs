@@ -21,6 +21,18 @@ fn sync(ws: &Ws) -> serde_json::Value {
     serde_json::from_str(&ws.ok(&["sync", "--relay", "--json"])).unwrap()
 }
 
+/// `cairn relay serve` on a redb file at `db`, serving `admin`'s workspace only.
+fn redb_relay(admin: &Ws, db: &std::path::Path) -> (common::Child, String) {
+    relay_serve(&[
+        "--store",
+        "redb",
+        "--db",
+        db.to_str().unwrap(),
+        "--workspace",
+        &ws_id(admin),
+    ])
+}
+
 /// The workspace id, for `relay serve --workspace`.
 fn ws_id(w: &Ws) -> String {
     workspace_of(w).to_hex()
@@ -54,14 +66,7 @@ fn devices_converge_through_the_relay_which_sees_only_ciphertext() {
         "relay list does not show the workspace id"
     );
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob, &carol] {
         w.ok(&["relay", "add", &url]);
     }
@@ -225,14 +230,7 @@ fn viewer_squatting_the_admins_next_seq_cannot_censor_it() {
     let bob = alice.enrol_offline("bob", "engineer");
     let vic = alice.enrol_offline("vic", "viewer");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (_relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob, &vic] {
         w.ok(&["relay", "add", &url]);
     }
@@ -282,14 +280,7 @@ fn an_item_under_an_unknown_key_does_not_pin_the_pullers_cursor() {
     alice.init();
     let bob = alice.enrol_offline("bob", "engineer");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (_relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob] {
         w.ok(&["relay", "add", &url]);
     }
@@ -467,14 +458,7 @@ fn a_planted_key_grant_cannot_choose_the_key_sealed_with_after_a_revocation() {
     alice.init();
     let bob = alice.enrol_offline("bob", "engineer");
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob] {
         w.ok(&["relay", "add", &url]);
     }
@@ -583,14 +567,7 @@ fn a_revoked_admins_private_key_does_not_pin_the_pullers_cursor() {
     let bob = alice.enrol_offline("bob", "engineer");
     let mallory = alice.enrol_offline("mallory", "admin");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (_relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob, &mallory] {
         w.ok(&["relay", "add", &url]);
     }
@@ -660,14 +637,7 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
     let alice = Ws::new();
     alice.init();
     let db = alice.path("relay.redb");
-    let (relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (relay, url) = redb_relay(&alice, &db);
     alice.ok(&["relay", "add", &url]);
     sync(&alice);
     drop(relay);
@@ -710,14 +680,7 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
             .unwrap();
         rt.block_on(store.push(&ws, &junk)).unwrap();
     }
-    let (_relay, url2) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (_relay, url2) = redb_relay(&alice, &db);
     alice.ok(&["relay", "remove", &url]);
     alice.ok(&["relay", "add", &url2]);
     let r = sync(&alice);
@@ -784,14 +747,7 @@ fn a_rogue_admins_frozen_member_list_is_replaced_once_he_is_revoked() {
     let bob = alice.enrol_offline("bob", "engineer");
     let dave = alice.enrol_offline("dave", "admin");
     let db = alice.path("relay.redb");
-    let (_relay, url) = relay_serve(&[
-        "--store",
-        "redb",
-        "--db",
-        db.to_str().unwrap(),
-        "--workspace",
-        &ws_id(&alice),
-    ]);
+    let (_relay, url) = redb_relay(&alice, &db);
     for w in [&alice, &bob, &dave] {
         w.ok(&["relay", "add", &url]);
     }

@@ -57,6 +57,21 @@ pub(crate) struct Swept {
     pub(crate) removed: Vec<String>,
 }
 
+/// Removes `path` and records (and logs) why, and whether the removal worked.
+fn remove_reported(path: &Path, shown: &str, why: &str, removed: &mut Vec<String>) {
+    let gone = std::fs::remove_file(path).is_ok();
+    let r = format!(
+        "{shown}: {why}{}",
+        if gone {
+            ", removed"
+        } else {
+            " (could not be removed)"
+        }
+    );
+    tracing::warn!("extraction: {r}");
+    removed.push(r);
+}
+
 /// Walks `dir` (inside `root`, both canonical) without following links, removing what must not
 /// stay. With `hard_links`, also removes regular files that have links outside the walked tree.
 pub(crate) fn sweep(root: &Path, dir: &Path, hard_links: bool) -> Swept {
@@ -125,35 +140,14 @@ pub(crate) fn sweep(root: &Path, dir: &Path, hard_links: bool) -> Swept {
                     "special file".to_string()
                 }
             };
-            let gone = std::fs::remove_file(&path).is_ok();
-            let r = format!(
-                "{}: {why}{}",
-                rel(&path),
-                if gone {
-                    ", removed"
-                } else {
-                    " (could not be removed)"
-                }
-            );
-            tracing::warn!("extraction: {r}");
-            out.removed.push(r);
+            remove_reported(&path, &rel(&path), &why, &mut out.removed);
         }
     }
     for (nlink, paths) in inodes.into_values() {
         if (paths.len() as u64) < nlink {
             for p in paths {
-                let gone = std::fs::remove_file(&p).is_ok();
-                let r = format!(
-                    "{}: a hard link to a file outside the extraction directory{}",
-                    rel(&p),
-                    if gone {
-                        ", removed"
-                    } else {
-                        " (could not be removed)"
-                    }
-                );
-                tracing::warn!("extraction: {r}");
-                out.removed.push(r);
+                let why = "a hard link to a file outside the extraction directory";
+                remove_reported(&p, &rel(&p), why, &mut out.removed);
             }
         }
     }
