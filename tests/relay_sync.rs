@@ -695,6 +695,54 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
     assert_eq!(s.quarantine().unwrap().len(), 0);
 }
 
+/// The relay's operator signs a key grant with a throwaway key and stores it unsealed. Its
+/// signature holds, so members keep it as evidence, but it is nobody's act in the log: every
+/// member's `audit verify` must still pass (before, it failed on every device that pulled it).
+#[test]
+fn a_grant_the_relay_operator_signs_with_a_throwaway_key_cannot_fail_members_audits() {
+    let alice = Ws::new();
+    alice.init();
+    let db = alice.path("relay.redb");
+    let (relay, url) = redb_relay(&alice, &db);
+    alice.ok(&["relay", "add", &url]);
+    sync(&alice);
+    drop(relay);
+
+    let ws = workspace_of(&alice);
+    let throwaway = cairn_core::keys::DeviceKey::from_secret(&[0x66; 32]);
+    let planted = {
+        let s = cairn_store::Store::open(&alice.dir, PASS.as_bytes()).unwrap();
+        let g =
+            cairn_core::keyring::grant(&ws, throwaway.device_id(), &[7; 32], 1, &[3; 32], &[5; 56]);
+        cairn_core::writer::Writer::new(&throwaway)
+            .grant_keys(s.projection(), vec![g], 1)
+            .unwrap()
+    };
+    {
+        let store = RedbStore::open(&db).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let item = SealedItem {
+            author: planted.author(),
+            seq: planted.seq(),
+            key_id: CLEAR,
+            nonce: [0; 24],
+            data: planted.bytes().to_vec(),
+        };
+        rt.block_on(store.push(&ws, &[item])).unwrap();
+    }
+    let (_relay, url2) = redb_relay(&alice, &db);
+    alice.ok(&["relay", "remove", &url]);
+    alice.ok(&["relay", "add", &url2]);
+    sync(&alice);
+    let out = alice.ok(&["audit", "verify", "--json"]);
+    let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rep["quarantined"], 0, "{rep}");
+    assert_eq!(rep["quarantined_from_strangers"], 1, "{rep}");
+}
+
 /// `relay serve` with neither an allow-list nor `--open` refuses to start: a relay open by
 /// default let whoever registered a workspace id first hold it. (Bounded wait: a relay that
 /// starts anyway fails the test instead of hanging it.)

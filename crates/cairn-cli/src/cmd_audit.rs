@@ -65,6 +65,31 @@ fn print_report(rep: &audit::Report, json: bool) -> Result<()> {
                 f.what
             );
         }
+        // A member can write any number of such claims; the JSON lists them all.
+        const NOTES: usize = 20;
+        for c in rep.clock_ahead.iter().take(NOTES) {
+            say!(
+                "NOTE    {}: {}",
+                c.event.map(|e| e.to_hex()).unwrap_or_else(|| "-".into()),
+                c.what
+            );
+        }
+        if rep.clock_ahead.len() > NOTES {
+            say!(
+                "NOTE    and {} more claiming times ahead of this machine's clock (--json lists \
+                 them all)",
+                rep.clock_ahead.len() - NOTES
+            );
+        }
+        if rep.quarantined_from_strangers > 0 || rep.strangers_dropped > 0 {
+            say!(
+                "NOTE    {} rejected event(s) in quarantine, and {} not kept, are signed by keys \
+                 no membership event names (anyone who reaches this device can sign such; \
+                 `cairn audit log` lists those kept); they do not fail the audit",
+                rep.quarantined_from_strangers,
+                rep.strangers_dropped
+            );
+        }
         if let Some(h) = &rep.state_hash {
             say!("state hash of the verified log: {h}");
         }

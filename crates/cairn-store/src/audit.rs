@@ -41,8 +41,29 @@ pub struct Report {
     /// author, or kept out of the state (made after a revocation's cut-off, or by a device that
     /// equivocated).
     pub flagged: Vec<Problem>,
-    /// Quarantined events (rejected input kept as evidence).
+    /// Quarantined events (rejected input kept as evidence) that a member signed, or that
+    /// cannot be tied to a signer (bytes that are no event, signatures that fail).
     pub quarantined: usize,
+    /// Quarantined events validly signed by keys that no membership event of this log names
+    /// (never enrolled, not even by an enrolment that was later excluded). Anyone who reaches a
+    /// device can sign such (the relay's operator, a member forwarding them), so they are kept
+    /// and counted but do not fail the audit: they are nobody's act in the log.
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub quarantined_from_strangers: usize,
+    /// Such events reported but not kept, over their own caps
+    /// ([`crate::MAX_QUARANTINE_FROM_STRANGERS`]). They do not fail the audit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub strangers_dropped: u64,
+    /// Logged events (applied or excluded) whose time claims more than
+    /// [`cairn_core::hlc::MAX_CLOCK_LEAD_MILLIS`] beyond the verifying machine's clock: no
+    /// clock source for anyone; an auditor should look at the signer's clock. They do not
+    /// fail the audit. Empty when this machine's clock cannot be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clock_ahead: Vec<Problem>,
+    /// The devices a membership event of the verified log names, to tell strangers'
+    /// quarantined events from members'.
+    #[serde(skip)]
+    named: HashSet<DeviceId>,
     /// Rejected events that were reported when they arrived but not kept, because the
     /// quarantine was at its caps ([`crate::MAX_QUARANTINE_PER_AUTHOR`]).
     #[serde(skip_serializing_if = "is_zero")]
@@ -78,9 +99,27 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Report {
+    /// Counts quarantined events into [`Report::quarantined`] or, when validly signed by a
+    /// key no membership event names, [`Report::quarantined_from_strangers`].
+    fn count_quarantine<'a>(&mut self, kept: impl Iterator<Item = &'a [u8]>) {
+        for bytes in kept {
+            let stranger = Event::decode(bytes.to_vec())
+                .is_ok_and(|e| !self.named.contains(&e.author()) && e.verify_signature());
+            if stranger {
+                self.quarantined_from_strangers += 1;
+            } else {
+                self.quarantined += 1;
+            }
+        }
+    }
+
     /// True when nothing is wrong and nothing needs an auditor's eye: no problem, no flagged
-    /// event and nothing in quarantine (`audit verify` exits non-zero otherwise).
+    /// event and no member's event in quarantine (`audit verify` exits non-zero otherwise).
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
             && self.flagged.is_empty()
@@ -170,6 +209,22 @@ fn verify_batches_sized<T: Send>(
         p = q;
     }
     p.flush();
+    rep.named = p.named_devices().collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    rep.clock_ahead = now
+        .map(|now| p.claims_ahead_of(now))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| Problem {
+            event: Some(id),
+            what: "claims a time more than 5 minutes ahead of this machine's clock (no clock \
+                   source for anyone)"
+                .into(),
+        })
+        .collect();
     if replay == Replay::State {
         rep.state_hash = Some(hex::encode(p.state_hash()));
     }
@@ -584,8 +639,9 @@ pub fn verify_store_with(store: &Store, replay: Replay) -> Result<Report> {
         |b| store.blobs().verify(b).map_err(|e| e.to_string()),
         replay,
     )?;
-    rep.quarantined = store.quarantine()?.len();
+    rep.count_quarantine(store.quarantine()?.iter().map(|(_, q)| q.bytes.as_slice()));
     rep.quarantine_dropped = store.quarantine_dropped()?;
+    rep.strangers_dropped = store.strangers_dropped()?;
     Ok(rep)
 }
 
@@ -736,6 +792,6 @@ pub fn verify_bundle(b: &Bundle, replay: Replay) -> Report {
     };
     let mut rep = verify_entries(entries, blob, replay);
     rep.problems.retain(|p| !p.what.ends_with("(not included)"));
-    rep.quarantined = b.quarantined.len();
+    rep.count_quarantine(b.quarantined.iter().map(|q| q.bytes.as_slice()));
     rep
 }

@@ -20,6 +20,6 @@ pub mod synthetic;
 
 pub use error::{Result, StoreError};
 pub use store::{
-    IngestReport, MAX_QUARANTINE_BYTES, MAX_QUARANTINE_PER_AUTHOR, Quarantined, RawEntry, Store,
-    StoredEvent,
+    IngestReport, MAX_QUARANTINE_BYTES, MAX_QUARANTINE_FROM_STRANGERS, MAX_QUARANTINE_PER_AUTHOR,
+    MAX_QUARANTINE_STRANGER_BYTES, Quarantined, RawEntry, Store, StoredEvent,
 };

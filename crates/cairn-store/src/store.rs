@@ -16,9 +16,10 @@ use rayon::prelude::*;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use cairn_core::error::Rejection;
 use cairn_core::event::verify_signatures;
 use cairn_core::keys::DeviceKey;
 use cairn_core::projection::{Parsed, Projection};
@@ -44,22 +45,53 @@ const LOCAL: TableDefinition<&[u8], &[u8]> = TableDefinition::new("local");
 pub const MAX_QUARANTINE_PER_AUTHOR: usize = 1_000;
 /// Most bytes of quarantined events kept, all authors together.
 pub const MAX_QUARANTINE_BYTES: u64 = 256 << 20;
+/// Most quarantined events kept that are validly signed by keys no membership event of the log
+/// names (see [`Projection::named_devices`]), all such keys together, and their bytes. Anyone
+/// who reaches the device can sign such with throwaway keys, so they have their own small
+/// caps: they never crowd out a member's evidence. Those over the caps are reported and
+/// counted apart ([`Store::strangers_dropped`]), not as a member's lost evidence.
+pub const MAX_QUARANTINE_FROM_STRANGERS: usize = 1_000;
+/// See [`MAX_QUARANTINE_FROM_STRANGERS`].
+pub const MAX_QUARANTINE_STRANGER_BYTES: u64 = 16 << 20;
 
 /// What the quarantine holds, per author, against its caps.
 #[derive(Debug, Default)]
 struct QuarantineTally {
     by_author: HashMap<[u8; 32], usize>,
     bytes: u64,
+    strangers: usize,
+    stranger_bytes: u64,
 }
 
 impl QuarantineTally {
-    fn of(entries: &[(EventId, Quarantined)]) -> QuarantineTally {
+    fn of(entries: &[(EventId, Quarantined)], named: &HashSet<DeviceId>) -> QuarantineTally {
         let mut t = QuarantineTally::default();
         for (_, q) in entries {
-            *t.by_author.entry(Self::author_of(&q.bytes)).or_default() += 1;
-            t.bytes += q.bytes.len() as u64;
+            match Event::decode(q.bytes.clone()) {
+                Ok(e) if !named.contains(&e.author()) && e.verify_signature() => {
+                    t.strangers += 1;
+                    t.stranger_bytes += q.bytes.len() as u64;
+                }
+                _ => {
+                    *t.by_author.entry(Self::author_of(&q.bytes)).or_default() += 1;
+                    t.bytes += q.bytes.len() as u64;
+                }
+            }
         }
         t
+    }
+
+    /// Admits one stranger's entry of `len` bytes if both strangers' caps allow; otherwise
+    /// counts nothing and returns false.
+    fn admit_stranger(&mut self, len: usize) -> bool {
+        if self.strangers >= MAX_QUARANTINE_FROM_STRANGERS
+            || self.stranger_bytes + len as u64 > MAX_QUARANTINE_STRANGER_BYTES
+        {
+            return false;
+        }
+        self.strangers += 1;
+        self.stranger_bytes += len as u64;
+        true
     }
 
     /// The signing author named in `bytes`, or zeros for bytes that are no event.
@@ -81,6 +113,8 @@ impl QuarantineTally {
 
 /// Where the count of rejected events not kept lives (a local record).
 const DROPPED: (&str, &[u8]) = ("quarantine", b"dropped");
+/// Where the count of strangers' rejected events not kept lives (a local record).
+const STRANGERS_DROPPED: (&str, &[u8]) = ("quarantine", b"strangers-dropped");
 
 /// Verdicts written but not kept: pending over the projection's caps, rejected over the
 /// quarantine's.
@@ -88,6 +122,7 @@ const DROPPED: (&str, &[u8]) = ("quarantine", b"dropped");
 struct Unkept {
     deferred: usize,
     not_quarantined: usize,
+    strangers_not_kept: usize,
 }
 
 /// redb page cache. Reads stream through the log in batches, so a small cache keeps memory
@@ -143,6 +178,15 @@ pub struct IngestReport {
     pub deferred: usize,
     /// Rejected (and listed above) but not quarantined: over the quarantine's caps.
     pub not_quarantined: usize,
+    /// Rejected (and listed above) as non-members' by keys no membership event names, and over
+    /// the caps for such ([`MAX_QUARANTINE_FROM_STRANGERS`]): not kept, counted in
+    /// [`Store::strangers_dropped`]; no member's evidence lost.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub strangers_not_kept: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl IngestReport {
@@ -155,6 +199,7 @@ impl IngestReport {
         self.rejected.extend(r.rejected);
         self.deferred += r.deferred;
         self.not_quarantined += r.not_quarantined;
+        self.strangers_not_kept += r.strangers_not_kept;
     }
 }
 
@@ -324,7 +369,7 @@ impl Store {
         }
         s.projection = s.load_projection(Projection::new([]))?;
         s.settle()?;
-        s.quarantined = QuarantineTally::of(&s.quarantine()?);
+        s.quarantined = QuarantineTally::of(&s.quarantine()?, &s.named_devices());
         Ok(s)
     }
 
@@ -439,6 +484,11 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt {
                 what: format!("local record {ns}/{}", hex::encode(key)),
             })
+    }
+
+    /// Every device a logged membership event names ([`Projection::named_devices`]).
+    fn named_devices(&self) -> HashSet<DeviceId> {
+        self.projection.named_devices().collect()
     }
 
     /// The current projection (flushed).
@@ -686,8 +736,19 @@ impl Store {
 
     /// How many rejected events were reported but not kept in quarantine (over its caps).
     pub fn quarantine_dropped(&self) -> Result<u64> {
+        self.local_count(DROPPED)
+    }
+
+    /// How many rejected events validly signed by keys no membership event names were reported
+    /// but not kept (over [`MAX_QUARANTINE_FROM_STRANGERS`] or its bytes). No member's
+    /// evidence: `audit verify` shows the count without failing.
+    pub fn strangers_dropped(&self) -> Result<u64> {
+        self.local_count(STRANGERS_DROPPED)
+    }
+
+    fn local_count(&self, (ns, key): (&str, &[u8])) -> Result<u64> {
         Ok(self
-            .get_local(DROPPED.0, DROPPED.1)?
+            .get_local(ns, key)?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map_or(0, u64::from_le_bytes))
     }
@@ -891,6 +952,25 @@ impl Store {
         report.deferred = unkept.deferred;
         report.pending -= unkept.deferred;
         report.not_quarantined = dropped + unkept.not_quarantined;
+        report.strangers_not_kept = unkept.strangers_not_kept;
+        if unkept.strangers_not_kept > 0 {
+            let total = self.strangers_dropped()? + unkept.strangers_not_kept as u64;
+            let k = Self::local_key(STRANGERS_DROPPED.0, STRANGERS_DROPPED.1);
+            let sealed = seal::seal(
+                &self.secrets.storage,
+                &aad("local", &k),
+                &total.to_le_bytes(),
+            );
+            w.open_table(LOCAL)
+                .map_err(dbe!(self))?
+                .insert(k.as_slice(), sealed.as_slice())
+                .map_err(dbe!(self))?;
+            tracing::warn!(
+                not_kept = unkept.strangers_not_kept,
+                "rejected events signed by keys that were never members, over their caps, are \
+                 reported but not kept"
+            );
+        }
         if report.not_quarantined > 0 {
             let total = self.quarantine_dropped()? + report.not_quarantined as u64;
             let k = Self::local_key(DROPPED.0, DROPPED.1);
@@ -957,6 +1037,20 @@ impl Store {
         results: &[(Event, Verdict)],
     ) -> Result<Unkept> {
         let mut unkept = Unkept::default();
+        // A stranger's: its signature held, by a key no membership event names (the same
+        // rule as `QuarantineTally::of` and the audit). A device whose enrolment is excluded
+        // is named, and its events stay a member's evidence. "Named" is judged as the event
+        // arrives: an author enrolled later moves its kept events to members' evidence at the
+        // next open and the next audit.
+        let named = results
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Rejected(_)))
+            .then(|| self.named_devices())
+            .unwrap_or_default();
+        let stranger = |e: &Event, v: &Verdict| {
+            matches!(v, Verdict::Rejected(r) if !matches!(r, Rejection::BadSignature | Rejection::BadAuthorKey))
+                && !named.contains(&e.author())
+        };
         let decided: std::collections::HashSet<EventId> = results
             .iter()
             .filter(|(_, v)| !matches!(v, Verdict::Pending(_) | Verdict::Duplicate))
@@ -999,7 +1093,14 @@ impl Store {
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;
                 }
                 (Verdict::Rejected(_), None)
-                    if !self.quarantined.admit(e.author().0, e.bytes().len()) =>
+                    if stranger(e, v) && !self.quarantined.admit_stranger(e.bytes().len()) =>
+                {
+                    pend.remove(&id.0[..]).map_err(dbe!(self))?;
+                    unkept.strangers_not_kept += 1;
+                }
+                (Verdict::Rejected(_), None)
+                    if !stranger(e, v)
+                        && !self.quarantined.admit(e.author().0, e.bytes().len()) =>
                 {
                     // Not kept as evidence (counted and reported), but no longer pending either.
                     pend.remove(&id.0[..]).map_err(dbe!(self))?;

@@ -103,6 +103,127 @@ fn reopening_rebuilds_the_same_state_and_rejected_input_is_quarantined() {
     ));
 }
 
+/// Anyone who reaches a device (a relay's operator, a member forwarding them) can sign events
+/// with a throwaway key. Kept as evidence, they must not make the device's audit fail: that
+/// would let anyone fail every member's audit at will.
+#[test]
+fn events_a_stranger_signs_are_kept_but_do_not_fail_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path());
+    let stranger = cairn_core::keys::DeviceKey::from_secret(&[0x5a; 32]);
+    let (e, _) = cairn_core::writer::Writer::new(&stranger)
+        .create_asset(s.projection(), &[f("name", "Planted")], &[], 9000)
+        .unwrap();
+    let rep = s.ingest(vec![e.bytes().to_vec()]).unwrap();
+    assert_eq!(rep.rejected.len(), 1, "a stranger's event applied: {rep:?}");
+    assert_eq!(s.quarantine().unwrap().len(), 1, "and is kept as evidence");
+    let audit = verify_store(&s).unwrap();
+    assert_eq!(
+        (audit.quarantined, audit.quarantined_from_strangers),
+        (0, 1)
+    );
+    assert!(audit.ok(), "a stranger's event failed the audit: {audit:?}");
+    // A stranger's event whose signature fails is no stranger's: anyone could have named that
+    // key, so it is kept with members' evidence and fails the audit.
+    let (e, _) = cairn_core::writer::Writer::new(&stranger)
+        .create_asset(s.projection(), &[f("name", "Forged")], &[], 9001)
+        .unwrap();
+    let mut bad = e.bytes().to_vec();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    s.ingest(vec![bad]).unwrap();
+    let audit = verify_store(&s).unwrap();
+    assert_eq!(
+        (audit.quarantined, audit.quarantined_from_strangers),
+        (1, 1)
+    );
+    assert!(!audit.ok());
+    // And so is a member's own event whose signature fails: alice's, altered.
+    let mut forged = s.log().unwrap()[2].bytes.clone();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    s.ingest(vec![forged]).unwrap();
+    let audit = verify_store(&s).unwrap();
+    assert_eq!(
+        (audit.quarantined, audit.quarantined_from_strangers),
+        (2, 1)
+    );
+}
+
+fn throwaway(i: u64) -> cairn_core::keys::DeviceKey {
+    let mut secret = [0x77; 32];
+    secret[..8].copy_from_slice(&i.to_le_bytes());
+    cairn_core::keys::DeviceKey::from_secret(&secret)
+}
+
+/// A flood of events signed by many throwaway keys (so no per-author cap applies) meets caps of
+/// its own, by count and by bytes: what it loses is counted apart, and a member's evidence that
+/// comes after it is still kept, and still fails the audit.
+#[test]
+fn a_flood_of_strangers_events_is_capped_apart_from_members_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = populated(dir.path());
+    let event = |s: &Store, i: u64, value: &str| {
+        cairn_core::writer::Writer::new(&throwaway(i))
+            .create_asset(s.projection(), &[f("name", value)], &[], 10_000 + i)
+            .unwrap()
+            .0
+            .bytes()
+            .to_vec()
+    };
+    // By bytes: seventeen events of over 1 MiB each pass the 16 MiB cap.
+    let big = "x".repeat(1 << 20);
+    let flood: Vec<Vec<u8>> = (0..17).map(|i| event(&s, i, &big)).collect();
+    let by_bytes = s.ingest(flood).unwrap().strangers_not_kept;
+    assert!(
+        by_bytes >= 2,
+        "the strangers' byte cap did not hold: {by_bytes}"
+    );
+    // By count.
+    let kept = s.quarantine().unwrap().len();
+    let flood: Vec<Vec<u8>> = (100..100 + cairn_store::MAX_QUARANTINE_FROM_STRANGERS as u64)
+        .map(|i| event(&s, i, "X"))
+        .collect();
+    let rep = s.ingest(flood).unwrap();
+    assert_eq!(
+        rep.strangers_not_kept, kept,
+        "past the count cap, exactly the excess is not kept"
+    );
+    assert_eq!(
+        rep.not_quarantined, 0,
+        "counted as a member's lost evidence"
+    );
+    assert!(verify_store(&s).unwrap().ok(), "strangers failed the audit");
+    // A member's evidence still has room.
+    let mut forged = s.log().unwrap()[2].bytes.clone();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    assert_eq!(s.ingest(vec![forged]).unwrap().not_quarantined, 0);
+    // The same after reopening (the caps are counted again from what is kept).
+    drop(s);
+    let s = Store::open(dir.path(), b"pw").unwrap();
+    assert_eq!(s.strangers_dropped().unwrap(), (by_bytes + kept) as u64);
+    let audit = verify_store(&s).unwrap();
+    assert_eq!(
+        (
+            audit.quarantined,
+            audit.quarantined_from_strangers,
+            audit.quarantine_dropped,
+            audit.strangers_dropped
+        ),
+        (
+            1,
+            cairn_store::MAX_QUARANTINE_FROM_STRANGERS,
+            0,
+            (by_bytes + kept) as u64
+        )
+    );
+    assert!(
+        !audit.ok(),
+        "the member's rejected event must fail the audit"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 

@@ -528,6 +528,13 @@ impl Projection {
             .flat_map(|(e, gs)| gs.iter().map(move |g| (e, g)))
     }
 
+    /// The devices some logged membership event names (the genesis admin, every enrolment,
+    /// role change and revocation, applied or excluded). A device none names was never a
+    /// member, whatever it signed: anyone can make such a key.
+    pub fn named_devices(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.members.keys().copied()
+    }
+
     /// The number of membership events (genesis, enrolments, role changes, revocations) known:
     /// grows with every membership change, so it versions the member list the relay holds.
     pub fn membership_version(&self) -> u64 {
