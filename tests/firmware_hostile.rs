@@ -291,6 +291,64 @@ fn a_flood_of_magic_matches_is_capped_by_the_calls_per_window_budget() {
     tiles(&a, img.len() as u64);
 }
 
+fn slow_parser_within_call_budget(_: &[u8], _: usize) -> Result<SignatureResult, SignatureError> {
+    std::thread::sleep(Duration::from_millis(40));
+    Err(SignatureError)
+}
+
+/// Matches that each stay within the per-call budget, in windows that each stay within theirs,
+/// many enough that the windows' budgets (10 minutes each, sixteen windows in a 1 GiB image)
+/// would let the scan run for hours: the image's own budget, counted across windows, ends it.
+#[test]
+fn matches_within_the_call_and_window_budgets_are_bounded_by_the_image_budget() {
+    let scanner = Scanner::with_signatures(vec![signature(
+        "tick",
+        b"TICKTOCK!",
+        slow_parser_within_call_budget,
+    )])
+    .unwrap()
+    .with_budget(Budget {
+        per_image: Duration::from_millis(300),
+        ..Budget::default()
+    });
+    // Two windows with five matches each: 200 ms of parsing per window, 400 ms in all.
+    let second = cairn_firmware::scan::WINDOW + (1 << 20);
+    let mut img = vec![0u8; second + (1 << 20)];
+    for base in [4096, second] {
+        for i in 0..5 {
+            let at = base + i * 64;
+            img[at..at + 9].copy_from_slice(b"TICKTOCK!");
+        }
+    }
+    let a = analyse_bytes(scanner, img.clone()).expect("the scan did not finish");
+    let why: Vec<&str> = incomplete(&a).collect();
+    assert_eq!(why.len(), 1, "{:?}", a.warnings);
+    assert!(why[0].contains("the image exceeded its"), "{why:?}");
+    tiles(&a, img.len() as u64);
+}
+
+/// A record may name its image with up to 255 bytes; extraction must not fail on the names it
+/// makes beside it (a partial file and the output directory).
+#[test]
+fn an_image_with_the_longest_allowed_name_extracts() {
+    let t = tempfile::tempdir().unwrap();
+    let name = format!("{}.bin", "é".repeat(125)) + "x";
+    assert_eq!(name.len(), 255);
+    // A gzip part, so that extraction makes its output directory too.
+    let mut img = keystream("long", 4096);
+    img.extend_from_slice(&gzip(&[b'z'; 10_000], t.path()));
+    img.extend_from_slice(&keystream("tail", 4096));
+    let (blobs, record) = stored(t.path(), &name, &img);
+    let to = t.path().join("out");
+    let x = cairn_firmware::extract(&blobs, &record, &to).unwrap();
+    assert!(to.join(&name).is_file(), "{x:?}");
+    assert!(
+        x.parts.iter().any(|p| p.name == "gzip" && p.ok),
+        "the gzip part was not extracted: {x:?}"
+    );
+    assert!(to.join("image.extracted").is_dir(), "{x:?}");
+}
+
 #[test]
 fn a_malformed_png_that_loops_binwalk_cannot_hang_extraction() {
     let t = tempfile::tempdir().unwrap();

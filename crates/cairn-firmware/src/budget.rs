@@ -4,8 +4,9 @@
 //! a thread. So the parsers do not run on the analysis thread. One scan worker per analysis
 //! takes a window at a time (shared, not copied: one hand-off per 64 MiB window, nothing per
 //! parser call but a timestamp) and streams back what the parsers accept. The analysis thread
-//! waits with a deadline: when one parser call runs past [`Budget::per_call`], or the window's
-//! calls past [`Budget::per_window`], it abandons the worker, keeps what was found so far,
+//! waits with a deadline: when one parser call runs past [`Budget::per_call`], the window's
+//! calls past [`Budget::per_window`], or the image's past [`Budget::per_image`], it abandons
+//! the worker, keeps what was found so far,
 //! records an [`INCOMPLETE`] warning naming the parser and offset, and hashes the rest of the
 //! image with no more parsing. The analysis always finishes.
 //!
@@ -18,6 +19,7 @@
 //!
 //! [`Budget::per_call`]: crate::scan::Budget::per_call
 //! [`Budget::per_window`]: crate::scan::Budget::per_window
+//! [`Budget::per_image`]: crate::scan::Budget::per_image
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,6 +80,10 @@ pub(crate) struct Driver {
     worker: Option<Worker>,
     /// Parsing was abandoned; later windows are only hashed.
     stopped: bool,
+    /// When the first window was handed to the worker ([`Budget::per_image`] counts from it).
+    ///
+    /// [`Budget::per_image`]: crate::scan::Budget::per_image
+    image_started: Option<Instant>,
 }
 
 impl Driver {
@@ -86,6 +92,7 @@ impl Driver {
             scanner: scanner.clone(),
             worker: None,
             stopped: false,
+            image_started: None,
         }
     }
 
@@ -130,7 +137,9 @@ impl Driver {
     }
 
     /// The parts of one window (see [`Scanner::scan_window`] for the arguments); `buf` is
-    /// shared with the worker while it scans.
+    /// shared with the worker while it scans. `meanwhile` runs once on this thread while the
+    /// worker parses (work on the window that needs no parts, such as its entropy).
+    #[allow(clippy::too_many_arguments)] // the window's coordinates, as `scan_window` takes them
     pub(crate) fn window(
         &mut self,
         buf: &Arc<Vec<u8>>,
@@ -139,14 +148,17 @@ impl Driver {
         image_len: u64,
         skip_until: &mut u64,
         warnings: &mut Vec<String>,
+        meanwhile: impl FnOnce(),
     ) -> Vec<Found> {
         if self.stopped {
+            meanwhile();
             return Vec::new();
         }
         if self.worker.is_none() {
             self.worker = self.spawn();
         }
         let Some(w) = self.worker.take() else {
+            meanwhile();
             return self
                 .scanner
                 .scan_window(buf, base, search_end, image_len, skip_until, warnings);
@@ -159,7 +171,9 @@ impl Driver {
             skip_until: *skip_until,
         };
         let mut found = Vec::new();
-        if w.jobs.send(job).is_err() {
+        let sent = w.jobs.send(job).is_ok();
+        meanwhile();
+        if !sent {
             self.give_up(
                 format!("{INCOMPLETE}the scan worker stopped before the window at {base:#x}"),
                 warnings,
@@ -168,6 +182,7 @@ impl Driver {
         }
         let budget = self.scanner.budget();
         let started = Instant::now();
+        let image_started = *self.image_started.get_or_insert(started);
         let tick = budget.per_call.clamp(Duration::from_millis(1), TICK);
         loop {
             match w.msgs.recv_timeout(tick) {
@@ -196,6 +211,16 @@ impl Driver {
                      as unidentified data)",
                     self.scanner.name_of(sig),
                     budget.per_call,
+                )),
+                _ if now.duration_since(image_started) > budget.per_image => Some(format!(
+                    "{INCOMPLETE}the image exceeded its {:?} parsing budget in the window at \
+                     {base:#x}{}; no parts were looked for from there on (the rest of the image \
+                     is hashed as unidentified data)",
+                    budget.per_image,
+                    current.map_or(String::new(), |(_, sig, at)| format!(
+                        " (in the {} parser at offset {at:#x})",
+                        self.scanner.name_of(sig)
+                    )),
                 )),
                 _ if now.duration_since(started) > budget.per_window => Some(format!(
                     "{INCOMPLETE}the window at {base:#x} exceeded its {:?} parsing budget{}; \

@@ -210,6 +210,18 @@ impl Write for Fan<'_, '_> {
     }
 }
 
+/// A name beside the image's: `prefix NAME suffix`, or `prefix image suffix` when that would
+/// not fit in the 255 bytes a file name may have (a record's name may itself be 255 bytes).
+/// Neither can be the image's own name: the first is longer than it, and the second is only
+/// used for names too long to be it.
+fn beside(name: &str, prefix: &str, suffix: &str) -> String {
+    if prefix.len() + name.len() + suffix.len() <= 255 {
+        format!("{prefix}{name}{suffix}")
+    } else {
+        format!("{prefix}image{suffix}")
+    }
+}
+
 /// Decrypts the image into `root`, checking its signed analysis on the way; returns the bytes.
 fn write_image(
     blobs: &BlobStore,
@@ -217,13 +229,15 @@ fn write_image(
     root: &Path,
     image: &Path,
 ) -> Result<Vec<u8>, FirmwareError> {
-    let partial = root.join(format!(".{}.partial", record.file_name));
+    let partial = root.join(beside(&record.file_name, ".", ".partial"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&partial)
         .map_err(io(&partial))?;
-    let mut data = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0).min(4 << 30));
+    // The signed size is a member's claim until the blob has been read against it: reserve
+    // no more than 256 MiB on its word (a larger image grows the buffer as it arrives).
+    let mut data = Vec::with_capacity(usize::try_from(record.size).unwrap_or(0).min(256 << 20));
     let mut check = AnalysisCheck::new(&record.analysis, record.size);
     let res = blobs.read_to(&record.blob, &mut Fan(&mut f, &mut data, &mut check));
     drop(f);
@@ -510,7 +524,7 @@ pub fn extract_with(
         })?,
     };
     let mut run = Run {
-        out: root.join(format!("{}.extracted", record.file_name)),
+        out: root.join(beside(&record.file_name, "", ".extracted")),
         root,
         data: data.clone(),
         limits,

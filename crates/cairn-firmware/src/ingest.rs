@@ -262,8 +262,17 @@ fn analyse_stream(scanner: &Scanner, rx: Receiver<Vec<u8>>, len: u64) -> Analysi
     let mut window = |buf: Vec<u8>, base: &mut u64, end: usize, layout: &mut LayoutBuilder| {
         // Shared with the scan worker while it parses; ours again once it is done.
         let shared = Arc::new(buf);
-        let parts = driver.window(&shared, *base, end, len, &mut skip_until, &mut warnings);
-        layout.consume(&shared[..end], parts);
+        // The entropy needs no parts: it is counted while the worker parses.
+        let parts = driver.window(
+            &shared,
+            *base,
+            end,
+            len,
+            &mut skip_until,
+            &mut warnings,
+            || layout.entropy_of(&shared[..end]),
+        );
+        layout.consume_parts(&shared[..end], parts);
         *base += end as u64;
         match Arc::try_unwrap(shared) {
             Ok(mut buf) => {

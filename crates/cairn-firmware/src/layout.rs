@@ -78,6 +78,28 @@ impl LayoutBuilder {
     /// starting inside it (sorted by offset, none before the position).
     pub fn consume(&mut self, data: &[u8], parts: Vec<Found>) {
         self.entropy_of(data);
+        self.consume_parts(data, parts);
+    }
+
+    /// The entropy half of [`LayoutBuilder::consume`]: it needs no parts, so it can run while
+    /// the window is still being parsed. Each slice goes through [`LayoutBuilder::entropy_of`]
+    /// and then [`LayoutBuilder::consume_parts`], in image order.
+    pub(crate) fn entropy_of(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = ((self.entropy_block - self.in_block) as usize).min(data.len());
+            for &b in &data[..take] {
+                self.histogram[b as usize] += 1;
+            }
+            self.in_block += take as u64;
+            data = &data[take..];
+            if self.in_block == self.entropy_block {
+                self.flush_entropy();
+            }
+        }
+    }
+
+    /// The hashing half of [`LayoutBuilder::consume`].
+    pub(crate) fn consume_parts(&mut self, data: &[u8], parts: Vec<Found>) {
         let start = self.pos;
         let stop = start + data.len() as u64;
         let mut parts = parts.into_iter().peekable();
@@ -171,20 +193,6 @@ impl LayoutBuilder {
                 size_known: o.end.is_some(),
                 hash: BlobId(*o.hasher.finalize().as_bytes()),
             });
-        }
-    }
-
-    fn entropy_of(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let take = ((self.entropy_block - self.in_block) as usize).min(data.len());
-            for &b in &data[..take] {
-                self.histogram[b as usize] += 1;
-            }
-            self.in_block += take as u64;
-            data = &data[take..];
-            if self.in_block == self.entropy_block {
-                self.flush_entropy();
-            }
         }
     }
 

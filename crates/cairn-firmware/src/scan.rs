@@ -50,6 +50,10 @@ pub struct Budget {
     pub per_call: Duration,
     /// Wall time all parser calls of one window may take together.
     pub per_window: Duration,
+    /// Wall time the parsing of the whole image may take, counted from the first window's
+    /// hand-off to the parsers, the reading and hashing between windows included: without it
+    /// a 1 GiB image of hostile windows could take `per_window` sixteen times over.
+    pub per_image: Duration,
     /// Parser calls one window may make. Deterministic, unlike the times.
     pub calls_per_window: usize,
 }
@@ -59,6 +63,7 @@ impl Default for Budget {
         Budget {
             per_call: Duration::from_secs(30),
             per_window: Duration::from_secs(600),
+            per_image: Duration::from_secs(1800),
             calls_per_window: 1 << 20,
         }
     }
@@ -314,7 +319,10 @@ impl Scanner {
         base: u64,
         sink: &mut dyn Sink,
     ) -> Option<SignatureResult> {
+        // The pre-screen walks as far as the parser would, so it runs on the parser's clock.
+        sink.calling(Some((which, base + at as u64)));
         if let Some(why) = crate::guard::prescreen(&sig.name, buf, at) {
+            sink.calling(None);
             let w = format!(
                 "the {} parser was not run at offset {:#x}: {why}; that match was skipped",
                 sig.name,
@@ -324,7 +332,6 @@ impl Scanner {
             sink.warn(w);
             return None;
         }
-        sink.calling(Some((which, base + at as u64)));
         let res = catch_unwind(AssertUnwindSafe(|| (sig.parser)(buf, at)));
         sink.calling(None);
         match res {
