@@ -193,7 +193,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 12,
         max_shrink_iters: 20,
-        failure_persistence: None,
+        // Saved failures (`sync_partitions.proptest-regressions`) replay before new cases.
         .. ProptestConfig::default()
     })]
 
