@@ -76,6 +76,38 @@ fn a_joined_device_receives_the_workspace_and_edits_flow_back() {
     bob.ok(&["audit", "verify"]);
 }
 
+/// A command forwarded to the running node prints its hints on the caller's terminal, never on
+/// the node's (where someone else may be watching, and the caller would miss them).
+#[test]
+fn a_forwarded_command_prints_its_hints_to_the_caller_not_the_node() {
+    let alice = Ws::new();
+    alice.init();
+    let log = alice.path("serve.stderr");
+    let (server, _, _) = alice.serve_web_with(std::fs::File::create(&log).unwrap().into());
+    let o = alice
+        .cmd()
+        .args(["device", "invite", "--role", "viewer", "--expires", "1h"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .starts_with("cairn1")
+    );
+    let hint = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        hint.contains("cairn join TICKET"),
+        "the caller got no hint: {hint:?}"
+    );
+    drop(server);
+    let node = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !node.contains("cairn join") && !node.contains("invitation"),
+        "the node printed the caller's hint: {node}"
+    );
+}
+
 #[test]
 fn every_command_works_while_serve_runs_and_devices_join_by_ticket_or_usb_stick() {
     let alice = Ws::new();

@@ -121,6 +121,11 @@ impl Ws {
 
     /// [`Ws::serve`], also returning the web UI's URL (`http://127.0.0.1:PORT/?token=T`).
     pub fn serve_web(&self) -> (Child, String, String) {
+        self.serve_web_with(std::process::Stdio::null())
+    }
+
+    /// [`Ws::serve_web`] with the node's standard error sent to `stderr`.
+    pub fn serve_web_with(&self, stderr: std::process::Stdio) -> (Child, String, String) {
         use std::io::{BufRead, BufReader};
         let mut child = self
             .cmd()
@@ -135,7 +140,7 @@ impl Ws {
                 "1h",
             ])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();

@@ -158,8 +158,8 @@ fn invite(
         }
         None => {
             say!("{text}");
-            eprintln!("one-time {role} invitation, valid for {expires}; on the new device run");
-            eprintln!("  cairn join TICKET");
+            note!("one-time {role} invitation, valid for {expires}; on the new device run");
+            note!("  cairn join TICKET");
         }
     }
     Ok(())

@@ -327,7 +327,7 @@ pub(crate) fn sync(dir: &Path, url: &str, json: bool) -> Result<()> {
         }
     }
     for f in &failed {
-        eprintln!("relay {f}");
+        note!("relay {f}");
     }
     if !failed.is_empty() {
         bail!("{} relay(s) failed", failed.len());

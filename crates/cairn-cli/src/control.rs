@@ -152,7 +152,7 @@ fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Has
 /// writes both come through here, so a command behaves the same from either.
 pub(crate) fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String) {
     // Parsed inside the node context, so relative paths resolve against the caller's cwd.
-    let ((code, err), out) = crate::console::capture(|| {
+    let ((code, err), out, notes) = crate::console::capture(|| {
         ctx::within_node(ctx, || {
             match <crate::Cli as clap::Parser>::try_parse_from(argv) {
                 Ok(cli) if !cli.cmd.runs_in_node() => (
@@ -175,6 +175,8 @@ pub(crate) fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String
             }
         })
     });
+    // Notes come first, as on a terminal the error a failing command ends with comes last.
+    let err = String::from_utf8_lossy(&notes).into_owned() + &err;
     (code, out, err)
 }
 
