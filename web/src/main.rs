@@ -366,6 +366,8 @@ fn App() -> impl IntoView {
             "/devices" => pages::devices::Devices().into_any(),
             "/sync" => pages::sync::Sync().into_any(),
             "/bundle" => pages::bundle::Bundle().into_any(),
+            // Checks the crash banner (a browser test opens it): a panic, on purpose.
+            "/self-test/panic" => panic!("self-test of the crash banner"),
             other => match other.strip_prefix("/asset/") {
                 Some(id) => {
                     pages::asset::Asset(pages::asset::AssetProps { id: id.to_string() }).into_any()
@@ -395,7 +397,45 @@ fn App() -> impl IntoView {
     }
 }
 
+/// Shows, once, a banner over the page after a panic: the wasm app stops answering after
+/// one, so a page that looked alive would silently drop every later click and edit.
+fn show_crash_banner(message: &str) {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Some(body) = doc.body() else { return };
+    if doc.get_element_by_id("crash-banner").is_some() {
+        return;
+    }
+    let (Ok(div), Ok(button)) = (doc.create_element("div"), doc.create_element("button")) else {
+        return;
+    };
+    div.set_id("crash-banner");
+    div.set_class_name("banner b-bad crash");
+    let _ = div.set_attribute("data-testid", "crash-banner");
+    let _ = div.set_attribute("role", "alert");
+    div.set_text_content(Some(&format!(
+        "Cairn hit an internal error and stopped: reload the page (nothing unsaved was \
+         recorded). For the bug report: {message} "
+    )));
+    button.set_text_content(Some("Reload"));
+    // To the overview: the page that panicked may panic again.
+    let reload = Closure::<dyn Fn()>::new(|| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().set_hash("/");
+            let _ = w.location().reload();
+        }
+    });
+    let _ = button.add_event_listener_with_callback("click", reload.as_ref().unchecked_ref());
+    reload.forget();
+    let _ = div.append_child(&button);
+    let _ = body.prepend_with_node_1(&div);
+}
+
 fn main() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        show_crash_banner(&info.to_string());
+    }));
     mount_to_body(App);
 }

@@ -1,5 +1,7 @@
 //! Sync status: the live link to the node, and the node's background sync with each peer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use leptos::prelude::*;
@@ -15,20 +17,32 @@ pub fn Sync() -> impl IntoView {
     let u = ui();
     let peers = RwSignal::new(None::<Result<serde_json::Value, String>>);
     let info = RwSignal::new(None::<serde_json::Value>);
-    let alive = RwSignal::new(true);
-    on_cleanup(move || alive.set(false));
+    // The poll outlives the page by up to one period, so it checks a flag it owns: a signal of
+    // the page would be disposed by then, and reading one panics.
+    let alive = Arc::new(AtomicBool::new(true));
+    on_cleanup({
+        let alive = alive.clone();
+        move || alive.store(false, Ordering::Relaxed)
+    });
     fn poll(
         peers: RwSignal<Option<Result<serde_json::Value, String>>>,
         info: RwSignal<Option<serde_json::Value>>,
-        alive: RwSignal<bool>,
+        alive: Arc<AtomicBool>,
     ) {
+        let live = alive.clone();
         spawn_local(async move {
-            peers.set(Some(api::get_json("/api/sync").await));
-            info.set(api::get_json("/api/info").await.ok());
+            let p = api::get_json("/api/sync").await;
+            if live.load(Ordering::Relaxed) {
+                peers.try_set(Some(p));
+            }
+            let i = api::get_json("/api/info").await.ok();
+            if live.load(Ordering::Relaxed) {
+                info.try_set(i);
+            }
         });
         set_timeout(
             move || {
-                if alive.get_untracked() {
+                if alive.load(Ordering::Relaxed) {
                     poll(peers, info, alive);
                 }
             },
