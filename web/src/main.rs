@@ -419,11 +419,20 @@ fn show_crash_banner(message: &str) {
          recorded). For the bug report: {message} "
     )));
     button.set_text_content(Some("Reload"));
-    // To the overview: the page that panicked may panic again.
+    // To the overview: the page that panicked may panic again. The URL is replaced without a
+    // `hashchange`, which would reach the app's half-run reactive graph.
     let reload = Closure::<dyn Fn()>::new(|| {
         if let Some(w) = web_sys::window() {
-            let _ = w.location().set_hash("/");
-            let _ = w.location().reload();
+            let l = w.location();
+            let url = format!(
+                "{}{}#/",
+                l.pathname().unwrap_or_default(),
+                l.search().unwrap_or_default()
+            );
+            if let Ok(h) = w.history() {
+                let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+            }
+            let _ = l.reload();
         }
     });
     let _ = button.add_event_listener_with_callback("click", reload.as_ref().unchecked_ref());

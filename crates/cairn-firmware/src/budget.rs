@@ -171,6 +171,10 @@ impl Driver {
             skip_until: *skip_until,
         };
         let mut found = Vec::new();
+        // The budgets count from the hand-off: parsing that overlaps `meanwhile` counts too.
+        let budget = self.scanner.budget();
+        let started = Instant::now();
+        let image_started = *self.image_started.get_or_insert(started);
         let sent = w.jobs.send(job).is_ok();
         meanwhile();
         if !sent {
@@ -180,9 +184,6 @@ impl Driver {
             );
             return Vec::new();
         }
-        let budget = self.scanner.budget();
-        let started = Instant::now();
-        let image_started = *self.image_started.get_or_insert(started);
         let tick = budget.per_call.clamp(Duration::from_millis(1), TICK);
         loop {
             match w.msgs.recv_timeout(tick) {

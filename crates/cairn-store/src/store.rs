@@ -1042,11 +1042,14 @@ impl Store {
         // is named, and its events stay a member's evidence. "Named" is judged as the event
         // arrives: an author enrolled later moves its kept events to members' evidence at the
         // next open and the next audit.
-        let named = results
+        let named = if results
             .iter()
             .any(|(_, v)| matches!(v, Verdict::Rejected(_)))
-            .then(|| self.named_devices())
-            .unwrap_or_default();
+        {
+            self.named_devices()
+        } else {
+            HashSet::new()
+        };
         let stranger = |e: &Event, v: &Verdict| {
             matches!(v, Verdict::Rejected(r) if !matches!(r, Rejection::BadSignature | Rejection::BadAuthorKey))
                 && !named.contains(&e.author())
