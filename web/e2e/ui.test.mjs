@@ -348,7 +348,8 @@ test("a random walk through the UI while a second node writes stays free of page
   const rnd = prng(seed);
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const wait = () => (rnd() < 0.1 ? 500 + rnd() * 5500 : rnd() * 400);
-  const names = JSON.parse(cairn(["asset", "list", "--json"])).map((a) => a.name);
+  const names = JSON.parse(cairn(["asset", "list", "--json"])).map((a) => a.fields.name.value);
+  assert.ok(names.length > 0 && names.every((n) => typeof n === "string"), "asset names for the walk");
   const bundle = join(tmp, "walk.cairn");
   cairn(["audit", "export", bundle]);
 
