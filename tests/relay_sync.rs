@@ -629,11 +629,9 @@ fn a_revoked_admins_private_key_does_not_pin_the_pullers_cursor() {
     );
 }
 
-/// The relay's operator writes unsealed junk into its own store (bytes that are no event, and
-/// a grant whose signature fails). Members must report and drop it, not keep it in their
-/// quarantine as if a member had signed it: on every device, at every open.
-#[test]
-fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
+/// Alice, synced once with a self-hosted relay that is then stopped (so that its store can be
+/// written as its operator would); returns her, the relay's database and its old URL.
+fn synced_then_stopped_relay() -> (Ws, std::path::PathBuf, String) {
     let alice = Ws::new();
     alice.init();
     let db = alice.path("relay.redb");
@@ -641,6 +639,38 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
     alice.ok(&["relay", "add", &url]);
     sync(&alice);
     drop(relay);
+    (alice, db, url)
+}
+
+/// Writes `items` straight into the stopped relay's store, as its operator can, then serves it
+/// again in place of `url` for Alice; returns the running relay.
+fn operator_writes(
+    alice: &Ws,
+    db: &std::path::Path,
+    url: &str,
+    ws: &cairn_core::WorkspaceId,
+    items: &[SealedItem],
+) -> common::Child {
+    {
+        let store = RedbStore::open(db).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(store.push(ws, items)).unwrap();
+    }
+    let (relay, url2) = redb_relay(alice, db);
+    alice.ok(&["relay", "remove", url]);
+    alice.ok(&["relay", "add", &url2]);
+    relay
+}
+
+/// The relay's operator writes unsealed junk into its own store (bytes that are no event, and
+/// a grant whose signature fails). Members must report and drop it, not keep it in their
+/// quarantine as if a member had signed it: on every device, at every open.
+#[test]
+fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
+    let (alice, db, url) = synced_then_stopped_relay();
 
     let ws = workspace_of(&alice);
     let a = device_key(&alice).device_id();
@@ -672,17 +702,7 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
             data: grant.1,
         },
     ];
-    {
-        let store = RedbStore::open(&db).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(store.push(&ws, &junk)).unwrap();
-    }
-    let (_relay, url2) = redb_relay(&alice, &db);
-    alice.ok(&["relay", "remove", &url]);
-    alice.ok(&["relay", "add", &url2]);
+    let _relay = operator_writes(&alice, &db, &url, &ws, &junk);
     let r = sync(&alice);
     let rep = &r["reports"][0];
     let bad = rep["bad_items"].as_array().unwrap();
@@ -700,13 +720,7 @@ fn junk_the_relay_operator_writes_does_not_land_in_members_quarantine() {
 /// member's `audit verify` must still pass (before, it failed on every device that pulled it).
 #[test]
 fn a_grant_the_relay_operator_signs_with_a_throwaway_key_cannot_fail_members_audits() {
-    let alice = Ws::new();
-    alice.init();
-    let db = alice.path("relay.redb");
-    let (relay, url) = redb_relay(&alice, &db);
-    alice.ok(&["relay", "add", &url]);
-    sync(&alice);
-    drop(relay);
+    let (alice, db, url) = synced_then_stopped_relay();
 
     let ws = workspace_of(&alice);
     let throwaway = cairn_core::keys::DeviceKey::from_secret(&[0x66; 32]);
@@ -718,24 +732,14 @@ fn a_grant_the_relay_operator_signs_with_a_throwaway_key_cannot_fail_members_aud
             .grant_keys(s.projection(), vec![g], 1)
             .unwrap()
     };
-    {
-        let store = RedbStore::open(&db).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let item = SealedItem {
-            author: planted.author(),
-            seq: planted.seq(),
-            key_id: CLEAR,
-            nonce: [0; 24],
-            data: planted.bytes().to_vec(),
-        };
-        rt.block_on(store.push(&ws, &[item])).unwrap();
-    }
-    let (_relay, url2) = redb_relay(&alice, &db);
-    alice.ok(&["relay", "remove", &url]);
-    alice.ok(&["relay", "add", &url2]);
+    let item = SealedItem {
+        author: planted.author(),
+        seq: planted.seq(),
+        key_id: CLEAR,
+        nonce: [0; 24],
+        data: planted.bytes().to_vec(),
+    };
+    let _relay = operator_writes(&alice, &db, &url, &ws, &[item]);
     sync(&alice);
     let out = alice.ok(&["audit", "verify", "--json"]);
     let rep: serde_json::Value = serde_json::from_str(&out).unwrap();

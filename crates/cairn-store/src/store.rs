@@ -746,6 +746,27 @@ impl Store {
         self.local_count(STRANGERS_DROPPED)
     }
 
+    /// Adds `n` to a counter kept as a local record, inside the write transaction `w`.
+    fn add_to_count(
+        &self,
+        w: &redb::WriteTransaction,
+        which: (&str, &[u8]),
+        n: usize,
+    ) -> Result<()> {
+        let total = self.local_count(which)? + n as u64;
+        let k = Self::local_key(which.0, which.1);
+        let sealed = seal::seal(
+            &self.secrets.storage,
+            &aad("local", &k),
+            &total.to_le_bytes(),
+        );
+        w.open_table(LOCAL)
+            .map_err(dbe!(self))?
+            .insert(k.as_slice(), sealed.as_slice())
+            .map_err(dbe!(self))?;
+        Ok(())
+    }
+
     fn local_count(&self, (ns, key): (&str, &[u8])) -> Result<u64> {
         Ok(self
             .get_local(ns, key)?
@@ -954,17 +975,7 @@ impl Store {
         report.not_quarantined = dropped + unkept.not_quarantined;
         report.strangers_not_kept = unkept.strangers_not_kept;
         if unkept.strangers_not_kept > 0 {
-            let total = self.strangers_dropped()? + unkept.strangers_not_kept as u64;
-            let k = Self::local_key(STRANGERS_DROPPED.0, STRANGERS_DROPPED.1);
-            let sealed = seal::seal(
-                &self.secrets.storage,
-                &aad("local", &k),
-                &total.to_le_bytes(),
-            );
-            w.open_table(LOCAL)
-                .map_err(dbe!(self))?
-                .insert(k.as_slice(), sealed.as_slice())
-                .map_err(dbe!(self))?;
+            self.add_to_count(&w, STRANGERS_DROPPED, unkept.strangers_not_kept)?;
             tracing::warn!(
                 not_kept = unkept.strangers_not_kept,
                 "rejected events signed by keys that were never members, over their caps, are \
@@ -972,17 +983,7 @@ impl Store {
             );
         }
         if report.not_quarantined > 0 {
-            let total = self.quarantine_dropped()? + report.not_quarantined as u64;
-            let k = Self::local_key(DROPPED.0, DROPPED.1);
-            let sealed = seal::seal(
-                &self.secrets.storage,
-                &aad("local", &k),
-                &total.to_le_bytes(),
-            );
-            w.open_table(LOCAL)
-                .map_err(dbe!(self))?
-                .insert(k.as_slice(), sealed.as_slice())
-                .map_err(dbe!(self))?;
+            self.add_to_count(&w, DROPPED, report.not_quarantined)?;
             tracing::warn!(
                 not_kept = report.not_quarantined,
                 "rejected events over the quarantine's caps are reported but not kept"
