@@ -466,5 +466,28 @@ test("a random walk through the UI while a second node writes stays free of page
   await page.getByTestId("asset-search").fill("PLC-NF-01");
   await page.getByTestId("asset-row").locator("a").first().click({ timeout: TIMEOUT });
   await page.getByTestId("field-location").filter({ hasText: exactly }).waitFor({ timeout: TIMEOUT });
+  // Then every asset, field by field (tags too; a conflicted field shows all its values), as
+  // each asset's page shows it against what the CLI lists.
+  const expected = (a) => {
+    const one = (prefix, fields) => Object.entries(fields).map(([k, f]) => [prefix + k, f.conflict.length > 1 ? [...f.conflict].sort() : f.value]);
+    return Object.fromEntries([...one("", a.fields), ...one("tags.", a.tags)]);
+  };
+  const canon = (o) => JSON.stringify(Object.entries(o).sort(([x], [y]) => (x < y ? -1 : 1)));
+  for (const a of cli) {
+    await page.evaluate((id) => { location.hash = `/asset/${id}`; }, a.id);
+    await page.getByTestId("asset-title").filter({ hasText: a.fields.name.value }).waitFor({ timeout: TIMEOUT });
+    const want = expected(a);
+    let shown;
+    for (const until = Date.now() + TIMEOUT; ;) {
+      shown = await page.getByTestId("fields").evaluate((table) => Object.fromEntries([...table.querySelectorAll("tr")].map((tr) => {
+        const conflict = tr.querySelector("[data-testid=conflict]");
+        const value = conflict ? [...conflict.querySelectorAll("code")].map((c) => c.textContent).sort() : tr.querySelector("td span")?.textContent ?? "";
+        return [tr.querySelector("th").textContent, value];
+      })));
+      if (canon(shown) === canon(want) || Date.now() > until) break;
+      await page.waitForTimeout(200);
+    }
+    assert.deepEqual(shown, want, `asset ${a.fields.name.value} as the walked page shows it; seed ${seed}`);
+  }
   assert.deepEqual(page.unexpectedErrors(), [], `seed ${seed}`);
 });
