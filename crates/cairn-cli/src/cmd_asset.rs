@@ -1,16 +1,15 @@
 //! `cairn asset …`
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
-use cairn_core::EventKind;
-use cairn_core::docs::FieldEdit;
+use cairn_app::assets::{self, NewAsset, Resolve, SetFields};
+use cairn_app::lookup;
 use cairn_core::domain::ASSET_FIELDS;
 use cairn_core::projection::AssetView;
-use cairn_store::Store;
 
-use crate::{ctx, output};
+use crate::{ctx, output, progress};
 
 #[derive(Subcommand)]
 pub(crate) enum AssetCmd {
@@ -104,77 +103,34 @@ pub(crate) struct AddArgs {
     tags: Vec<String>,
 }
 
-fn kv(s: &str) -> Result<(String, String)> {
-    let (k, v) = s
-        .split_once('=')
-        .with_context(|| format!("expected key=value, got {s:?}"))?;
-    if k.is_empty() {
-        bail!("empty key in {s:?}");
+impl AddArgs {
+    fn new_asset(&self) -> Result<NewAsset> {
+        let fields = [
+            ("vendor", &self.vendor),
+            ("model", &self.model),
+            ("site", &self.site),
+            ("serial", &self.serial),
+            ("location", &self.location),
+            ("address", &self.address),
+            ("firmware", &self.firmware),
+            ("criticality", &self.criticality),
+            ("notes", &self.notes),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect();
+        let tags = self
+            .tags
+            .iter()
+            .map(|t| assets::assignment(t))
+            .collect::<Result<_, _>>()?;
+        Ok(NewAsset {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            fields,
+            tags,
+        })
     }
-    Ok((k.to_string(), v.to_string()))
-}
-
-fn add_fields(a: &AddArgs) -> Result<(Vec<FieldEdit>, Vec<FieldEdit>)> {
-    if a.name.trim().is_empty() {
-        bail!("asset name must not be empty");
-    }
-    let mut f: Vec<FieldEdit> = vec![
-        ("name".into(), Some(a.name.clone())),
-        ("kind".into(), Some(a.kind.clone())),
-    ];
-    for (k, v) in [
-        ("vendor", &a.vendor),
-        ("model", &a.model),
-        ("site", &a.site),
-        ("serial", &a.serial),
-        ("location", &a.location),
-        ("address", &a.address),
-        ("firmware", &a.firmware),
-        ("criticality", &a.criticality),
-        ("notes", &a.notes),
-    ] {
-        if let Some(v) = v {
-            f.push((k.into(), Some(v.clone())));
-        }
-    }
-    let tags = a
-        .tags
-        .iter()
-        .map(|t| kv(t).map(|(k, v)| (k, Some(v))))
-        .collect::<Result<_>>()?;
-    Ok((f, tags))
-}
-
-/// Creates an asset; refuses a name that already exists.
-pub(crate) fn create(
-    store: &mut Store,
-    fields: &[FieldEdit],
-    tags: &[FieldEdit],
-) -> Result<cairn_core::AssetId> {
-    let name = fields
-        .iter()
-        .find(|(k, _)| k == "name")
-        .and_then(|(_, v)| v.clone())
-        .unwrap_or_default();
-    if store.projection().assets().iter().any(|a| a.name() == name) {
-        bail!("an asset named {name:?} already exists");
-    }
-    create_new(store, fields, tags)
-}
-
-/// [`create`] without the name check, for callers that checked a whole batch at once.
-fn create_new(
-    store: &mut Store,
-    fields: &[FieldEdit],
-    tags: &[FieldEdit],
-) -> Result<cairn_core::AssetId> {
-    let mut id = None;
-    store.append(|w, p| {
-        let (e, a) = w.create_asset(p, fields, tags, ctx::now_millis())?;
-        id = Some(a);
-        Ok(e)
-    })?;
-    id.context("asset was not created")
 }
 
 fn row(a: &AssetView) -> Vec<String> {
@@ -208,9 +164,8 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
     let mut store = ctx::open(dir)?;
     match cmd {
         AssetCmd::Add(a) => {
-            let (f, t) = add_fields(&a)?;
-            let id = create(&mut store, &f, &t)?;
-            say!("added asset {} ({})", a.name, id.short());
+            let added = assets::add(&mut store, &a.new_asset()?)?;
+            say!("added asset {} ({})", a.name, added.asset.short());
         }
         AssetCmd::List { site, kind, json } => {
             let assets: Vec<AssetView> = store
@@ -233,7 +188,7 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
         }
         AssetCmd::Show { name, json } => {
             let p = store.projection();
-            let id = output::asset(p, &name)?;
+            let id = lookup::asset(p, &name)?;
             let a = p.asset(&id).context("asset vanished")?;
             if json {
                 return output::json(&a);
@@ -304,154 +259,38 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
             }
         }
         AssetCmd::Set { name, assignments } => {
-            let id = output::asset(store.projection(), &name)?;
-            let (mut fields, mut tags) = (Vec::new(), Vec::new());
-            for a in &assignments {
-                let (k, v) = kv(a)?;
-                let v = if v.is_empty() { None } else { Some(v) };
-                if let Some(t) = k.strip_prefix("tags.") {
-                    tags.push((t.to_string(), v));
-                } else if ASSET_FIELDS.contains(&k.as_str()) {
-                    if k == "name" && v.is_none() {
-                        bail!("an asset needs a name");
-                    }
-                    fields.push((k, v));
-                } else {
-                    bail!(
-                        "unknown field {k:?} (fields: {}; tags: tags.KEY)",
-                        ASSET_FIELDS.join(", ")
-                    );
-                }
-            }
-            match store.append(|w, p| {
-                w.edit_asset(
-                    p,
-                    EventKind::AssetEdited,
-                    id,
-                    &fields,
-                    &tags,
-                    &[],
-                    ctx::now_millis(),
-                )
-            }) {
-                Ok(e) => say!("updated {name} ({})", e.id().short()),
-                Err(cairn_store::StoreError::Write(cairn_core::writer::WriteError::Doc(
-                    cairn_core::docs::DocError::Empty,
-                ))) => {
-                    say!("nothing changed")
-                }
-                Err(e) => return Err(e.into()),
+            let assignments = assignments
+                .iter()
+                .map(|a| assets::assignment(a))
+                .collect::<Result<_, _>>()?;
+            let req = SetFields {
+                asset: name.clone(),
+                assignments,
+            };
+            match assets::set_fields(&mut store, &req)?.event {
+                Some(e) => say!("updated {name} ({})", e.short()),
+                None => say!("nothing changed"),
             }
         }
         AssetCmd::Resolve { name, field, value } => {
-            let id = output::asset(store.projection(), &name)?;
-            let a = store.projection().asset(&id).context("asset vanished")?;
-            let conflicted = a.doc.conflicts();
-            if !conflicted.contains(&field) {
-                bail!(
-                    "field {field:?} of {name} has no conflict (conflicts: {})",
-                    if conflicted.is_empty() {
-                        "none".into()
-                    } else {
-                        conflicted.join(", ")
-                    }
-                );
-            }
-            let (fields, tags) = match field.strip_prefix("tags.") {
-                Some(t) => (vec![], vec![(t.to_string(), Some(value.clone()))]),
-                None => (vec![(field.clone(), Some(value.clone()))], vec![]),
+            let req = Resolve {
+                asset: name.clone(),
+                field: field.clone(),
+                value: value.clone(),
             };
-            let e = store.append(|w, p| {
-                w.edit_asset(
-                    p,
-                    EventKind::ConflictResolved,
-                    id,
-                    &fields,
-                    &tags,
-                    &[],
-                    ctx::now_millis(),
-                )
-            })?;
-            say!("resolved {name}.{field} = {value:?} ({})", e.id().short());
+            let e = assets::resolve(&mut store, &req)?;
+            say!("resolved {name}.{field} = {value:?} ({})", e.short());
         }
         AssetCmd::Retire { name } => {
-            let id = output::asset(store.projection(), &name)?;
-            let e = store.append(|w, p| {
-                w.edit_asset(
-                    p,
-                    EventKind::AssetRetired,
-                    id,
-                    &[],
-                    &[],
-                    &[("retired", cairn_core::docs::scalar_bool(true))],
-                    ctx::now_millis(),
-                )
-            })?;
-            say!("retired {name} ({})", e.id().short());
+            let e = assets::retire(&mut store, &name)?;
+            say!("retired {name} ({})", e.short());
         }
         AssetCmd::Import { file } => {
-            let mut rdr = csv::Reader::from_path(&file)
+            let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            let headers = rdr
-                .headers()
-                .with_context(|| format!("reading header of {}", file.display()))?
-                .clone();
-            for h in headers.iter() {
-                if h != "tags" && !ASSET_FIELDS.contains(&h) {
-                    bail!("{}: unknown column {h:?}", file.display());
-                }
-            }
-            if !headers.iter().any(|h| h == "name") {
-                bail!("{}: a name column is required", file.display());
-            }
-            // Parse and check every row before writing anything. Existing names are read once:
-            // a name check per row would make an import quadratic in the estate's size.
-            let mut rows = Vec::new();
-            let mut names = std::collections::BTreeSet::new();
-            let existing: std::collections::HashSet<String> = store
-                .projection()
-                .assets()
-                .iter()
-                .map(|a| a.name().to_string())
-                .collect();
-            for (i, rec) in rdr.records().enumerate() {
-                let rec = rec.with_context(|| format!("{}: row {}", file.display(), i + 2))?;
-                let mut fields = Vec::new();
-                let mut tags = Vec::new();
-                for (h, v) in headers.iter().zip(rec.iter()) {
-                    if v.is_empty() {
-                        continue;
-                    }
-                    if h == "tags" {
-                        for t in v.split(';').filter(|t| !t.is_empty()) {
-                            let (k, v) = kv(t).with_context(|| format!("row {}", i + 2))?;
-                            tags.push((k, Some(v)));
-                        }
-                    } else {
-                        fields.push((h.to_string(), Some(v.to_string())));
-                    }
-                }
-                let name = fields
-                    .iter()
-                    .find(|(k, _)| k == "name")
-                    .and_then(|(_, v)| v.clone())
-                    .with_context(|| format!("{}: row {} has no name", file.display(), i + 2))?;
-                if !names.insert(name.clone()) || existing.contains(&name) {
-                    bail!(
-                        "{}: row {}: asset {name:?} already exists",
-                        file.display(),
-                        i + 2
-                    );
-                }
-                rows.push((fields, tags));
-            }
-            let bar = crate::progress::items(rows.len() as u64, "importing");
-            for (f, t) in &rows {
-                create_new(&mut store, f, t)?;
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-            say!("imported {} asset(s)", rows.len());
+            let label = file.display().to_string();
+            let n = assets::import_csv(&mut store, f, &label, &progress::Bar::default())?;
+            say!("imported {n} asset(s)");
         }
         AssetCmd::Export { csv: _ } => {
             let mut w = csv::Writer::from_writer(crate::console::Out);

@@ -4,11 +4,11 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
-use cairn_core::EventId;
-use cairn_core::firmware::{FirmwareRecord, RegionChange, diff};
-use cairn_core::ids::PrefixMatch;
-use cairn_core::projection::{FirmwareView, Projection};
-use cairn_firmware::{AddOptions, ExtractOptions, Scanner, human};
+use cairn_app::firmware::AddFirmware;
+use cairn_app::lookup;
+use cairn_core::firmware::{RegionChange, diff};
+use cairn_core::projection::FirmwareView;
+use cairn_firmware::{ExtractOptions, Scanner, human};
 
 use crate::{ctx, output, progress};
 
@@ -138,19 +138,6 @@ pub(crate) fn run(dir: &Path, cmd: FirmwareCmd) -> Result<()> {
     }
 }
 
-fn resolve(p: &Projection, key: &str) -> Result<FirmwareView> {
-    let id: EventId = match p.resolve_firmware(key) {
-        PrefixMatch::One(id) => id,
-        PrefixMatch::None => bail!("unknown firmware {key:?}"),
-        PrefixMatch::Ambiguous(v) => bail!(
-            "firmware prefix {key:?} is ambiguous: {}",
-            v.iter().map(|a| a.short()).collect::<Vec<_>>().join(", ")
-        ),
-    };
-    p.firmware(&id)
-        .with_context(|| format!("firmware {key:?} vanished"))
-}
-
 fn add(
     dir: &Path,
     asset_key: &str,
@@ -161,42 +148,20 @@ fn add(
     json: bool,
 ) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let asset = output::asset(store.projection(), asset_key)?;
-    let file_name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: needs a UTF-8 file name", file.display()))?
-        .to_string();
-    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    let scanner = Scanner::new()?;
-    let bar = progress::bytes(len, "firmware");
-    let added = cairn_firmware::add(
-        store.blobs(),
-        &scanner,
-        file,
-        &AddOptions { max_size },
-        |n| bar.set_position(n),
-        |_| {},
-    );
-    bar.finish_and_clear();
-    let added = added?;
-    let record = FirmwareRecord {
-        asset,
-        blob: added.blob,
-        size: added.size,
-        file_name,
+    let req = AddFirmware {
+        asset: asset_key.into(),
+        file: file.into(),
         version,
         label,
-        analysis: added.analysis,
+        max_size,
     };
-    record
-        .validate()
-        .map_err(|e| anyhow::anyhow!("the analysis is not recordable: {e}"))?;
-    let e = store.append(|w, p| w.add_firmware(p, record, ctx::now_millis()))?;
-    let view = store
-        .projection()
-        .firmware(&e.id())
-        .context("the new firmware is not in the projection")?;
+    let added = cairn_app::firmware::add(
+        &mut store,
+        &Scanner::new()?,
+        &req,
+        &progress::Bar::default(),
+    )?;
+    let view = added.view;
     for n in &added.notes {
         say!("note: {n}");
     }
@@ -206,7 +171,7 @@ fn add(
     let parts = view.record.analysis.parts().count();
     say!(
         "added firmware {} to {}: {} ({}), {}",
-        e.id(),
+        view.id,
         asset_key,
         view.record.file_name,
         human(view.record.size),
@@ -231,7 +196,7 @@ fn add(
 fn list(dir: &Path, asset_key: &str, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
-    let asset = output::asset(p, asset_key)?;
+    let asset = lookup::asset(p, asset_key)?;
     let items = p.firmware_of(&asset);
     if json {
         return output::json(&items);
@@ -320,7 +285,7 @@ fn print_layout(f: &FirmwareView) {
 fn show(dir: &Path, key: &str, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
-    let f = resolve(p, key)?;
+    let f = lookup::firmware(p, key)?;
     if json {
         return output::json(&f);
     }
@@ -353,7 +318,7 @@ fn show(dir: &Path, key: &str, json: bool) -> Result<()> {
 fn diff_cmd(dir: &Path, a: &str, b: &str, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
-    let (fa, fb) = (resolve(p, a)?, resolve(p, b)?);
+    let (fa, fb) = (lookup::firmware(p, a)?, lookup::firmware(p, b)?);
     // The diff compares signed region hashes: check they are the images' own first.
     for f in [&fa, &fb] {
         cairn_firmware::verify(store.blobs(), &f.record)
@@ -428,7 +393,7 @@ fn diff_cmd(dir: &Path, a: &str, b: &str, json: bool) -> Result<()> {
 
 fn extract(dir: &Path, key: &str, to: &Path, opts: &ExtractOptions, json: bool) -> Result<()> {
     let store = ctx::open(dir)?;
-    let f = resolve(store.projection(), key)?;
+    let f = lookup::firmware(store.projection(), key)?;
     let x = cairn_firmware::extract_with(store.blobs(), &f.record, to, opts)
         .with_context(|| format!("firmware {}: cannot extract it", f.id.short()))?;
     if json {

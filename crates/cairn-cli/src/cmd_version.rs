@@ -5,12 +5,11 @@ use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cairn_core::domain::{DriftChange, DriftEntry, FileEntry, VersionRecord, validate_branch_name};
-use cairn_core::merge::{merge_base, merge_trees};
-use cairn_core::{AssetId, VersionId};
-use cairn_store::Store;
+use cairn_app::{lookup, versions};
+use cairn_core::VersionId;
+use cairn_core::domain::FileEntry;
 
-use crate::{CheckFailed, ctx, files, output};
+use crate::{CheckFailed, ctx, output, progress};
 
 #[derive(Args)]
 pub(crate) struct CommitArgs {
@@ -116,61 +115,23 @@ pub(crate) struct DriftArgs {
     json: bool,
 }
 
-fn golden_of(store: &Store, asset: &AssetId) -> Result<VersionId> {
-    let a = store.projection().asset(asset).context("asset vanished")?;
-    match a.doc.golden.as_slice() {
-        [] => bail!("{} has no golden version (cairn golden set)", a.name()),
-        [g] => Ok(*g),
-        gs => bail!(
-            "{} has conflicting golden designations {}; choose one with `cairn golden set`",
-            a.name(),
-            gs.iter().map(|g| g.short()).collect::<Vec<_>>().join(", ")
-        ),
-    }
-}
-
 pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    validate_branch_name(&a.branch).map_err(anyhow::Error::msg)?;
-    let asset = output::asset(store.projection(), &a.asset)?;
-    if !store.projection().branch_exists(&asset, &a.branch) {
-        bail!("unknown branch {:?} (cairn branch create)", a.branch);
-    }
-    let mut parents = store.projection().branch_heads(&asset, &a.branch);
-    if parents.len() > 1 {
-        bail!(
-            "branch {} has diverged ({} heads: {}); merge first: cairn merge {} {} --into {}",
-            a.branch,
-            parents.len(),
-            parents
-                .iter()
-                .map(|h| h.short())
-                .collect::<Vec<_>>()
-                .join(", "),
-            a.asset,
-            a.branch,
-            a.branch
-        );
-    }
-    parents.sort();
-    let sources = files::collect(&a.paths, a.rename.as_deref())?;
-    let files = files::ingest(&store, &sources)?;
-    let record = VersionRecord {
-        asset,
+    let req = versions::Commit {
+        asset: a.asset.clone(),
         branch: a.branch.clone(),
-        parents,
         message: a.message,
-        files,
+        paths: a.paths,
+        rename: a.rename,
     };
-    record.validate().map_err(anyhow::Error::msg)?;
-    let n = record.files.len();
-    let size = record.total_size();
-    let e = store.append(|w, p| w.commit(p, record, ctx::now_millis()))?;
+    let c = versions::commit(&mut store, &req, &progress::Bar::default())?;
     say!(
-        "committed {} to {}@{}: {n} file(s), {size} bytes",
-        e.id(),
+        "committed {} to {}@{}: {} file(s), {} bytes",
+        c.version,
         a.asset,
-        a.branch
+        a.branch,
+        c.files,
+        c.bytes
     );
     Ok(())
 }
@@ -178,7 +139,7 @@ pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
 pub(crate) fn log(dir: &Path, a: LogArgs) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
-    let asset = output::asset(p, &a.asset)?;
+    let asset = lookup::asset(p, &a.asset)?;
     let golden = p.asset(&asset).map(|x| x.doc.golden).unwrap_or_default();
     let heads: Vec<VersionId> = p
         .asset(&asset)
@@ -227,12 +188,12 @@ fn is_text(b: &[u8]) -> bool {
 pub(crate) fn diff(dir: &Path, a: DiffArgs) -> Result<()> {
     let store = ctx::open(dir)?;
     let p = store.projection();
-    let asset = output::asset(p, &a.asset)?;
+    let asset = lookup::asset(p, &a.asset)?;
     let va = p
-        .version(&output::version(p, &asset, &a.a)?)
+        .version(&lookup::version(p, &asset, &a.a)?)
         .context("version vanished")?;
     let vb = p
-        .version(&output::version(p, &asset, &a.b)?)
+        .version(&lookup::version(p, &asset, &a.b)?)
         .context("version vanished")?;
     let idx = |fs: &[FileEntry]| -> BTreeMap<String, FileEntry> {
         fs.iter().map(|f| (f.path.clone(), f.clone())).collect()
@@ -280,18 +241,17 @@ pub(crate) fn branch(dir: &Path, c: BranchCmd) -> Result<()> {
     let mut store = ctx::open(dir)?;
     match c {
         BranchCmd::Create { asset, name, from } => {
-            validate_branch_name(&name).map_err(anyhow::Error::msg)?;
-            let id = output::asset(store.projection(), &asset)?;
-            if store.projection().branch_exists(&id, &name) {
-                bail!("branch {name:?} already exists");
-            }
-            let v = output::version(store.projection(), &id, &from)?;
-            store.append(|w, p| w.create_branch(p, id, &name, v, ctx::now_millis()))?;
+            let req = versions::NewBranch {
+                asset: asset.clone(),
+                name: name.clone(),
+                from,
+            };
+            let v = versions::create_branch(&mut store, &req)?;
             say!("created branch {name} of {asset} from {}", v.short());
         }
         BranchCmd::List { asset, json } => {
             let p = store.projection();
-            let id = output::asset(p, &asset)?;
+            let id = lookup::asset(p, &asset)?;
             let a = p.asset(&id).context("asset vanished")?;
             if json {
                 return output::json(&a.branches);
@@ -324,80 +284,18 @@ pub(crate) fn branch(dir: &Path, c: BranchCmd) -> Result<()> {
 
 pub(crate) fn merge(dir: &Path, a: MergeArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let p = store.projection();
-    let asset = output::asset(p, &a.asset)?;
-    for b in [&a.branch, &a.into] {
-        if !p.branch_exists(&asset, b) {
-            bail!("unknown branch {b:?}");
-        }
-    }
-    let mut heads = p.branch_heads(&asset, &a.into);
-    for h in p.branch_heads(&asset, &a.branch) {
-        if !heads.contains(&h) {
-            heads.push(h);
-        }
-    }
-    // Drop heads that are ancestors of other heads (fast-forward material).
-    let all = heads.clone();
-    heads.retain(|h| !all.iter().any(|o| o != h && p.ancestors(o).contains(h)));
-    heads.sort();
-    if heads.len() < 2 {
-        bail!("nothing to merge: {} already contains {}", a.into, a.branch);
-    }
-    let tree = |v: &VersionId| p.version(v).map(|x| x.files).unwrap_or_default();
-    // Fold the heads pairwise: ours = the target's first head.
-    let into_heads = p.branch_heads(&asset, &a.into);
-    let ours_first = heads
-        .iter()
-        .position(|h| into_heads.contains(h))
-        .unwrap_or(0);
-    let mut order = heads.clone();
-    order.swap(0, ours_first);
-    let mut acc = tree(&order[0]);
-    let mut acc_id = order[0];
-    let mut conflicts = Vec::new();
-    for other in &order[1..] {
-        let base = merge_base(p, &acc_id, other)
-            .map(|b| tree(&b))
-            .unwrap_or_default();
-        let theirs = tree(other);
-        let m = merge_trees(&base, &acc, &theirs);
-        let mut files = m.files;
-        for c in &m.conflicts {
-            match a.prefer {
-                Some(Prefer::Theirs) => {
-                    files.retain(|f| &f.path != c);
-                    if let Some(t) = theirs.iter().find(|f| &f.path == c) {
-                        files.push(t.clone());
-                    }
-                }
-                Some(Prefer::Ours) => {}
-                None => conflicts.push(c.clone()),
-            }
-        }
-        files.sort();
-        acc = files;
-        acc_id = *other;
-    }
-    if !conflicts.is_empty() {
-        bail!(
-            "merge conflict in {}; re-run with --prefer ours|theirs, or commit a resolved export with `cairn commit` after merging",
-            conflicts.join(", ")
-        );
-    }
-    let message = a
-        .message
-        .unwrap_or_else(|| format!("Merge {} into {}", a.branch, a.into));
-    let record = VersionRecord {
-        asset,
-        branch: a.into.clone(),
-        parents: heads,
-        message,
-        files: acc,
+    let req = versions::Merge {
+        asset: a.asset,
+        branch: a.branch.clone(),
+        into: a.into.clone(),
+        message: a.message,
+        prefer: a.prefer.map(|p| match p {
+            Prefer::Ours => versions::Prefer::Ours,
+            Prefer::Theirs => versions::Prefer::Theirs,
+        }),
     };
-    record.validate().map_err(anyhow::Error::msg)?;
-    let e = store.append(|w, p| w.commit(p, record, ctx::now_millis()))?;
-    say!("merged {} into {}: {}", a.branch, a.into, e.id());
+    let v = versions::merge(&mut store, &req)?;
+    say!("merged {} into {}: {v}", a.branch, a.into);
     Ok(())
 }
 
@@ -405,14 +303,13 @@ pub(crate) fn golden(dir: &Path, c: GoldenCmd) -> Result<()> {
     let mut store = ctx::open(dir)?;
     match c {
         GoldenCmd::Set { asset, version } => {
-            let id = output::asset(store.projection(), &asset)?;
-            let v = output::version(store.projection(), &id, &version)?;
-            store.append(|w, p| w.set_golden(p, id, v, ctx::now_millis()))?;
+            let v = versions::set_golden(&mut store, &asset, &version)?;
             say!("golden version of {asset} is now {}", v.short());
         }
         GoldenCmd::Show { asset } => {
-            let id = output::asset(store.projection(), &asset)?;
-            say!("{}", golden_of(&store, &id)?);
+            let p = store.projection();
+            let id = lookup::asset(p, &asset)?;
+            say!("{}", versions::golden_of(p, &id)?);
         }
     }
     Ok(())
@@ -420,78 +317,34 @@ pub(crate) fn golden(dir: &Path, c: GoldenCmd) -> Result<()> {
 
 pub(crate) fn restore(dir: &Path, a: RestoreArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let asset = output::asset(store.projection(), &a.asset)?;
-    let v = match (&a.version, a.golden) {
-        (_, true) => golden_of(&store, &asset)?,
-        (Some(v), false) => output::version(store.projection(), &asset, v)?,
+    let which = match (a.version, a.golden) {
+        (_, true) => versions::Which::Golden,
+        (Some(v), false) => versions::Which::Version(v),
         (None, false) => bail!("name a version or pass --golden"),
     };
-    let files = store
-        .projection()
-        .version(&v)
-        .context("version vanished")?
-        .files;
-    files::restore(&store, &files, &a.to)?;
-    let target = a.to.display().to_string();
-    store.append(|w, p| w.restored(p, asset, v, &target, ctx::now_millis()))?;
+    let r = versions::restore(
+        &mut store,
+        &a.asset,
+        &which,
+        &a.to,
+        &progress::Bar::default(),
+    )?;
     say!(
-        "restored {} ({} file(s)) to {target}",
-        v.short(),
-        files.len()
+        "restored {} ({} file(s)) to {}",
+        r.version.short(),
+        r.files,
+        a.to.display()
     );
     Ok(())
 }
 
-/// Compares files on disk with a version's tree.
-pub(crate) fn compare(golden: &[FileEntry], path: &Path) -> Result<Vec<DriftEntry>> {
-    let sources = files::collect(std::slice::from_ref(&path.to_path_buf()), None)?;
-    let g: BTreeMap<&str, &FileEntry> = golden.iter().map(|f| (f.path.as_str(), f)).collect();
-    let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for s in &sources {
-        seen.insert(s.rel.as_str());
-        match g.get(s.rel.as_str()) {
-            None => out.push(DriftEntry {
-                path: s.rel.clone(),
-                change: DriftChange::Added,
-            }),
-            Some(f) => {
-                if f.size != s.size || files::hash_file(&s.disk)? != f.blob {
-                    out.push(DriftEntry {
-                        path: s.rel.clone(),
-                        change: DriftChange::Modified,
-                    });
-                }
-            }
-        }
-    }
-    for f in golden {
-        if !seen.contains(f.path.as_str()) {
-            out.push(DriftEntry {
-                path: f.path.clone(),
-                change: DriftChange::Removed,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
-}
-
 pub(crate) fn drift(dir: &Path, a: DriftArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let asset = output::asset(store.projection(), &a.asset)?;
-    let g = golden_of(&store, &asset)?;
-    let golden = store
-        .projection()
-        .version(&g)
-        .context("version vanished")?
-        .files;
-    let changes = compare(&golden, &a.path)?;
-    let drifted = !changes.is_empty();
-    let e = store.append(|w, p| w.drift(p, asset, g, changes.clone(), ctx::now_millis()))?;
+    let d = versions::drift(&mut store, &a.asset, &a.path)?;
+    let (g, changes, drifted) = (d.golden, &d.changes, !d.changes.is_empty());
     if a.json {
         output::json(
-            &serde_json::json!({"asset": a.asset, "golden": g, "event": e.id(), "changes": changes}),
+            &serde_json::json!({"asset": a.asset, "golden": g, "event": d.event, "changes": changes}),
         )?;
     } else if drifted {
         say!(
@@ -500,7 +353,7 @@ pub(crate) fn drift(dir: &Path, a: DriftArgs) -> Result<()> {
             g.short(),
             changes.len()
         );
-        for c in &changes {
+        for c in changes {
             say!("  {} {}", c.change.marker(), c.path);
         }
     } else {

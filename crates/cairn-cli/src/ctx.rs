@@ -149,16 +149,12 @@ fn open_with(dir: &Path, open: fn(&Path, &[u8]) -> cairn_store::Result<Store>) -
 
 /// Explains a locked database: another process (usually `cairn serve`) has it open.
 fn in_use(dir: &Path) -> impl Fn(cairn_store::StoreError) -> anyhow::Error + '_ {
-    move |e| {
-        let msg = e.to_string();
-        if msg.contains("already open") || msg.contains("DatabaseAlreadyOpen") {
-            anyhow::anyhow!(
-                "{msg}: another process has {} open, and it does not offer a control socket \
-                 (is an older `cairn serve` running?)",
-                dir.display()
-            )
-        } else {
-            e.into()
-        }
+    move |e| match e {
+        cairn_store::StoreError::InUse(_) => anyhow::anyhow!(
+            "{e}: another process has {} open, and it does not offer a control socket \
+             (is an older `cairn serve` running?)",
+            dir.display()
+        ),
+        e => e.into(),
     }
 }

@@ -11,7 +11,10 @@ use cairn_core::domain::{Role, VersionRecord};
 use cairn_core::{AssetId, EventKind};
 use cairn_store::Store;
 
-use crate::{cmd_asset, cmd_version, ctx, files};
+use cairn_app::assets::{self, NewAsset};
+use cairn_app::files;
+
+use crate::ctx;
 
 const L5X: &str = include_str!("../../../fixtures/configs/Line3_Filler.L5X");
 const TIA: &str = include_str!("../../../fixtures/configs/FB_PumpControl.xml");
@@ -86,7 +89,7 @@ fn commit_text(
     let f = tmp.join(name);
     std::fs::write(&f, content).with_context(|| format!("writing {}", f.display()))?;
     let sources = files::collect(&[f], None)?;
-    let files = files::ingest(store, &sources)?;
+    let files = files::ingest(store, &sources, &())?;
     let mut parents = store.projection().branch_heads(&asset, branch);
     parents.sort();
     let rec = VersionRecord {
@@ -204,20 +207,22 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
     let bar = crate::progress::items(specs.len() as u64, "building estate");
     let mut ids = Vec::new();
     for s in &specs {
-        let fields = vec![
-            ("name".to_string(), Some(s.name.clone())),
-            ("kind".into(), Some(s.kind.into())),
-            ("vendor".into(), Some(s.vendor.into())),
-            ("model".into(), Some(s.model.into())),
-            ("site".into(), Some(s.site.into())),
-            ("address".into(), Some(s.address.clone())),
-            (
-                "criticality".into(),
-                Some(if s.kind == "plc" { "high" } else { "medium" }.into()),
-            ),
-        ];
-        let tags = vec![("line".to_string(), Some(format!("L{}", ids.len() % 4 + 1)))];
-        let id = cmd_asset::create(&mut alice, &fields, &tags)?;
+        let new = NewAsset {
+            name: s.name.clone(),
+            kind: s.kind.into(),
+            fields: vec![
+                ("vendor".into(), s.vendor.into()),
+                ("model".into(), s.model.into()),
+                ("site".into(), s.site.into()),
+                ("address".into(), s.address.clone()),
+                (
+                    "criticality".into(),
+                    if s.kind == "plc" { "high" } else { "medium" }.into(),
+                ),
+            ],
+            tags: vec![("line".into(), format!("L{}", ids.len() % 4 + 1))],
+        };
+        let id = assets::add(&mut alice, &new)?.asset;
         let tmp = scratch.join(id.to_hex());
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let v1 = commit_text(
@@ -336,7 +341,7 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
         ),
     )
     .context("writing export")?;
-    let changes = cmd_version::compare(&golden_files, &export)?;
+    let changes = files::compare(&golden_files, &export)?;
     alice.append(|w, p| w.drift(p, vfd, g, changes, ctx::now_millis()))?;
 
     drop(bob);

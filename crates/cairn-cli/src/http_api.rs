@@ -12,9 +12,11 @@
 //!   401. The static UI files hold no data and need no token.
 //!
 //! Reads hand out the raw signed events (the browser verifies and projects them itself) and
-//! blob plaintext. Writes are the CLI's own commands run inside the node
-//! ([`crate::control::run_in_node`]), signed by the node's device key, so the UI and the CLI
-//! validate and record a change through one code path.
+//! blob plaintext. Writes are JSON in, JSON out, around the same typed operations the CLI
+//! calls (`cairn_app`), signed by the node's device key, so the UI and the CLI validate and
+//! record a change through one code path. An error's status comes from its kind
+//! ([`cairn_app::Fault`]): 422 for a request that does not fit the workspace, 403 for a write
+//! the workspace refuses, 500 for storage failures.
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -32,7 +34,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_app::firmware::{AddFirmware, AddFirmwareError};
+use cairn_app::{Fault, OpError, assets, versions};
 use cairn_core::BlobId;
+use cairn_firmware::Scanner;
+use cairn_store::Store;
 
 use crate::ctx::NodeCtx;
 
@@ -412,35 +418,40 @@ async fn quarantine(State(api): State<Arc<Api>>) -> Response {
     }
 }
 
-/// Runs one CLI command in the node; 200 with its output, or 422 with its error.
-async fn command(api: &Api, args: Vec<String>) -> Response {
-    let mut argv = vec![
-        "cairn".to_string(),
-        "--data-dir".to_string(),
-        api.dir.display().to_string(),
-    ];
-    argv.extend(args);
-    let ctx = NodeCtx {
-        cwd: api.dir.clone(),
-        ..api.node.clone()
-    };
-    tracing::info!(command = ?argv.get(3..), "web UI write");
-    match blocking(move || crate::control::run_in_node(ctx, &argv)).await {
-        Ok((0, out, _)) => axum::Json(serde_json::json!({
-            "ok": true,
-            "output": String::from_utf8_lossy(&out),
-        }))
-        .into_response(),
-        Ok((_, _, err)) => error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            err.trim().trim_start_matches("error: ").to_string(),
-        ),
+/// Runs one operation on the node's open store (on a blocking thread, holding the store lock
+/// for its length, as a sync batch does): 200 with its result as JSON, or `{"error"}` with the
+/// status its [`Fault`] calls for. The operation signs with the node's device key, through the
+/// same `cairn_app` function the CLI calls.
+async fn write<T, E>(
+    api: &Api,
+    what: &'static str,
+    op: impl FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
+) -> Response
+where
+    T: Send + 'static,
+    E: OpError,
+    serde_json::Value: From<T>,
+{
+    let store = api.node.store.clone();
+    tracing::info!(operation = what, "web UI write");
+    match blocking(move || op(&mut store.lock())).await {
+        Ok(Ok(v)) => axum::Json(serde_json::Value::from(v)).into_response(),
+        Ok(Err(e)) => error(status_of(e.fault()), e.to_string()),
         Err(r) => r,
     }
 }
 
-fn flag(name: &str, v: &str) -> String {
-    format!("--{name}={v}")
+/// The HTTP status for a failed operation.
+fn status_of(f: Fault) -> StatusCode {
+    match f {
+        Fault::Input => StatusCode::UNPROCESSABLE_ENTITY,
+        Fault::Refused => StatusCode::FORBIDDEN,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn hex_of(id: impl std::fmt::Display) -> serde_json::Value {
+    serde_json::Value::String(id.to_string())
 }
 
 #[derive(Deserialize)]
@@ -458,23 +469,27 @@ struct NewAsset {
 }
 
 async fn asset_add(State(api): State<Arc<Api>>, JsonBody(a): JsonBody<NewAsset>) -> Response {
-    let mut args = vec![
-        "asset".into(),
-        "add".into(),
-        flag("kind", &a.kind),
-        flag("vendor", &a.vendor),
-        flag("model", &a.model),
-        flag("site", &a.site),
+    let mut fields = vec![
+        ("vendor".to_string(), a.vendor),
+        ("model".to_string(), a.model),
+        ("site".to_string(), a.site),
     ];
-    if let Some(addr) = a.address.filter(|s| !s.is_empty()) {
-        args.push(flag("address", &addr));
-    }
-    for (k, v) in a.tags {
-        args.push(flag("tag", &format!("{k}={v}")));
-    }
-    // `--` ends the options: a name starting with '-' is a name, not a flag.
-    args.extend(["--".into(), a.name]);
-    command(&api, args).await
+    fields.extend(
+        a.address
+            .filter(|s| !s.is_empty())
+            .map(|v| ("address".to_string(), v)),
+    );
+    let new = assets::NewAsset {
+        name: a.name,
+        kind: a.kind,
+        fields,
+        tags: a.tags.into_iter().collect(),
+    };
+    write(&api, "asset add", move |s| {
+        assets::add(s, &new)
+            .map(|r| serde_json::json!({ "asset": hex_of(r.asset), "event": hex_of(r.event) }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -491,9 +506,15 @@ async fn asset_set(
     if f.fields.is_empty() {
         return error(StatusCode::BAD_REQUEST, "no fields to set");
     }
-    let mut args = vec!["asset".into(), "set".into(), "--".into(), asset];
-    args.extend(f.fields.into_iter().map(|(k, v)| format!("{k}={v}")));
-    command(&api, args).await
+    let req = assets::SetFields {
+        asset,
+        assignments: f.fields.into_iter().collect(),
+    };
+    write(&api, "asset set", move |s| {
+        assets::set_fields(s, &req)
+            .map(|r| serde_json::json!({ "asset": hex_of(r.asset), "event": r.event.map(hex_of) }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -508,15 +529,15 @@ async fn asset_resolve(
     UrlPath(asset): UrlPath<String>,
     JsonBody(r): JsonBody<Resolve>,
 ) -> Response {
-    let args = vec![
-        "asset".into(),
-        "resolve".into(),
-        "--".into(),
+    let req = assets::Resolve {
         asset,
-        r.field,
-        r.value,
-    ];
-    command(&api, args).await
+        field: r.field,
+        value: r.value,
+    };
+    write(&api, "asset resolve", move |s| {
+        assets::resolve(s, &req).map(|e| serde_json::json!({ "event": hex_of(e) }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -530,8 +551,11 @@ async fn golden_set(
     UrlPath(asset): UrlPath<String>,
     JsonBody(g): JsonBody<Golden>,
 ) -> Response {
-    let args = vec!["golden".into(), "set".into(), "--".into(), asset, g.version];
-    command(&api, args).await
+    write(&api, "golden set", move |s| {
+        versions::set_golden(s, &asset, &g.version)
+            .map(|v| serde_json::json!({ "version": hex_of(v) }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -546,15 +570,15 @@ async fn branch_create(
     UrlPath(asset): UrlPath<String>,
     JsonBody(b): JsonBody<NewBranch>,
 ) -> Response {
-    let args = vec![
-        "branch".into(),
-        "create".into(),
-        flag("from", &b.from),
-        "--".into(),
+    let req = versions::NewBranch {
         asset,
-        b.name,
-    ];
-    command(&api, args).await
+        name: b.name,
+        from: b.from,
+    };
+    write(&api, "branch create", move |s| {
+        versions::create_branch(s, &req).map(|v| serde_json::json!({ "from": hex_of(v) }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -566,7 +590,14 @@ struct Merge {
     message: Option<String>,
     /// `ours` or `theirs`, for files changed on both sides.
     #[serde(default)]
-    prefer: Option<String>,
+    prefer: Option<Prefer>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Prefer {
+    Ours,
+    Theirs,
 }
 
 async fn merge(
@@ -574,15 +605,20 @@ async fn merge(
     UrlPath(asset): UrlPath<String>,
     JsonBody(m): JsonBody<Merge>,
 ) -> Response {
-    let mut args = vec!["merge".into(), flag("into", &m.into)];
-    if let Some(msg) = m.message.filter(|s| !s.is_empty()) {
-        args.push(flag("message", &msg));
-    }
-    if let Some(p) = m.prefer {
-        args.push(flag("prefer", &p));
-    }
-    args.extend(["--".into(), asset, m.branch]);
-    command(&api, args).await
+    let req = versions::Merge {
+        asset,
+        branch: m.branch,
+        into: m.into,
+        message: m.message,
+        prefer: m.prefer.map(|p| match p {
+            Prefer::Ours => versions::Prefer::Ours,
+            Prefer::Theirs => versions::Prefer::Theirs,
+        }),
+    };
+    write(&api, "merge", move |s| {
+        versions::merge(s, &req).map(|v| serde_json::json!({ "version": hex_of(v) }))
+    })
+    .await
 }
 
 /// A stored path from an upload: relative, no `..`, no root, no empty or `.` components.
@@ -721,15 +757,22 @@ async fn version_upload(
     if files == 0 {
         return error(StatusCode::BAD_REQUEST, "no files in the upload");
     }
-    let mut args = vec![
-        "commit".into(),
-        flag("message", &message),
-        flag("branch", branch.as_deref().unwrap_or("main")),
-        "--".into(),
+    let req = versions::Commit {
         asset,
-    ];
-    args.push(tmp.path().display().to_string());
-    command(&api, args).await
+        branch: branch.unwrap_or_else(|| "main".into()),
+        message,
+        paths: vec![tmp.path().to_path_buf()],
+        rename: None,
+    };
+    // The upload's directory lives until the operation is done with it.
+    write(&api, "commit", move |s| {
+        let done = versions::commit(s, &req, &());
+        drop(tmp);
+        done.map(|c| {
+            serde_json::json!({ "version": hex_of(c.version), "files": c.files, "bytes": c.bytes })
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -760,15 +803,21 @@ async fn firmware_upload(
     if let Err(e) = std::fs::write(&path, &body) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}"));
     }
-    let mut args = vec!["firmware".into(), "add".into()];
-    if let Some(v) = q.version.filter(|v| !v.is_empty()) {
-        args.push(flag("version", &v));
-    }
-    if let Some(l) = q.label.filter(|v| !v.is_empty()) {
-        args.push(flag("label", &l));
-    }
-    args.extend(["--".into(), asset, path.display().to_string()]);
-    command(&api, args).await
+    let req = AddFirmware {
+        asset,
+        file: path,
+        version: q.version.filter(|v| !v.is_empty()),
+        label: q.label.filter(|v| !v.is_empty()),
+        max_size: MAX_UPLOAD as u64,
+    };
+    write(&api, "firmware add", move |s| {
+        let done = Scanner::new()
+            .map_err(AddFirmwareError::from)
+            .and_then(|scanner| cairn_app::firmware::add(s, &scanner, &req, &()));
+        drop(tmp);
+        done.map(|f| serde_json::json!({ "firmware": hex_of(f.event()), "notes": f.notes }))
+    })
+    .await
 }
 
 /// A private scratch directory inside the data directory (same file system as the blobs),

@@ -16,7 +16,6 @@ mod cmd_version;
 mod control;
 mod ctx;
 mod demo;
-mod files;
 mod http_api;
 mod output;
 mod progress;

@@ -1,6 +1,9 @@
 //! Progress bars on standard error (hidden when it is not a terminal, or when the command
 //! runs inside `cairn serve` for another process).
 
+use std::cell::RefCell;
+
+use cairn_app::Unit;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 fn target() -> ProgressDrawTarget {
@@ -31,4 +34,32 @@ pub(crate) fn items(total: u64, msg: &'static str) -> ProgressBar {
     }
     bar.set_message(msg);
     bar
+}
+
+/// Progress that operations report, drawn as one bar at a time.
+#[derive(Default)]
+pub(crate) struct Bar(RefCell<Option<ProgressBar>>);
+
+impl cairn_app::Progress for Bar {
+    fn begin(&self, what: &'static str, unit: Unit, total: u64) {
+        let bar = match unit {
+            Unit::Bytes => bytes(total, what),
+            Unit::Items => items(total, what),
+        };
+        if let Some(old) = self.0.replace(Some(bar)) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn at(&self, done: u64) {
+        if let Some(b) = self.0.borrow().as_ref() {
+            b.set_position(done);
+        }
+    }
+
+    fn end(&self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
 }

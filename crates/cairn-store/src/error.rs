@@ -26,6 +26,9 @@ pub enum StoreError {
     /// A workspace already exists here.
     #[error("a Cairn workspace already exists in {0}")]
     AlreadyInitialised(PathBuf),
+    /// Another process has the database open (redb allows one).
+    #[error("database {} is already open in another process", .0.display())]
+    InUse(PathBuf),
     /// The database could not be opened or read.
     #[error("database {path}: {message}")]
     Database {

@@ -23,3 +23,12 @@ pub use store::{
     IngestReport, MAX_QUARANTINE_BYTES, MAX_QUARANTINE_FROM_STRANGERS, MAX_QUARANTINE_PER_AUTHOR,
     MAX_QUARANTINE_STRANGER_BYTES, Quarantined, RawEntry, Store, StoredEvent,
 };
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the time a
+/// device signs its events with.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

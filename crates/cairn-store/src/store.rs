@@ -361,7 +361,10 @@ impl Store {
         let db = Database::builder()
             .set_cache_size(DB_CACHE)
             .open(&db_path)
-            .map_err(|e| db_err(&db_path)(&e))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(db_path.clone()),
+                e => db_err(&db_path)(&e),
+            })?;
         let mut s = Self::assemble(dir, db, secrets)?;
         if !project {
             s.audit_only = true;

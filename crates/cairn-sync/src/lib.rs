@@ -25,13 +25,7 @@ pub use node::{Node, NodeConfig, PeerAddr};
 pub use session::{SharedStore, SyncReport, share};
 pub use ticket::{JoinRequest, Ticket};
 
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use cairn_store::now_millis;
 
 /// The enrolled, unrevoked members of the store's workspace.
 pub fn members(store: &SharedStore) -> Result<Vec<cairn_core::DeviceId>, SyncError> {

@@ -1,0 +1,132 @@
+//! Firmware actions: add an image to an asset (stored encrypted, analysed, recorded).
+
+use std::path::PathBuf;
+
+use cairn_core::EventId;
+use cairn_core::firmware::FirmwareRecord;
+use cairn_core::projection::FirmwareView;
+use cairn_firmware::{AddOptions, FirmwareError, Scanner};
+use cairn_store::{Store, StoreError};
+
+use crate::lookup::{self, LookupError};
+use crate::{Fault, OpError, Progress, Unit};
+
+/// Why an image was not added. Nothing was recorded (a blob already stored stays, unnamed by
+/// any event, as every content-addressed store keeps it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddFirmwareError {
+    /// The asset named is not found, or is ambiguous.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// Records keep the image's file name, which must be UTF-8.
+    #[error("{}: needs a UTF-8 file name", .0.display())]
+    FileName(PathBuf),
+    /// Reading, storing or analysing the image failed.
+    #[error(transparent)]
+    Firmware(#[from] FirmwareError),
+    /// The analysis does not fit an event (a bug in the scanner's limits).
+    #[error("the analysis is not recordable: {0}")]
+    NotRecordable(String),
+    /// The store refused or failed the write.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+}
+
+impl From<StoreError> for AddFirmwareError {
+    fn from(e: StoreError) -> Self {
+        AddFirmwareError::Store(Box::new(e))
+    }
+}
+
+impl OpError for AddFirmwareError {
+    fn fault(&self) -> Fault {
+        match self {
+            AddFirmwareError::Store(e) => Fault::of_store(e),
+            AddFirmwareError::Firmware(FirmwareError::BadImage { .. }) => Fault::Input,
+            AddFirmwareError::Firmware(_) | AddFirmwareError::NotRecordable(_) => Fault::Storage,
+            _ => Fault::Input,
+        }
+    }
+}
+
+/// An image to add.
+#[derive(Clone, Debug)]
+pub struct AddFirmware {
+    /// The asset: exact name or id prefix.
+    pub asset: String,
+    /// The image on disk.
+    pub file: PathBuf,
+    /// The vendor's version string.
+    pub version: Option<String>,
+    /// A free label.
+    pub label: Option<String>,
+    /// The largest image accepted.
+    pub max_size: u64,
+}
+
+/// An image was added.
+#[derive(Clone, Debug)]
+pub struct FirmwareAdded {
+    /// The recorded image, as the projection shows it.
+    pub view: FirmwareView,
+    /// What the analysis wants the user to know (budgets overrun, formats skipped).
+    pub notes: Vec<String>,
+}
+
+impl FirmwareAdded {
+    /// The event that recorded the image (its firmware id).
+    pub fn event(&self) -> EventId {
+        self.view.id
+    }
+}
+
+/// Stores the image encrypted, analyses its layout, and records both in a signed event.
+pub fn add(
+    store: &mut Store,
+    scanner: &Scanner,
+    req: &AddFirmware,
+    progress: &dyn Progress,
+) -> Result<FirmwareAdded, AddFirmwareError> {
+    let asset = lookup::asset(store.projection(), &req.asset)?;
+    let file_name = req
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| AddFirmwareError::FileName(req.file.clone()))?
+        .to_string();
+    let len = std::fs::metadata(&req.file).map(|m| m.len()).unwrap_or(0);
+    progress.begin("firmware", Unit::Bytes, len);
+    let added = cairn_firmware::add(
+        store.blobs(),
+        scanner,
+        &req.file,
+        &AddOptions {
+            max_size: req.max_size,
+        },
+        |n| progress.at(n),
+        |_| {},
+    );
+    progress.end();
+    let added = added?;
+    let record = FirmwareRecord {
+        asset,
+        blob: added.blob,
+        size: added.size,
+        file_name,
+        version: req.version.clone(),
+        label: req.label.clone(),
+        analysis: added.analysis,
+    };
+    record.validate().map_err(AddFirmwareError::NotRecordable)?;
+    let now = cairn_store::now_millis();
+    let e = store.append(|w, p| w.add_firmware(p, record, now))?;
+    let view = store
+        .projection()
+        .firmware(&e.id())
+        .ok_or_else(|| StoreError::Refused("the new firmware is not in the projection".into()))?;
+    Ok(FirmwareAdded {
+        view,
+        notes: added.notes,
+    })
+}
