@@ -1,4 +1,5 @@
 //! The operations against a real store in a temporary directory: what they return, and that a
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 //! refused request writes nothing.
 
 use std::path::Path;
