@@ -7,16 +7,23 @@
 //!
 //! - [`wire`]: what travels: sealed items, push and pull replies, the signed member list.
 //! - [`auth`]: request signatures (the client signs, the relay checks) and the time window.
-//! - [`service`]: the relay's logic, independent of runtime and storage: one request in, one
+//! - `service` (feature `server`): the relay's logic, independent of runtime and storage: one request in, one
 //!   response out. The self-hosted server (axum) and the Lambda are thin adapters around it.
-//! - [`store`]: the storage trait and its backends: [`store::redb`] for self-hosting and, with
-//!   the `dynamodb` feature, `store::dynamodb`.
+//! - `store` (feature `server`): the storage trait and its backends: `store::redb` for
+//!   self-hosting and, with the `dynamodb` feature, `store::dynamodb`.
+//!
+//! Clients (`cairn-sync`) need only `wire` and `auth`, so the server, its storage and its
+//! HTTP types are behind the `server` feature and not compiled into them.
 
 pub mod auth;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod store;
 pub mod wire;
 
+#[cfg(feature = "server")]
 pub use service::{Limits, Relay, Request, Response};
+#[cfg(feature = "server")]
 pub use store::{RelayStore, StoreError};
 pub use wire::{MemberList, SealedItem};
