@@ -30,6 +30,10 @@ pub enum AssetError {
     /// A `key=value` without `=`, or with an empty key.
     #[error("expected key=value with a non-empty key, got {0:?}")]
     BadAssignment(String),
+    /// Tag keys are non-empty and hold no `=`, `;` or control characters (so that
+    /// `key=value` and the CSV's `k=v;k=v` can always name them).
+    #[error("invalid tag key {0:?}: it must be non-empty, without '=', ';' or control characters")]
+    BadTagKey(String),
     /// Nothing to set.
     #[error("no fields to set")]
     NoFields,
@@ -51,6 +55,9 @@ pub enum AssetError {
         /// What is wrong, with the row.
         problem: String,
     },
+    /// The operation met a state it should never see (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -66,6 +73,7 @@ impl OpError for AssetError {
     fn fault(&self) -> Fault {
         match self {
             AssetError::Store(e) => Fault::of_store(e),
+            AssetError::Internal(_) => Fault::Storage,
             _ => Fault::Input,
         }
     }
@@ -93,7 +101,7 @@ pub struct NewAsset {
 }
 
 /// An asset was added.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AssetAdded {
     /// The new asset.
     pub asset: AssetId,
@@ -117,23 +125,30 @@ fn new_asset_edits(a: &NewAsset) -> Result<(Vec<FieldEdit>, Vec<FieldEdit>), Ass
     }
     let mut tags = Vec::new();
     for (k, v) in &a.tags {
-        if k.is_empty() {
-            return Err(AssetError::BadAssignment(format!("={v}")));
-        }
-        tags.push((k.clone(), Some(v.clone())));
+        tags.push((tag_key(k)?, Some(v.clone())));
     }
     Ok((fields, tags))
+}
+
+fn tag_key(k: &str) -> Result<String, AssetError> {
+    if k.is_empty() || k.contains(['=', ';']) || k.chars().any(char::is_control) {
+        return Err(AssetError::BadTagKey(k.into()));
+    }
+    Ok(k.into())
+}
+
+fn name_taken(store: &Store, name: &str, except: Option<&AssetId>) -> bool {
+    store
+        .projection()
+        .assets()
+        .iter()
+        .any(|x| x.name() == name && Some(&x.id) != except)
 }
 
 /// Adds an asset; refuses a name that already exists.
 pub fn add(store: &mut Store, a: &NewAsset) -> Result<AssetAdded, AssetError> {
     let (fields, tags) = new_asset_edits(a)?;
-    if store
-        .projection()
-        .assets()
-        .iter()
-        .any(|x| x.name() == a.name)
-    {
+    if name_taken(store, &a.name, None) {
         return Err(AssetError::NameTaken(a.name.clone()));
     }
     create(store, &fields, &tags)
@@ -156,7 +171,7 @@ fn create(
             asset,
             event: e.id(),
         }),
-        None => Err(StoreError::Refused("the asset was not created".into()).into()),
+        None => Err(AssetError::Internal("the asset was not created")),
     }
 }
 
@@ -169,8 +184,9 @@ pub struct SetFields {
     pub assignments: Vec<(String, String)>,
 }
 
-/// The result of an edit: the event, or `None` when the values were already so.
-#[derive(Clone, Debug)]
+/// The result of an edit (fields set, a conflict resolved, the asset retired): the event, or
+/// `None` when the values were already so.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Edited {
     /// The asset.
     pub asset: AssetId,
@@ -188,13 +204,18 @@ pub fn set_fields(store: &mut Store, req: &SetFields) -> Result<Edited, AssetErr
     for (k, v) in &req.assignments {
         let v = (!v.is_empty()).then(|| v.clone());
         if let Some(t) = k.strip_prefix("tags.") {
-            if t.is_empty() {
-                return Err(AssetError::UnknownField(k.clone()));
-            }
-            tags.push((t.to_string(), v));
+            tags.push((tag_key(t)?, v));
         } else if ASSET_FIELDS.contains(&k.as_str()) {
-            if k == "name" && v.is_none() {
-                return Err(AssetError::NoName);
+            if k == "name" {
+                match v.as_deref().map(str::trim) {
+                    None | Some("") => return Err(AssetError::NoName),
+                    Some(_) => {}
+                }
+                if let Some(n) = &v
+                    && name_taken(store, n, Some(&asset))
+                {
+                    return Err(AssetError::NameTaken(n.clone()));
+                }
             }
             fields.push((k.clone(), v));
         } else {
@@ -228,7 +249,7 @@ pub struct Resolve {
 }
 
 /// Resolves a field conflict by choosing one value.
-pub fn resolve(store: &mut Store, req: &Resolve) -> Result<EventId, AssetError> {
+pub fn resolve(store: &mut Store, req: &Resolve) -> Result<Edited, AssetError> {
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
     let conflicts = p
@@ -259,12 +280,22 @@ pub fn resolve(store: &mut Store, req: &Resolve) -> Result<EventId, AssetError> 
             now,
         )
     })?;
-    Ok(e.id())
+    Ok(Edited {
+        asset,
+        event: Some(e.id()),
+    })
+}
+
+/// An asset to retire.
+#[derive(Clone, Debug)]
+pub struct Retire {
+    /// The asset: exact name or id prefix.
+    pub asset: String,
 }
 
 /// Retires an asset: it stays in history, marked retired.
-pub fn retire(store: &mut Store, asset: &str) -> Result<EventId, AssetError> {
-    let asset = lookup::asset(store.projection(), asset)?;
+pub fn retire(store: &mut Store, req: &Retire) -> Result<Edited, AssetError> {
+    let asset = lookup::asset(store.projection(), &req.asset)?;
     let now = cairn_store::now_millis();
     let e = store.append(|w, p| {
         w.edit_asset(
@@ -277,18 +308,30 @@ pub fn retire(store: &mut Store, asset: &str) -> Result<EventId, AssetError> {
             now,
         )
     })?;
-    Ok(e.id())
+    Ok(Edited {
+        asset,
+        event: Some(e.id()),
+    })
 }
 
-/// Imports an inventory CSV: a header row of asset fields (and `tags`, as `k=v;k=v`), one
-/// asset per row. Every row is read and checked first (names unique, columns known), so a
-/// bad row writes nothing. Returns the number of assets created.
+/// An inventory to import.
+pub struct Import<R> {
+    /// CSV: a header row of asset fields (and `tags`, as `k=v;k=v`), one asset per row.
+    pub csv: R,
+    /// Where it came from (a file name), for messages.
+    pub source_name: String,
+}
+
+/// Imports an inventory. Every row is read and checked first (names unique, columns known),
+/// so a bad row writes nothing; then one event per asset. Returns the assets created, in row
+/// order.
 pub fn import_csv(
     store: &mut Store,
-    csv: impl std::io::Read,
-    source_name: &str,
+    req: Import<impl std::io::Read>,
     progress: &dyn Progress,
-) -> Result<usize, AssetError> {
+) -> Result<Vec<AssetAdded>, AssetError> {
+    let Import { csv, source_name } = req;
+    let source_name = source_name.as_str();
     let bad = |problem: String| AssetError::Import {
         source_name: source_name.into(),
         problem,
@@ -327,7 +370,9 @@ pub fn import_csv(
             }
             if h == "tags" {
                 for t in v.split(';').filter(|t| !t.is_empty()) {
-                    let (k, v) = assignment(t).map_err(|e| bad(format!("row {row}: {e}")))?;
+                    let (k, v) = assignment(t)
+                        .and_then(|(k, v)| Ok((tag_key(&k)?, v)))
+                        .map_err(|e| bad(format!("row {row}: {e}")))?;
                     tags.push((k, Some(v)));
                 }
             } else {
@@ -347,10 +392,11 @@ pub fn import_csv(
         rows.push((fields, tags));
     }
     progress.begin("importing", Unit::Items, rows.len() as u64);
-    for (i, (f, t)) in rows.iter().enumerate() {
-        create(store, f, t)?;
-        progress.at(i as u64 + 1);
+    let mut added = Vec::with_capacity(rows.len());
+    for (f, t) in &rows {
+        added.push(create(store, f, t)?);
+        progress.at(added.len() as u64);
     }
     progress.end();
-    Ok(rows.len())
+    Ok(added)
 }

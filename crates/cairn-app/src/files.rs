@@ -15,14 +15,14 @@ use crate::{Fault, OpError, Progress, Unit};
 #[non_exhaustive]
 pub enum FilesError {
     /// A file-system call failed.
-    #[error("{doing} {}: {source}", .path.display())]
+    #[error("{doing} {}: {error}", .path.display())]
     Io {
         /// What was being done ("opening", "reading directory", …).
         doing: &'static str,
         /// The path.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a separate source, so it is said once).
+        error: std::io::Error,
     },
     /// A path named to commit does not exist.
     #[error("{}: no such file or directory", .0.display())]
@@ -37,7 +37,7 @@ pub enum FilesError {
     #[error("file name is not valid UTF-8: {0}")]
     NotUtf8(String),
     /// A stored path that Cairn refuses (absolute, `..`, control characters, too long).
-    #[error("invalid stored path {path:?}: {reason}")]
+    #[error("{reason}")]
     BadPath {
         /// The stored path.
         path: String,
@@ -58,7 +58,7 @@ pub enum FilesError {
     #[error("nothing to commit: no files under the given paths")]
     Nothing,
     /// A stored name was given for several paths or for a directory.
-    #[error("a stored name (--as) names a single file")]
+    #[error("a stored name names a single file, not several paths or a directory")]
     RenameNeedsOneFile,
     /// The restore target holds something.
     #[error("{} exists and is not an empty directory", .0.display())]
@@ -89,11 +89,7 @@ impl OpError for FilesError {
 
 fn io(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + use<> {
     let path = path.to_path_buf();
-    move |source| FilesError::Io {
-        doing,
-        path,
-        source,
-    }
+    move |error| FilesError::Io { doing, path, error }
 }
 
 /// A file to commit: its stored path and where it is on disk.
@@ -148,11 +144,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Source>) -> Result<(), FilesError
     Ok(())
 }
 
-/// Collects files from the given paths: a file contributes its file name (or `rename`), a
+/// Collects files from the given paths: a file contributes its file name (or `stored_as`), a
 /// directory its contents relative to it. Sorted by stored path; two files with one stored
 /// path, symbolic links and special files are refused.
-pub fn collect(paths: &[PathBuf], rename: Option<&str>) -> Result<Vec<Source>, FilesError> {
-    if rename.is_some() && paths.len() != 1 {
+pub fn collect(paths: &[PathBuf], stored_as: Option<&str>) -> Result<Vec<Source>, FilesError> {
+    if stored_as.is_some() && paths.len() != 1 {
         return Err(FilesError::RenameNeedsOneFile);
     }
     let mut out = Vec::new();
@@ -162,12 +158,12 @@ pub fn collect(paths: &[PathBuf], rename: Option<&str>) -> Result<Vec<Source>, F
             return Err(FilesError::Symlink(p.clone()));
         }
         if meta.is_dir() {
-            if rename.is_some() {
+            if stored_as.is_some() {
                 return Err(FilesError::RenameNeedsOneFile);
             }
             walk(p, p, &mut out)?;
         } else if meta.is_file() {
-            let rel = match rename {
+            let rel = match stored_as {
                 Some(r) => r.to_string(),
                 None => utf8_name(Path::new(
                     p.file_name()

@@ -11,11 +11,11 @@ use cairn_store::{Store, StoreError};
 use crate::lookup::{self, LookupError};
 use crate::{Fault, OpError, Progress, Unit};
 
-/// Why an image was not added. Nothing was recorded (a blob already stored stays, unnamed by
-/// any event, as every content-addressed store keeps it).
+/// Why a firmware action was refused. Nothing was recorded (a blob already stored stays,
+/// named by no event, as in every content-addressed store).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AddFirmwareError {
+pub enum FirmwareOpError {
     /// The asset named is not found, or is ambiguous.
     #[error(transparent)]
     Lookup(#[from] LookupError),
@@ -28,23 +28,35 @@ pub enum AddFirmwareError {
     /// The analysis does not fit an event (a bug in the scanner's limits).
     #[error("the analysis is not recordable: {0}")]
     NotRecordable(String),
+    /// The operation met a state it should never see (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// This device may not write (checked before the image is stored).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(Box<StoreError>),
 }
 
-impl From<StoreError> for AddFirmwareError {
+impl From<StoreError> for FirmwareOpError {
     fn from(e: StoreError) -> Self {
-        AddFirmwareError::Store(Box::new(e))
+        FirmwareOpError::Store(Box::new(e))
     }
 }
 
-impl OpError for AddFirmwareError {
+impl OpError for FirmwareOpError {
     fn fault(&self) -> Fault {
         match self {
-            AddFirmwareError::Store(e) => Fault::of_store(e),
-            AddFirmwareError::Firmware(FirmwareError::BadImage { .. }) => Fault::Input,
-            AddFirmwareError::Firmware(_) | AddFirmwareError::NotRecordable(_) => Fault::Storage,
+            FirmwareOpError::Store(e) => Fault::of_store(e),
+            FirmwareOpError::NotAllowed(_) => Fault::Refused,
+            // The image the user named: missing, unreadable, too large, not an image.
+            FirmwareOpError::Firmware(
+                FirmwareError::Io { .. } | FirmwareError::BadImage { .. },
+            ) => Fault::Input,
+            FirmwareOpError::Firmware(_)
+            | FirmwareOpError::NotRecordable(_)
+            | FirmwareOpError::Internal(_) => Fault::Storage,
             _ => Fault::Input,
         }
     }
@@ -66,19 +78,14 @@ pub struct AddFirmware {
 }
 
 /// An image was added.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct FirmwareAdded {
+    /// The event that recorded the image (its firmware id).
+    pub event: EventId,
     /// The recorded image, as the projection shows it.
     pub view: FirmwareView,
     /// What the analysis wants the user to know (budgets overrun, formats skipped).
     pub notes: Vec<String>,
-}
-
-impl FirmwareAdded {
-    /// The event that recorded the image (its firmware id).
-    pub fn event(&self) -> EventId {
-        self.view.id
-    }
 }
 
 /// Stores the image encrypted, analyses its layout, and records both in a signed event.
@@ -87,16 +94,17 @@ pub fn add(
     scanner: &Scanner,
     req: &AddFirmware,
     progress: &dyn Progress,
-) -> Result<FirmwareAdded, AddFirmwareError> {
+) -> Result<FirmwareAdded, FirmwareOpError> {
     let asset = lookup::asset(store.projection(), &req.asset)?;
     let file_name = req
         .file
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| AddFirmwareError::FileName(req.file.clone()))?
+        .ok_or_else(|| FirmwareOpError::FileName(req.file.clone()))?
         .to_string();
+    crate::may_write(store).map_err(FirmwareOpError::NotAllowed)?;
     let len = std::fs::metadata(&req.file).map(|m| m.len()).unwrap_or(0);
-    progress.begin("firmware", Unit::Bytes, len);
+    progress.begin("analysing", Unit::Bytes, len);
     let added = cairn_firmware::add(
         store.blobs(),
         scanner,
@@ -118,14 +126,17 @@ pub fn add(
         label: req.label.clone(),
         analysis: added.analysis,
     };
-    record.validate().map_err(AddFirmwareError::NotRecordable)?;
+    record.validate().map_err(FirmwareOpError::NotRecordable)?;
     let now = cairn_store::now_millis();
     let e = store.append(|w, p| w.add_firmware(p, record, now))?;
     let view = store
         .projection()
         .firmware(&e.id())
-        .ok_or_else(|| StoreError::Refused("the new firmware is not in the projection".into()))?;
+        .ok_or(FirmwareOpError::Internal(
+            "the new firmware is not in the projection",
+        ))?;
     Ok(FirmwareAdded {
+        event: e.id(),
         view,
         notes: added.notes,
     })

@@ -3,11 +3,36 @@
 //!
 //! Every front end calls these: the `cairn` command renders their results as text, the local
 //! HTTP API (which the web UI writes through) as JSON. An operation takes the open [`Store`]
-//! and a request, checks the request against the projection, signs and appends the event, and
-//! returns what it did as data. It never prints; long work reports through [`Progress`].
+//! and a request struct, checks the request against the projection, signs and appends one
+//! event, and returns a result struct naming that event and what it made (serialisable: the
+//! HTTP API answers with it as JSON). It never prints;
+//! long work reports through [`Progress`]. Names the user types (an asset's name or id prefix,
+//! a version prefix) are resolved by [`lookup`], inside the operation.
 //!
 //! Errors are one `thiserror` enum per module, beside its code. Each tells a front end what
-//! kind of failure it is ([`Fault`]), so the HTTP API chooses a status without reading text.
+//! kind of failure it is ([`OpError::fault`]), so the HTTP API chooses a status without
+//! reading text, and its message names no front end's flags or commands (the CLI adds its
+//! own hints).
+//!
+//! Adding an operation: put the request and result structs and the function in the module of
+//! the thing it acts on (or a new module with its own error enum implementing [`OpError`]),
+//! check everything before the first write, append through `Store::append` (one event, or
+//! none on error), and call it from the CLI's `cmd_*.rs` and from a handler in the CLI's
+//! `http_api.rs`. Test it against a real store (`tests/operations.rs`).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use cairn_app::assets::{self, SetFields};
+//! let mut store = cairn_store::Store::open("ws".as_ref(), b"passphrase")?;
+//! let req = SetFields {
+//!     asset: "PLC-NF-01".into(),
+//!     assignments: vec![("site".into(), "North-Filling".into())],
+//! };
+//! let edited = assets::set_fields(&mut store, &req)?;
+//! println!("{:?}", edited.event);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! [`Store`]: cairn_store::Store
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -30,7 +55,8 @@ pub enum Fault {
     Input,
     /// The workspace refuses the write (this device may not write, or the store is read-only).
     Refused,
-    /// Storage or the file system failed; nothing the request could change.
+    /// Storage or the file system failed, or the operation met a state it should never see
+    /// (a bug); nothing the request could change.
     Storage,
 }
 
@@ -39,12 +65,6 @@ pub enum Fault {
 pub trait OpError: std::error::Error + Send + Sync + 'static {
     /// What kind of failure this is.
     fn fault(&self) -> Fault;
-}
-
-impl OpError for lookup::LookupError {
-    fn fault(&self) -> Fault {
-        Fault::Input
-    }
 }
 
 impl Fault {
@@ -79,3 +99,27 @@ pub enum Unit {
 }
 
 impl Progress for () {}
+
+/// Refuses before any file is stored when this device may not sign content at all (it is a
+/// viewer, or no longer a member): `Store::append` would refuse the event anyway, after the
+/// upload had been stored for nothing.
+pub(crate) fn may_write(store: &cairn_store::Store) -> Result<(), String> {
+    let me = store.device().device_id();
+    match store
+        .projection()
+        .members()
+        .into_iter()
+        .find(|m| m.device == me)
+    {
+        Some(m) if m.revoked_by.is_some() => {
+            Err("this device was revoked from the workspace and may not write".into())
+        }
+        Some(m) if m.role == cairn_core::domain::Role::Viewer => {
+            Err("this device is a viewer in the workspace and may not write".into())
+        }
+        Some(_) => Ok(()),
+        None => {
+            Err("this device is not a member of the workspace (revoked, or not enrolled)".into())
+        }
+    }
+}

@@ -44,7 +44,14 @@ pub enum LookupError {
     },
 }
 
-fn shorts<T>(v: &[T], short: impl Fn(&T) -> String) -> Vec<String> {
+impl crate::OpError for LookupError {
+    fn fault(&self) -> crate::Fault {
+        crate::Fault::Input
+    }
+}
+
+/// Short ids, for messages.
+pub(crate) fn shorts<T>(v: &[T], short: impl Fn(&T) -> String) -> Vec<String> {
     v.iter().map(short).collect()
 }
 

@@ -24,7 +24,7 @@ pub enum VersionError {
     #[error(transparent)]
     Files(#[from] FilesError),
     /// Not an acceptable branch name.
-    #[error("invalid branch name {name:?}: {reason}")]
+    #[error("{reason}")]
     BadBranchName {
         /// The name.
         name: String,
@@ -32,19 +32,17 @@ pub enum VersionError {
         reason: String,
     },
     /// The branch does not exist on this asset.
-    #[error("unknown branch {0:?} (cairn branch create)")]
+    #[error("unknown branch {0:?}")]
     UnknownBranch(String),
     /// The branch exists already.
     #[error("branch {0:?} already exists")]
     BranchExists(String),
     /// The branch has several heads; committing on one would hide the others.
     #[error(
-        "branch {branch} has diverged ({} heads: {}); merge first: cairn merge {asset} {branch} --into {branch}",
+        "branch {branch} has diverged ({} heads: {}); merge its heads first (merge {branch} into {branch})",
         .heads.len(), .heads.join(", ")
     )]
     Diverged {
-        /// The asset as named.
-        asset: String,
         /// The branch.
         branch: String,
         /// Its heads (short ids).
@@ -60,15 +58,18 @@ pub enum VersionError {
     },
     /// Files changed on both sides, and no side was preferred.
     #[error(
-        "merge conflict in {}; re-run with --prefer ours|theirs, or commit a resolved export with `cairn commit` after merging",
+        "merge conflict in {}; prefer one side (ours or theirs) for files changed on both, or commit a resolved export after merging",
         .0.join(", ")
     )]
     Conflict(Vec<String>),
+    /// A commit needs a message.
+    #[error("a commit message is required")]
+    NoMessage,
     /// The asset has no golden version.
-    #[error("{0} has no golden version (cairn golden set)")]
+    #[error("{0} has no golden version")]
     NoGolden(String),
     /// Devices designated different golden versions while apart.
-    #[error("{name} has conflicting golden designations {}; choose one with `cairn golden set`", .ids.join(", "))]
+    #[error("{name} has conflicting golden designations {}; set the golden version again to choose one", .ids.join(", "))]
     GoldenConflict {
         /// The asset's name.
         name: String,
@@ -78,6 +79,9 @@ pub enum VersionError {
     /// A version record that would not validate (a bug, or a hostile projection).
     #[error("the version is not recordable: {0}")]
     NotRecordable(String),
+    /// This device may not write (checked before files are stored).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -94,6 +98,7 @@ impl OpError for VersionError {
         match self {
             VersionError::Files(e) => e.fault(),
             VersionError::Store(e) => Fault::of_store(e),
+            VersionError::NotAllowed(_) => Fault::Refused,
             _ => Fault::Input,
         }
     }
@@ -107,7 +112,7 @@ fn branch_name(name: &str) -> Result<(), VersionError> {
 }
 
 fn shorts(ids: &[VersionId]) -> Vec<String> {
-    ids.iter().map(VersionId::short).collect()
+    lookup::shorts(ids, VersionId::short)
 }
 
 fn tree(p: &Projection, v: &VersionId) -> Vec<FileEntry> {
@@ -132,13 +137,13 @@ pub struct Commit {
     /// Files and/or directories (a directory contributes its contents).
     pub paths: Vec<PathBuf>,
     /// The stored path for a single file (default: its file name).
-    pub rename: Option<String>,
+    pub stored_as: Option<String>,
 }
 
 /// A version was committed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Committed {
-    /// The new version (its event id).
+    /// The new version; its id is the id of the event that signed it.
     pub version: VersionId,
     /// How many files it holds.
     pub files: usize,
@@ -153,21 +158,24 @@ pub fn commit(
     progress: &dyn Progress,
 ) -> Result<Committed, VersionError> {
     branch_name(&req.branch)?;
+    if req.message.trim().is_empty() {
+        return Err(VersionError::NoMessage);
+    }
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
     if !p.branch_exists(&asset, &req.branch) {
         return Err(VersionError::UnknownBranch(req.branch.clone()));
     }
-    let mut parents = p.branch_heads(&asset, &req.branch);
+    // At most one head: the new version's parent (none on a branch's first commit).
+    let parents = p.branch_heads(&asset, &req.branch);
     if parents.len() > 1 {
         return Err(VersionError::Diverged {
-            asset: req.asset.clone(),
             branch: req.branch.clone(),
             heads: shorts(&parents),
         });
     }
-    parents.sort();
-    let sources = files::collect(&req.paths, req.rename.as_deref())?;
+    crate::may_write(store).map_err(VersionError::NotAllowed)?;
+    let sources = files::collect(&req.paths, req.stored_as.as_deref())?;
     let files = files::ingest(store, &sources, progress)?;
     let record = VersionRecord {
         asset,
@@ -195,8 +203,17 @@ pub struct NewBranch {
     pub from: String,
 }
 
-/// Creates a branch; returns the version it starts from.
-pub fn create_branch(store: &mut Store, req: &NewBranch) -> Result<VersionId, VersionError> {
+/// A branch was created.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BranchCreated {
+    /// The version it starts from.
+    pub from: VersionId,
+    /// The event that created it.
+    pub event: EventId,
+}
+
+/// Creates a branch.
+pub fn create_branch(store: &mut Store, req: &NewBranch) -> Result<BranchCreated, VersionError> {
     branch_name(&req.name)?;
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
@@ -205,8 +222,11 @@ pub fn create_branch(store: &mut Store, req: &NewBranch) -> Result<VersionId, Ve
     }
     let from = lookup::version(p, &asset, &req.from)?;
     let now = cairn_store::now_millis();
-    store.append(|w, p| w.create_branch(p, asset, &req.name, from, now))?;
-    Ok(from)
+    let e = store.append(|w, p| w.create_branch(p, asset, &req.name, from, now))?;
+    Ok(BranchCreated {
+        from,
+        event: e.id(),
+    })
 }
 
 /// For files changed on both sides of a merge: which side wins.
@@ -216,6 +236,19 @@ pub enum Prefer {
     Ours,
     /// The merged branch's.
     Theirs,
+}
+
+impl std::str::FromStr for Prefer {
+    type Err = String;
+
+    /// `ours` or `theirs`.
+    fn from_str(s: &str) -> Result<Prefer, String> {
+        match s {
+            "ours" => Ok(Prefer::Ours),
+            "theirs" => Ok(Prefer::Theirs),
+            _ => Err(format!("{s:?} is neither ours nor theirs")),
+        }
+    }
 }
 
 /// A merge of one branch into another (or of a diverged branch's heads, when both are one).
@@ -233,9 +266,18 @@ pub struct Merge {
     pub prefer: Option<Prefer>,
 }
 
+/// A merge was signed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Merged {
+    /// The merge version; its id is the id of the event that signed it.
+    pub version: VersionId,
+    /// The heads it joins.
+    pub parents: Vec<VersionId>,
+}
+
 /// Merges: three-way per file against the merge base, folding the heads pairwise with the
 /// target's head first, then signs a version whose parents are all the heads.
-pub fn merge(store: &mut Store, req: &Merge) -> Result<VersionId, VersionError> {
+pub fn merge(store: &mut Store, req: &Merge) -> Result<Merged, VersionError> {
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
     for b in [&req.branch, &req.into] {
@@ -300,28 +342,48 @@ pub fn merge(store: &mut Store, req: &Merge) -> Result<VersionId, VersionError> 
     let record = VersionRecord {
         asset,
         branch: req.into.clone(),
-        parents: heads,
+        parents: heads.clone(),
         message,
         files: acc,
     };
-    sign(store, record)
+    Ok(Merged {
+        version: sign(store, record)?,
+        parents: heads,
+    })
 }
 
-/// Designates a version of an asset as its golden (approved) version; returns it.
-pub fn set_golden(
-    store: &mut Store,
-    asset: &str,
-    version: &str,
-) -> Result<VersionId, VersionError> {
+/// A version to designate as an asset's golden (approved) version.
+#[derive(Clone, Debug)]
+pub struct SetGolden {
+    /// The asset: exact name or id prefix.
+    pub asset: String,
+    /// The version (id prefix).
+    pub version: String,
+}
+
+/// The golden version was set.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GoldenSet {
+    /// The golden version.
+    pub version: VersionId,
+    /// The event that designated it.
+    pub event: EventId,
+}
+
+/// Designates a version of an asset as its golden version.
+pub fn set_golden(store: &mut Store, req: &SetGolden) -> Result<GoldenSet, VersionError> {
     let p = store.projection();
-    let asset = lookup::asset(p, asset)?;
-    let v = lookup::version(p, &asset, version)?;
+    let asset = lookup::asset(p, &req.asset)?;
+    let version = lookup::version(p, &asset, &req.version)?;
     let now = cairn_store::now_millis();
-    store.append(|w, p| w.set_golden(p, asset, v, now))?;
-    Ok(v)
+    let e = store.append(|w, p| w.set_golden(p, asset, version, now))?;
+    Ok(GoldenSet {
+        version,
+        event: e.id(),
+    })
 }
 
-/// The asset's one golden version.
+/// The asset's one golden version (a query, for the writes that need it and for display).
 pub fn golden_of(p: &Projection, asset: &AssetId) -> Result<VersionId, VersionError> {
     let Some(a) = p.asset(asset) else {
         return Err(LookupError::UnknownAsset(asset.to_hex()).into());
@@ -338,50 +400,70 @@ pub fn golden_of(p: &Projection, asset: &AssetId) -> Result<VersionId, VersionEr
 
 /// Which version to restore.
 #[derive(Clone, Debug)]
-pub enum Which {
+pub enum RestoreSource {
     /// A version id prefix.
     Version(String),
     /// The asset's golden version.
     Golden,
 }
 
-/// A version written to disk.
+/// A version to write to disk.
 #[derive(Clone, Debug)]
+pub struct Restore {
+    /// The asset: exact name or id prefix.
+    pub asset: String,
+    /// Which version.
+    pub source: RestoreSource,
+    /// Where: a directory that must not exist, or be empty.
+    pub to: PathBuf,
+}
+
+/// A version written to disk.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Restored {
     /// The version.
     pub version: VersionId,
     /// How many files were written.
     pub files: usize,
+    /// The event that recorded the restore.
+    pub event: EventId,
 }
 
-/// Writes a version's files to `to` (which must not exist, or be empty) and records the
-/// restore as an event.
+/// Writes a version's files to the target and records the restore as an event.
 pub fn restore(
     store: &mut Store,
-    asset: &str,
-    which: &Which,
-    to: &std::path::Path,
+    req: &Restore,
     progress: &dyn Progress,
 ) -> Result<Restored, VersionError> {
     let p = store.projection();
-    let asset = lookup::asset(p, asset)?;
-    let version = match which {
-        Which::Golden => golden_of(p, &asset)?,
-        Which::Version(v) => lookup::version(p, &asset, v)?,
+    let asset = lookup::asset(p, &req.asset)?;
+    let version = match &req.source {
+        RestoreSource::Golden => golden_of(p, &asset)?,
+        RestoreSource::Version(v) => lookup::version(p, &asset, v)?,
     };
     let files = tree(p, &version);
-    files::restore(store, &files, to, progress)?;
-    let target = to.display().to_string();
+    files::restore(store, &files, &req.to, progress)?;
+    let target = req.to.display().to_string();
     let now = cairn_store::now_millis();
-    store.append(|w, p| w.restored(p, asset, version, &target, now))?;
+    let e = store.append(|w, p| w.restored(p, asset, version, &target, now))?;
     Ok(Restored {
         version,
         files: files.len(),
+        event: e.id(),
     })
 }
 
-/// A drift check: a fresh export compared with the golden version.
+/// A fresh export to check against the golden version.
 #[derive(Clone, Debug)]
+pub struct CheckDrift {
+    /// The asset: exact name or id prefix.
+    pub asset: String,
+    /// The export: a file or a directory.
+    pub export: PathBuf,
+}
+
+/// A drift check: a fresh export compared with the golden version.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct DriftChecked {
     /// The golden version compared with.
     pub golden: VersionId,
@@ -391,17 +473,13 @@ pub struct DriftChecked {
     pub changes: Vec<DriftEntry>,
 }
 
-/// Compares a fresh export (file or directory) with the asset's golden version and records
-/// the result, clean or not, as a drift event.
-pub fn drift(
-    store: &mut Store,
-    asset: &str,
-    export: &std::path::Path,
-) -> Result<DriftChecked, VersionError> {
+/// Compares a fresh export with the asset's golden version and records the result, clean or
+/// not, as a drift event.
+pub fn drift(store: &mut Store, req: &CheckDrift) -> Result<DriftChecked, VersionError> {
     let p = store.projection();
-    let asset = lookup::asset(p, asset)?;
+    let asset = lookup::asset(p, &req.asset)?;
     let golden = golden_of(p, &asset)?;
-    let changes = files::compare(&tree(p, &golden), export)?;
+    let changes = files::compare(&tree(p, &golden), &req.export)?;
     let now = cairn_store::now_millis();
     let e = store.append(|w, p| w.drift(p, asset, golden, changes.clone(), now))?;
     Ok(DriftChecked {

@@ -1,12 +1,15 @@
 //! The operations against a real store in a temporary directory: what they return, and that a
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 //! refused request writes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::Path;
 
-use cairn_app::assets::{self, AssetError, NewAsset, Resolve, SetFields};
+use cairn_app::assets::{self, AssetError, Import, NewAsset, Resolve, Retire, SetFields};
 use cairn_app::lookup::LookupError;
-use cairn_app::versions::{self, Commit, Merge, NewBranch, Prefer, VersionError};
+use cairn_app::versions::{
+    self, CheckDrift, Commit, Merge, NewBranch, Prefer, Restore, RestoreSource, SetGolden,
+    VersionError,
+};
 use cairn_app::{Fault, OpError};
 use cairn_store::Store;
 
@@ -36,7 +39,7 @@ fn commit_text(store: &mut Store, dir: &Path, branch: &str, text: &str) -> cairn
         branch: branch.into(),
         message: format!("{branch}: {text}"),
         paths: vec![export],
-        rename: None,
+        stored_as: None,
     };
     versions::commit(store, &req, &()).unwrap().version
 }
@@ -113,6 +116,27 @@ fn an_asset_is_added_once_and_its_fields_are_checked() {
     );
     assert_eq!(s.log_len().unwrap(), before + 1);
 
+    // Tag keys that `key=value` or the CSV could not name again are refused.
+    for bad in ["a=b", "a;b", "", "a\nb"] {
+        let req = SetFields {
+            asset: "PLC-1".into(),
+            assignments: vec![(format!("tags.{bad}"), "x".into())],
+        };
+        assert!(
+            matches!(
+                assets::set_fields(&mut s, &req),
+                Err(AssetError::BadTagKey(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    // A rename onto another asset's name is refused like an add would be.
+    plc(&mut s, "PLC-2");
+    assert!(matches!(
+        assets::set_fields(&mut s, &set(&[("name", "PLC-2")])),
+        Err(AssetError::NameTaken(n)) if n == "PLC-2"
+    ));
+
     let resolve = Resolve {
         asset: "PLC-1".into(),
         field: "site".into(),
@@ -122,7 +146,14 @@ fn an_asset_is_added_once_and_its_fields_are_checked() {
         assets::resolve(&mut s, &resolve),
         Err(AssetError::NoConflict { conflicts, .. }) if conflicts.is_empty()
     ));
-    assets::retire(&mut s, "PLC-1").unwrap();
+    let retired = assets::retire(
+        &mut s,
+        &Retire {
+            asset: "PLC-1".into(),
+        },
+    )
+    .unwrap();
+    assert!(retired.event.is_some());
     assert!(s.projection().asset(&id).unwrap().doc.retired);
 }
 
@@ -140,7 +171,8 @@ fn a_merge_of_files_changed_on_both_sides_is_a_typed_conflict_until_a_side_is_pr
             from: v1.to_hex()[..8].into(),
         },
     )
-    .unwrap();
+    .unwrap()
+    .from;
     assert_eq!(from, v1);
     let again = NewBranch {
         asset: "PLC-1".into(),
@@ -173,7 +205,7 @@ fn a_merge_of_files_changed_on_both_sides_is_a_typed_conflict_until_a_side_is_pr
     );
 
     req.prefer = Some(Prefer::Theirs);
-    let merged = versions::merge(&mut s, &req).unwrap();
+    let merged = versions::merge(&mut s, &req).unwrap().version;
     let p = s.projection();
     let m = p.version(&merged).unwrap();
     let mut parents = vec![ours, theirs];
@@ -204,14 +236,20 @@ fn golden_restore_and_drift_go_through_the_golden_version() {
         Err(VersionError::NoGolden(n)) if n == "PLC-1"
     ));
     let v1 = commit_text(&mut s, tmp.path(), "main", "speed=1");
-    assert_eq!(
-        versions::set_golden(&mut s, "PLC-1", &v1.to_hex()[..10]).unwrap(),
-        v1
-    );
+    let golden = SetGolden {
+        asset: "PLC-1".into(),
+        version: v1.to_hex()[..10].into(),
+    };
+    assert_eq!(versions::set_golden(&mut s, &golden).unwrap().version, v1);
     assert_eq!(versions::golden_of(s.projection(), &asset).unwrap(), v1);
 
     let out = tmp.path().join("restored");
-    let r = versions::restore(&mut s, "PLC-1", &versions::Which::Golden, &out, &()).unwrap();
+    let restore = Restore {
+        asset: "PLC-1".into(),
+        source: RestoreSource::Golden,
+        to: out.clone(),
+    };
+    let r = versions::restore(&mut s, &restore, &()).unwrap();
     assert_eq!((r.version, r.files), (v1, 1));
     assert_eq!(
         std::fs::read_to_string(out.join("cfg.txt")).unwrap(),
@@ -219,17 +257,28 @@ fn golden_restore_and_drift_go_through_the_golden_version() {
     );
     // A second restore into the same, now full, directory is refused and writes nothing.
     let before = s.log_len().unwrap();
-    let e = versions::restore(&mut s, "PLC-1", &versions::Which::Golden, &out, &()).unwrap_err();
+    let e = versions::restore(&mut s, &restore, &()).unwrap_err();
     assert!(matches!(e, VersionError::Files(_)), "{e}");
     assert_eq!(s.log_len().unwrap(), before);
 
-    let clean = versions::drift(&mut s, "PLC-1", &out).unwrap();
+    let check = CheckDrift {
+        asset: "PLC-1".into(),
+        export: out.clone(),
+    };
+    let clean = versions::drift(&mut s, &check).unwrap();
     assert!(clean.changes.is_empty());
     std::fs::write(out.join("cfg.txt"), "speed=9").unwrap();
-    let drifted = versions::drift(&mut s, "PLC-1", &out).unwrap();
+    let drifted = versions::drift(&mut s, &check).unwrap();
     assert_eq!(drifted.golden, v1);
     assert_eq!(drifted.changes.len(), 1);
     assert!(s.projection().asset(&asset).unwrap().drifted());
+}
+
+fn csv<'a>(text: &'a str, name: &str) -> Import<&'a [u8]> {
+    Import {
+        csv: text.as_bytes(),
+        source_name: name.into(),
+    }
 }
 
 #[test]
@@ -239,13 +288,13 @@ fn an_import_checks_every_row_before_writing_any() {
     plc(&mut s, "PLC-1");
     let before = s.log_len().unwrap();
     let dup = "name,kind,site,tags\nRTU-1,rtu,North,line=L1;zone=A\nPLC-1,plc,North,\n";
-    let e = assets::import_csv(&mut s, dup.as_bytes(), "inventory.csv", &()).unwrap_err();
+    let e = assets::import_csv(&mut s, csv(dup, "inventory.csv"), &()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "inventory.csv: row 3: asset \"PLC-1\" already exists"
     );
     let odd = "name,colour\nX,red\n";
-    let e = assets::import_csv(&mut s, odd.as_bytes(), "odd.csv", &()).unwrap_err();
+    let e = assets::import_csv(&mut s, csv(odd, "odd.csv"), &()).unwrap_err();
     assert_eq!(e.to_string(), "odd.csv: unknown column \"colour\"");
     assert_eq!(
         s.log_len().unwrap(),
@@ -255,7 +304,9 @@ fn an_import_checks_every_row_before_writing_any() {
 
     let good = "name,kind,site,tags\nRTU-1,rtu,North,line=L1;zone=A\nRTU-2,rtu,South,\n";
     assert_eq!(
-        assets::import_csv(&mut s, good.as_bytes(), "good.csv", &()).unwrap(),
+        assets::import_csv(&mut s, csv(good, "good.csv"), &())
+            .unwrap()
+            .len(),
         2
     );
     let p = s.projection();

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 
-use cairn_app::assets::{self, NewAsset, Resolve, SetFields};
+use cairn_app::assets::{self, Import, NewAsset, Resolve, Retire, SetFields};
 use cairn_app::lookup;
 use cairn_core::domain::ASSET_FIELDS;
 use cairn_core::projection::AssetView;
@@ -131,6 +131,10 @@ impl AddArgs {
             tags,
         })
     }
+}
+
+fn short(e: Option<cairn_core::EventId>) -> String {
+    e.map(|e| e.short()).unwrap_or_default()
 }
 
 fn row(a: &AssetView) -> Vec<String> {
@@ -278,19 +282,28 @@ pub(crate) fn run(dir: &Path, cmd: AssetCmd) -> Result<()> {
                 field: field.clone(),
                 value: value.clone(),
             };
-            let e = assets::resolve(&mut store, &req)?;
-            say!("resolved {name}.{field} = {value:?} ({})", e.short());
+            let e = assets::resolve(&mut store, &req)?.event;
+            say!("resolved {name}.{field} = {value:?} ({})", short(e));
         }
         AssetCmd::Retire { name } => {
-            let e = assets::retire(&mut store, &name)?;
-            say!("retired {name} ({})", e.short());
+            let e = assets::retire(
+                &mut store,
+                &Retire {
+                    asset: name.clone(),
+                },
+            )?
+            .event;
+            say!("retired {name} ({})", short(e));
         }
         AssetCmd::Import { file } => {
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            let label = file.display().to_string();
-            let n = assets::import_csv(&mut store, f, &label, &progress::Bar::default())?;
-            say!("imported {n} asset(s)");
+            let req = Import {
+                csv: f,
+                source_name: file.display().to_string(),
+            };
+            let added = assets::import_csv(&mut store, req, &progress::Bar::default())?;
+            say!("imported {} asset(s)", added.len());
         }
         AssetCmd::Export { csv: _ } => {
             let mut w = csv::Writer::from_writer(crate::console::Out);

@@ -144,7 +144,7 @@ fn invite(
         );
     }
     let mut store = ctx::open(dir)?;
-    let t = ticket::create_invite(&mut store, role, addrs, ctx::now_millis(), valid)?;
+    let t = ticket::create_invite(&mut store, role, addrs, cairn_store::now_millis(), valid)?;
     let text = t.to_text();
     match out {
         Some(path) => {
@@ -169,7 +169,7 @@ fn accept(dir: &Path, request: &Path, out: &Path) -> Result<()> {
     let bytes = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
     let req = JoinRequest::decode(&bytes)?;
     let mut store = ctx::open(dir)?;
-    let role = ticket::redeem(&mut store, &req, None, ctx::now_millis())?;
+    let role = ticket::redeem(&mut store, &req, None, cairn_store::now_millis())?;
     let n = cairn_store::audit::export_bundle(&store, out, true)?;
     say!(
         "enrolled {} ({}) as {role}; wrote {n} event(s) and their files to {}",
@@ -198,7 +198,7 @@ fn enrol(dir: &Path, device: &str, name: &str, role: Role) -> Result<()> {
             role,
             name,
             None,
-            ctx::now_millis(),
+            cairn_store::now_millis(),
         )
     })?;
     say!("enrolled {name} ({}) as {role}", id.short());
@@ -246,12 +246,22 @@ fn change(dir: &Path, key: &str, kind: EventKind, role: Role) -> Result<()> {
     if m.device == store.device().device_id() && kind == EventKind::DeviceRevoked {
         bail!("a device cannot revoke itself; ask another admin");
     }
-    store.append(|w, p| w.member(p, kind, m.device, role, &m.name, None, ctx::now_millis()))?;
+    store.append(|w, p| {
+        w.member(
+            p,
+            kind,
+            m.device,
+            role,
+            &m.name,
+            None,
+            cairn_store::now_millis(),
+        )
+    })?;
     if kind == EventKind::DeviceRevoked {
         say!("revoked {} ({})", m.name, m.device.short());
         // A revoked device must not read what is sealed for the relay from now on.
         if let cairn_sync::content_keys::Granted::Rotated { epoch, members } =
-            cairn_sync::content_keys::reconcile(&mut store, ctx::now_millis(), false)?
+            cairn_sync::content_keys::reconcile(&mut store, cairn_store::now_millis(), false)?
         {
             say!("rotated the relay content key to epoch {epoch} for {members} member(s)");
         }

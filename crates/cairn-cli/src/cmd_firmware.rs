@@ -163,7 +163,7 @@ fn add(
     )?;
     let view = added.view;
     for n in &added.notes {
-        say!("note: {n}");
+        note!("note: {n}");
     }
     if json {
         return output::json(&view);

@@ -54,7 +54,7 @@ pub(crate) fn join(
         (Some(_), Some(_)) => bail!("give a ticket or --file, not both"),
     };
     if let Some(t) = &ticket
-        && t.expires_ms < ctx::now_millis()
+        && t.expires_ms < cairn_store::now_millis()
     {
         bail!("this ticket has expired; ask the admin for a new one");
     }
@@ -454,7 +454,7 @@ fn record_status(
         Result<cairn_sync::SyncReport, cairn_sync::SyncError>,
     )>,
 ) {
-    let now = ctx::now_millis();
+    let now = cairn_store::now_millis();
     let names: Vec<String> = {
         let s = node.store().lock();
         results

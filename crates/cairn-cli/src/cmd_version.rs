@@ -75,14 +75,8 @@ pub(crate) struct MergeArgs {
     #[arg(short, long)]
     message: Option<String>,
     /// For files changed on both sides: keep `ours` (the target) or `theirs`.
-    #[arg(long)]
-    prefer: Option<Prefer>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub(crate) enum Prefer {
-    Ours,
-    Theirs,
+    #[arg(long, value_name = "ours|theirs")]
+    prefer: Option<versions::Prefer>,
 }
 
 #[derive(Subcommand)]
@@ -122,9 +116,13 @@ pub(crate) fn commit(dir: &Path, a: CommitArgs) -> Result<()> {
         branch: a.branch.clone(),
         message: a.message,
         paths: a.paths,
-        rename: a.rename,
+        stored_as: a.rename,
     };
-    let c = versions::commit(&mut store, &req, &progress::Bar::default())?;
+    let c = versions::commit(&mut store, &req, &progress::Bar::default()).inspect_err(|e| {
+        if let versions::VersionError::Diverged { branch, .. } = e {
+            note!("hint: cairn merge {} {branch} --into {branch}", a.asset);
+        }
+    })?;
     say!(
         "committed {} to {}@{}: {} file(s), {} bytes",
         c.version,
@@ -246,8 +244,8 @@ pub(crate) fn branch(dir: &Path, c: BranchCmd) -> Result<()> {
                 name: name.clone(),
                 from,
             };
-            let v = versions::create_branch(&mut store, &req)?;
-            say!("created branch {name} of {asset} from {}", v.short());
+            let b = versions::create_branch(&mut store, &req)?;
+            say!("created branch {name} of {asset} from {}", b.from.short());
         }
         BranchCmd::List { asset, json } => {
             let p = store.projection();
@@ -289,13 +287,14 @@ pub(crate) fn merge(dir: &Path, a: MergeArgs) -> Result<()> {
         branch: a.branch.clone(),
         into: a.into.clone(),
         message: a.message,
-        prefer: a.prefer.map(|p| match p {
-            Prefer::Ours => versions::Prefer::Ours,
-            Prefer::Theirs => versions::Prefer::Theirs,
-        }),
+        prefer: a.prefer,
     };
-    let v = versions::merge(&mut store, &req)?;
-    say!("merged {} into {}: {v}", a.branch, a.into);
+    let m = versions::merge(&mut store, &req).inspect_err(|e| {
+        if let versions::VersionError::Conflict(_) = e {
+            note!("hint: re-run with --prefer ours|theirs, or `cairn commit` a resolved export after merging");
+        }
+    })?;
+    say!("merged {} into {}: {}", a.branch, a.into, m.version);
     Ok(())
 }
 
@@ -303,8 +302,12 @@ pub(crate) fn golden(dir: &Path, c: GoldenCmd) -> Result<()> {
     let mut store = ctx::open(dir)?;
     match c {
         GoldenCmd::Set { asset, version } => {
-            let v = versions::set_golden(&mut store, &asset, &version)?;
-            say!("golden version of {asset} is now {}", v.short());
+            let req = versions::SetGolden {
+                asset: asset.clone(),
+                version,
+            };
+            let g = versions::set_golden(&mut store, &req)?;
+            say!("golden version of {asset} is now {}", g.version.short());
         }
         GoldenCmd::Show { asset } => {
             let p = store.projection();
@@ -317,18 +320,17 @@ pub(crate) fn golden(dir: &Path, c: GoldenCmd) -> Result<()> {
 
 pub(crate) fn restore(dir: &Path, a: RestoreArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let which = match (a.version, a.golden) {
-        (_, true) => versions::Which::Golden,
-        (Some(v), false) => versions::Which::Version(v),
+    let source = match (a.version, a.golden) {
+        (_, true) => versions::RestoreSource::Golden,
+        (Some(v), false) => versions::RestoreSource::Version(v),
         (None, false) => bail!("name a version or pass --golden"),
     };
-    let r = versions::restore(
-        &mut store,
-        &a.asset,
-        &which,
-        &a.to,
-        &progress::Bar::default(),
-    )?;
+    let req = versions::Restore {
+        asset: a.asset,
+        source,
+        to: a.to.clone(),
+    };
+    let r = versions::restore(&mut store, &req, &progress::Bar::default())?;
     say!(
         "restored {} ({} file(s)) to {}",
         r.version.short(),
@@ -340,7 +342,11 @@ pub(crate) fn restore(dir: &Path, a: RestoreArgs) -> Result<()> {
 
 pub(crate) fn drift(dir: &Path, a: DriftArgs) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let d = versions::drift(&mut store, &a.asset, &a.path)?;
+    let req = versions::CheckDrift {
+        asset: a.asset.clone(),
+        export: a.path,
+    };
+    let d = versions::drift(&mut store, &req)?;
     let (g, changes, drifted) = (d.golden, &d.changes, !d.changes.is_empty());
     if a.json {
         output::json(

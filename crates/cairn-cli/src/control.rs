@@ -148,9 +148,9 @@ fn serve_one(mut s: UnixStream, node: NodeCtx, key: &[u8; 32], pass: blake3::Has
 }
 
 /// Runs one `cairn` command line inside the node (its open store, the caller's `cwd`), with
-/// output captured: `(exit code, stdout, stderr)`. The control socket and the HTTP API's
-/// writes both come through here, so a command behaves the same from either.
-pub(crate) fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String) {
+/// output captured: `(exit code, stdout, stderr)`, so that a command another `cairn` process
+/// forwarded prints nothing on the node's terminal.
+fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String) {
     // Parsed inside the node context, so relative paths resolve against the caller's cwd.
     let ((code, err), out, notes) = crate::console::capture(|| {
         ctx::within_node(ctx, || {

@@ -123,11 +123,6 @@ pub(crate) fn passphrase() -> Result<String> {
     Ok(p)
 }
 
-/// Wall-clock milliseconds.
-pub(crate) fn now_millis() -> u64 {
-    cairn_sync::now_millis()
-}
-
 /// Opens the workspace (or borrows the running node's).
 pub(crate) fn open(dir: &Path) -> Result<Opened> {
     open_with(dir, Store::open)

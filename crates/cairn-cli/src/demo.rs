@@ -7,12 +7,12 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-use cairn_core::domain::{Role, VersionRecord};
-use cairn_core::{AssetId, EventKind};
+use cairn_core::domain::Role;
+use cairn_core::{AssetId, EventKind, VersionId};
 use cairn_store::Store;
 
-use cairn_app::assets::{self, NewAsset};
-use cairn_app::files;
+use cairn_app::assets::{self, NewAsset, SetFields};
+use cairn_app::versions;
 
 use crate::ctx;
 
@@ -77,6 +77,8 @@ fn estate() -> Vec<Spec> {
     out
 }
 
+/// Commits one text file as a new version on `branch`, through the same operation as
+/// `cairn commit`.
 fn commit_text(
     store: &mut Store,
     asset: AssetId,
@@ -85,23 +87,17 @@ fn commit_text(
     content: &str,
     msg: &str,
     tmp: &Path,
-) -> Result<cairn_core::VersionId> {
+) -> Result<VersionId> {
     let f = tmp.join(name);
     std::fs::write(&f, content).with_context(|| format!("writing {}", f.display()))?;
-    let sources = files::collect(&[f], None)?;
-    let files = files::ingest(store, &sources, &())?;
-    let mut parents = store.projection().branch_heads(&asset, branch);
-    parents.sort();
-    let rec = VersionRecord {
-        asset,
+    let req = versions::Commit {
+        asset: asset.to_hex(),
         branch: branch.into(),
-        parents,
         message: msg.into(),
-        files,
+        paths: vec![f],
+        stored_as: None,
     };
-    Ok(store
-        .append(|w, p| w.commit(p, rec, ctx::now_millis()))?
-        .id())
+    Ok(versions::commit(store, &req, &())?.version)
 }
 
 /// Sends every event `from` has to `to`.
@@ -179,7 +175,7 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
         pass.as_bytes(),
         "Plant North",
         "alice@eng-laptop",
-        ctx::now_millis(),
+        cairn_store::now_millis(),
     )?;
     let scratch = dir.join(".demo-scratch");
     let peer_dir = scratch.join("bob");
@@ -199,7 +195,7 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
             Role::Engineer,
             "bob@site-server",
             None,
-            ctx::now_millis(),
+            cairn_store::now_millis(),
         )
     })?;
 
@@ -251,14 +247,11 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
             "Tune setpoints after FAT",
             &tmp,
         )?;
-        alice.append(|w, p| {
-            w.set_golden(
-                p,
-                id,
-                if ids.len() % 3 == 0 { v1 } else { v2 },
-                ctx::now_millis(),
-            )
-        })?;
+        let golden = versions::SetGolden {
+            asset: id.to_hex(),
+            version: if ids.len() % 3 == 0 { v1 } else { v2 }.to_hex(),
+        };
+        versions::set_golden(&mut alice, &golden)?;
         ids.push((id, s, v2content));
         bar.inc(1);
     }
@@ -267,7 +260,12 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
     // A commissioning branch on the first PLC.
     let (plc, spec, v2content) = (ids[0].0, ids[0].1, ids[0].2.clone());
     let from = alice.projection().branch_heads(&plc, "main")[0];
-    alice.append(|w, p| w.create_branch(p, plc, "commissioning", from, ctx::now_millis()))?;
+    let branch = versions::NewBranch {
+        asset: plc.to_hex(),
+        name: "commissioning".into(),
+        from: from.to_hex(),
+    };
+    versions::create_branch(&mut alice, &branch)?;
     let tmp = scratch.join("branch");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     commit_text(
@@ -302,17 +300,11 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
         &tmp,
     )?;
     let edit = |s: &mut Store, v: &str| -> Result<()> {
-        s.append(|w, p| {
-            w.edit_asset(
-                p,
-                EventKind::AssetEdited,
-                sw,
-                &[("address".into(), Some(v.into()))],
-                &[],
-                &[],
-                ctx::now_millis(),
-            )
-        })?;
+        let req = SetFields {
+            asset: sw.to_hex(),
+            assignments: vec![("address".into(), v.into())],
+        };
+        assets::set_fields(s, &req)?;
         Ok(())
     };
     edit(&mut alice, "10.31.99.2")?;
@@ -321,16 +313,6 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
 
     // A drift check: the running config on one drive no longer matches golden.
     let (vfd, vfd_spec, _) = (ids[4].0, ids[4].1, ids[4].2.clone());
-    let g = alice
-        .projection()
-        .asset(&vfd)
-        .and_then(|a| a.doc.golden.first().copied())
-        .context("golden missing")?;
-    let golden_files = alice
-        .projection()
-        .version(&g)
-        .context("golden version missing")?
-        .files;
     let export = scratch.join("field-export");
     std::fs::create_dir_all(&export).with_context(|| format!("creating {}", export.display()))?;
     std::fs::write(
@@ -341,8 +323,11 @@ fn build(dir: &Path, pass: &str) -> Result<()> {
         ),
     )
     .context("writing export")?;
-    let changes = files::compare(&golden_files, &export)?;
-    alice.append(|w, p| w.drift(p, vfd, g, changes, ctx::now_millis()))?;
+    let check = versions::CheckDrift {
+        asset: vfd.to_hex(),
+        export,
+    };
+    versions::drift(&mut alice, &check)?;
 
     drop(bob);
     std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;

@@ -34,7 +34,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_app::firmware::{AddFirmware, AddFirmwareError};
+use cairn_app::firmware::{AddFirmware, FirmwareOpError};
 use cairn_app::{Fault, OpError, assets, versions};
 use cairn_core::BlobId;
 use cairn_firmware::Scanner;
@@ -421,21 +421,27 @@ async fn quarantine(State(api): State<Arc<Api>>) -> Response {
 /// Runs one operation on the node's open store (on a blocking thread, holding the store lock
 /// for its length, as a sync batch does): 200 with its result as JSON, or `{"error"}` with the
 /// status its [`Fault`] calls for. The operation signs with the node's device key, through the
-/// same `cairn_app` function the CLI calls.
+/// same `cairn_app` function the CLI calls. `keep` (an upload's scratch directory) lives until
+/// the operation is done and is dropped after the lock is released.
 async fn write<T, E>(
     api: &Api,
     what: &'static str,
+    keep: impl Send + 'static,
     op: impl FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
 ) -> Response
 where
-    T: Send + 'static,
+    T: Serialize + Send + 'static,
     E: OpError,
-    serde_json::Value: From<T>,
 {
     let store = api.node.store.clone();
     tracing::info!(operation = what, "web UI write");
-    match blocking(move || op(&mut store.lock())).await {
-        Ok(Ok(v)) => axum::Json(serde_json::Value::from(v)).into_response(),
+    let done = blocking(move || {
+        let done = op(&mut store.lock());
+        drop(keep);
+        done
+    });
+    match done.await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => error(status_of(e.fault()), e.to_string()),
         Err(r) => r,
     }
@@ -448,10 +454,6 @@ fn status_of(f: Fault) -> StatusCode {
         Fault::Refused => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
-}
-
-fn hex_of(id: impl std::fmt::Display) -> serde_json::Value {
-    serde_json::Value::String(id.to_string())
 }
 
 #[derive(Deserialize)]
@@ -485,11 +487,7 @@ async fn asset_add(State(api): State<Arc<Api>>, JsonBody(a): JsonBody<NewAsset>)
         fields,
         tags: a.tags.into_iter().collect(),
     };
-    write(&api, "asset add", move |s| {
-        assets::add(s, &new)
-            .map(|r| serde_json::json!({ "asset": hex_of(r.asset), "event": hex_of(r.event) }))
-    })
-    .await
+    write(&api, "asset add", (), move |s| assets::add(s, &new)).await
 }
 
 #[derive(Deserialize)]
@@ -503,18 +501,11 @@ async fn asset_set(
     UrlPath(asset): UrlPath<String>,
     JsonBody(f): JsonBody<Fields>,
 ) -> Response {
-    if f.fields.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "no fields to set");
-    }
     let req = assets::SetFields {
         asset,
         assignments: f.fields.into_iter().collect(),
     };
-    write(&api, "asset set", move |s| {
-        assets::set_fields(s, &req)
-            .map(|r| serde_json::json!({ "asset": hex_of(r.asset), "event": r.event.map(hex_of) }))
-    })
-    .await
+    write(&api, "asset set", (), move |s| assets::set_fields(s, &req)).await
 }
 
 #[derive(Deserialize)]
@@ -534,10 +525,7 @@ async fn asset_resolve(
         field: r.field,
         value: r.value,
     };
-    write(&api, "asset resolve", move |s| {
-        assets::resolve(s, &req).map(|e| serde_json::json!({ "event": hex_of(e) }))
-    })
-    .await
+    write(&api, "asset resolve", (), move |s| assets::resolve(s, &req)).await
 }
 
 #[derive(Deserialize)]
@@ -551,9 +539,12 @@ async fn golden_set(
     UrlPath(asset): UrlPath<String>,
     JsonBody(g): JsonBody<Golden>,
 ) -> Response {
-    write(&api, "golden set", move |s| {
-        versions::set_golden(s, &asset, &g.version)
-            .map(|v| serde_json::json!({ "version": hex_of(v) }))
+    let req = versions::SetGolden {
+        asset,
+        version: g.version,
+    };
+    write(&api, "golden set", (), move |s| {
+        versions::set_golden(s, &req)
     })
     .await
 }
@@ -575,8 +566,8 @@ async fn branch_create(
         name: b.name,
         from: b.from,
     };
-    write(&api, "branch create", move |s| {
-        versions::create_branch(s, &req).map(|v| serde_json::json!({ "from": hex_of(v) }))
+    write(&api, "branch create", (), move |s| {
+        versions::create_branch(s, &req)
     })
     .await
 }
@@ -590,14 +581,7 @@ struct Merge {
     message: Option<String>,
     /// `ours` or `theirs`, for files changed on both sides.
     #[serde(default)]
-    prefer: Option<Prefer>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Prefer {
-    Ours,
-    Theirs,
+    prefer: Option<String>,
 }
 
 async fn merge(
@@ -605,20 +589,18 @@ async fn merge(
     UrlPath(asset): UrlPath<String>,
     JsonBody(m): JsonBody<Merge>,
 ) -> Response {
+    let prefer = match m.prefer.as_deref().map(str::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("prefer: {e}")),
+    };
     let req = versions::Merge {
         asset,
         branch: m.branch,
         into: m.into,
         message: m.message,
-        prefer: m.prefer.map(|p| match p {
-            Prefer::Ours => versions::Prefer::Ours,
-            Prefer::Theirs => versions::Prefer::Theirs,
-        }),
+        prefer,
     };
-    write(&api, "merge", move |s| {
-        versions::merge(s, &req).map(|v| serde_json::json!({ "version": hex_of(v) }))
-    })
-    .await
+    write(&api, "merge", (), move |s| versions::merge(s, &req)).await
 }
 
 /// A stored path from an upload: relative, no `..`, no root, no empty or `.` components.
@@ -703,7 +685,7 @@ fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
 /// A version upload: multipart with `message`, optional `branch`, and `file` parts whose file
 /// names are the stored paths (a folder upload sends `dir/sub/file`) and/or `zip` parts (a zip
 /// export, unpacked). Written to a private temp directory, then committed as one version by
-/// `cairn commit`.
+/// `versions::commit`.
 async fn version_upload(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
@@ -751,28 +733,17 @@ async fn version_upload(
             }
         }
     }
-    let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, "a commit message is required");
-    };
     if files == 0 {
         return error(StatusCode::BAD_REQUEST, "no files in the upload");
     }
     let req = versions::Commit {
         asset,
         branch: branch.unwrap_or_else(|| "main".into()),
-        message,
+        message: message.unwrap_or_default(),
         paths: vec![tmp.path().to_path_buf()],
-        rename: None,
+        stored_as: None,
     };
-    // The upload's directory lives until the operation is done with it.
-    write(&api, "commit", move |s| {
-        let done = versions::commit(s, &req, &());
-        drop(tmp);
-        done.map(|c| {
-            serde_json::json!({ "version": hex_of(c.version), "files": c.files, "bytes": c.bytes })
-        })
-    })
-    .await
+    write(&api, "commit", tmp, move |s| versions::commit(s, &req, &())).await
 }
 
 #[derive(Deserialize)]
@@ -810,12 +781,9 @@ async fn firmware_upload(
         label: q.label.filter(|v| !v.is_empty()),
         max_size: MAX_UPLOAD as u64,
     };
-    write(&api, "firmware add", move |s| {
-        let done = Scanner::new()
-            .map_err(AddFirmwareError::from)
-            .and_then(|scanner| cairn_app::firmware::add(s, &scanner, &req, &()));
-        drop(tmp);
-        done.map(|f| serde_json::json!({ "firmware": hex_of(f.event()), "notes": f.notes }))
+    write(&api, "firmware add", tmp, move |s| {
+        let scanner = Scanner::new().map_err(FirmwareOpError::from)?;
+        cairn_app::firmware::add(s, &scanner, &req, &())
     })
     .await
 }

@@ -248,7 +248,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
                 pass.as_bytes(),
                 &workspace,
                 &name,
-                ctx::now_millis(),
+                cairn_store::now_millis(),
             )?;
             let ws = store
                 .projection()

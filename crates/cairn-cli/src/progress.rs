@@ -15,7 +15,7 @@ fn target() -> ProgressDrawTarget {
 }
 
 /// A byte-count progress bar.
-pub(crate) fn bytes(total: u64, msg: &'static str) -> ProgressBar {
+fn bytes(total: u64, msg: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target());
     if let Ok(style) = ProgressStyle::with_template(
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
