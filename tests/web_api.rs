@@ -454,3 +454,80 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
     );
     assert!(!log.contains("escape.txt"));
 }
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() { files_under(&p) } else { 1 }
+            })
+            .sum()
+    })
+}
+
+/// A viewer's node may not write: its API answers 403 for every write, and an upload (a
+/// version, a firmware image) is refused before any of it is stored, so a viewer cannot fill
+/// its own disk, or leave orphaned blobs, with content it was never allowed to commit.
+#[test]
+fn a_viewer_nodes_api_refuses_writes_and_stores_no_upload() {
+    let alice = workspace();
+    let (_alice_node, _, _) = alice.serve_web();
+    let ticket = alice.ok(&["device", "invite", "--role", "viewer", "--expires", "1h"]);
+    let viewer = Ws::new();
+    let out = viewer.ok(&[
+        "join",
+        ticket.trim(),
+        "--device-name",
+        "vera",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    assert!(out.contains("joined as viewer"), "{out}");
+    let (_node, _, url) = viewer.serve_web();
+    let (base, token) = split_url(&url);
+    let bearer = format!("Bearer {token}");
+    let auth = ("Authorization", bearer.as_str());
+    let before = (log_len(&viewer), files_under(&viewer.dir.join("blobs")));
+
+    let json = ("Content-Type", "application/json");
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/fields",
+        &[auth, json],
+        br#"{"fields":{"address":"10.9.9.9"}}"#,
+    );
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
+    let boundary = "XcairnX";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nsneaky\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n{}\r\n--{boundary}--\r\n",
+        "x".repeat(100_000)
+    );
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/versions",
+        &[auth, ("Content-Type", &ct)],
+        form.as_bytes(),
+    );
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
+    let msg: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert!(msg["error"].as_str().unwrap().contains("viewer"), "{msg}");
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/firmware?file_name=fw.bin",
+        &[auth, ("Content-Type", "application/octet-stream")],
+        &vec![0x5a; 200_000],
+    );
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        (log_len(&viewer), files_under(&viewer.dir.join("blobs"))),
+        before,
+        "a refused write left an event or a blob behind"
+    );
+}
