@@ -566,7 +566,10 @@ impl RelayStore for DynamoStore {
         now_ms: u64,
         expires_ms: u64,
     ) -> Result<bool, StoreError> {
-        // An expired record (TTL deletion is lazy) does not count as a sighting.
+        // An expired record (TTL deletion is lazy) does not count as a sighting. `exp` is in
+        // seconds for DynamoDB's TTL; the check uses the exact `exp_ms`, so this backend and
+        // redb agree to the millisecond (records written before `exp_ms` existed fall back to
+        // `exp`).
         let r = self
             .client
             .put_item()
@@ -577,7 +580,12 @@ impl RelayStore for DynamoStore {
             )
             .item("sk", n(0))
             .item("exp", n(expires_ms / 1000 + 1))
-            .condition_expression("attribute_not_exists(pk) OR exp < :now")
+            .item("exp_ms", n(expires_ms))
+            .condition_expression(
+                "attribute_not_exists(pk) OR exp_ms < :now_ms \
+                 OR (attribute_not_exists(exp_ms) AND exp < :now)",
+            )
+            .expression_attribute_values(":now_ms", n(now_ms))
             .expression_attribute_values(":now", n(now_ms / 1000))
             .send()
             .await;
