@@ -40,13 +40,29 @@ pub fn members(store: &SharedStore) -> Result<Vec<cairn_core::DeviceId>, SyncErr
 
 /// Everything that can end a sync session.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SyncError {
     /// The byte stream failed or closed early.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer broke the protocol (bad frame, wrong order, too large).
+    /// A frame this side could not send, or one the peer sent wrong ([`wire::FrameError`]).
+    #[error(transparent)]
+    Frame(#[from] wire::FrameError),
+    /// The peer broke the protocol (frames in the wrong order, a frontier that does not match
+    /// its digest, too many of something).
     #[error("protocol violation by peer: {0}")]
     Protocol(String),
+    /// A ticket or join request that does not parse ([`ticket::TicketError`]).
+    #[error(transparent)]
+    Ticket(#[from] ticket::TicketError),
+    /// This side could not encode something it was about to send or store (a bug).
+    #[error("encoding {what}: {error}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's error.
+        error: postcard::Error,
+    },
     /// The peer is not allowed to sync with this workspace.
     #[error("refused: {0}")]
     Refused(String),
@@ -56,4 +72,15 @@ pub enum SyncError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(String),
+}
+
+impl SyncError {
+    /// Whether the peer broke the protocol (as opposed to this side, the link or the store).
+    pub fn by_peer(&self) -> bool {
+        match self {
+            SyncError::Protocol(_) => true,
+            SyncError::Frame(f) => f.by_peer(),
+            _ => false,
+        }
+    }
 }

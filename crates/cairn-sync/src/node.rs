@@ -133,8 +133,10 @@ fn endpoint_addr(peer: &PeerAddr) -> Result<EndpointAddr, SyncError> {
 
 /// Remembers a peer for background sync (`cairn serve`, `cairn sync --all`).
 pub fn remember_peer(store: &mut cairn_store::Store, peer: &PeerAddr) -> Result<(), SyncError> {
-    let addrs =
-        postcard::to_allocvec(&peer.addrs).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    let addrs = postcard::to_allocvec(&peer.addrs).map_err(|error| SyncError::Encode {
+        what: "the peer's addresses",
+        error,
+    })?;
     store.put_local(PEERS, &peer.id.0, &addrs)?;
     Ok(())
 }

@@ -26,6 +26,18 @@ pub const INVITES: &str = "invite";
 const TICKET_PREFIX: &str = "cairn1";
 const TICKET_VERSION: u8 = 1;
 const REQUEST_VERSION: u8 = 1;
+
+/// A ticket or join request that does not parse: a typo, a truncated copy, another format.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TicketError {
+    /// Not a ticket's text form.
+    #[error("not a valid Cairn ticket: {0}")]
+    BadTicket(String),
+    /// Not a join request's encoding.
+    #[error("not a join request: {0}")]
+    BadRequest(String),
+}
 const MAC_CONTEXT: &[u8] = b"cairn join request v1";
 /// Longest device name accepted in a join request.
 pub const MAX_NAME: usize = 128;
@@ -77,8 +89,8 @@ impl Ticket {
     }
 
     /// Parses the text form.
-    pub fn from_text(s: &str) -> Result<Ticket, SyncError> {
-        let bad = |why: &str| SyncError::Refused(format!("not a valid Cairn ticket: {why}"));
+    pub fn from_text(s: &str) -> Result<Ticket, TicketError> {
+        let bad = |why: &str| TicketError::BadTicket(why.to_string());
         let body = s
             .trim()
             .strip_prefix(TICKET_PREFIX)
@@ -159,12 +171,12 @@ impl JoinRequest {
     }
 
     /// Decodes, refusing trailing bytes.
-    pub fn decode(b: &[u8]) -> Result<JoinRequest, SyncError> {
-        let (r, rest): (JoinRequest, _) = postcard::take_from_bytes(b)
-            .map_err(|e| SyncError::Refused(format!("not a join request: {e}")))?;
+    pub fn decode(b: &[u8]) -> Result<JoinRequest, TicketError> {
+        let (r, rest): (JoinRequest, _) =
+            postcard::take_from_bytes(b).map_err(|e| TicketError::BadRequest(e.to_string()))?;
         if !rest.is_empty() || r.version != REQUEST_VERSION {
-            return Err(SyncError::Refused(
-                "not a join request of a known version".into(),
+            return Err(TicketError::BadRequest(
+                "not of a known version, or with trailing bytes".into(),
             ));
         }
         Ok(r)

@@ -109,16 +109,48 @@ pub fn frontier_digest(frontier: &[FrontierEntry]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// What is wrong with a frame: one this side could not send (a local bug, never the peer's
+/// fault), or one the peer sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// This side could not encode a frame.
+    #[error("encoding a frame to send: {0}")]
+    Encode(postcard::Error),
+    /// This side built a frame over the limit (batching should have split it).
+    #[error("refusing to send a frame of {0} bytes (limit {MAX_FRAME})")]
+    OutgoingTooLarge(usize),
+    /// The peer announced a frame over the limit.
+    #[error("protocol violation by peer: frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    TooLarge(usize),
+    /// The stream ended inside a frame.
+    #[error("protocol violation by peer: truncated frame (expected {0} bytes)")]
+    Truncated(usize),
+    /// The frame's bytes do not decode.
+    #[error(
+        "protocol violation by peer: undecodable frame ({0}; or past a per-element limit such \
+         as {BATCH_EVENTS} events per batch)"
+    )]
+    Undecodable(postcard::Error),
+}
+
+impl FrameError {
+    /// Whether the peer is to blame (as opposed to this side).
+    pub fn by_peer(&self) -> bool {
+        !matches!(
+            self,
+            FrameError::Encode(_) | FrameError::OutgoingTooLarge(_)
+        )
+    }
+}
+
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, f: &Frame) -> Result<(), SyncError> {
-    let body = postcard::to_allocvec(f).map_err(|e| SyncError::Protocol(e.to_string()))?;
-    if body.len() > MAX_FRAME {
-        return Err(SyncError::Protocol(format!(
-            "refusing to send a frame of {} bytes (limit {MAX_FRAME})",
-            body.len()
-        )));
-    }
-    let len = u32::try_from(body.len()).map_err(|e| SyncError::Protocol(e.to_string()))?;
+    let body = postcard::to_allocvec(f).map_err(FrameError::Encode)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|_| body.len() <= MAX_FRAME)
+        .ok_or(FrameError::OutgoingTooLarge(body.len()))?;
     w.write_all(&len.to_le_bytes()).await?;
     w.write_all(&body).await?;
     Ok(())
@@ -134,24 +166,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(SyncError::Protocol(format!(
-            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
-        )));
+        return Err(FrameError::TooLarge(len).into());
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            SyncError::Protocol(format!("truncated frame (expected {len} bytes)"))
+            FrameError::Truncated(len).into()
         } else {
-            e.into()
+            SyncError::from(e)
         }
     })?;
-    postcard::from_bytes(&body).map(Some).map_err(|e| {
-        SyncError::Protocol(format!(
-            "undecodable frame ({e}; or past a per-element limit such as {BATCH_EVENTS} \
-                 events per batch)"
-        ))
-    })
+    Ok(Some(
+        postcard::from_bytes(&body).map_err(FrameError::Undecodable)?,
+    ))
 }
 
 /// Splits event bytes into batches within [`BATCH_EVENTS`] and [`BATCH_BYTES`].
@@ -199,6 +226,23 @@ mod tests {
         assert!(err.to_string().contains("undecodable"), "{err}");
         // Clean end.
         assert_eq!(read_frame(&mut [].as_slice()).await.unwrap(), None);
+        // Every refusal above is the peer's doing; a frame this side cannot send is not.
+        for bad in [huge.as_slice(), &t, &g] {
+            assert!(read_frame(&mut &bad[..]).await.unwrap_err().by_peer());
+        }
+        let big = Frame::BlobChunk {
+            id: BlobId([0; 32]),
+            data: vec![0; MAX_FRAME],
+            last: true,
+        };
+        let mut sink = Vec::new();
+        let err = write_frame(&mut sink, &big).await.unwrap_err();
+        assert!(
+            !err.by_peer(),
+            "a local failure was blamed on the peer: {err}"
+        );
+        assert!(!err.to_string().contains("peer"), "{err}");
+        assert!(sink.is_empty(), "a part of the refused frame was written");
     }
 
     /// A peer sends one frame within the size limit holding two million empty events: one
