@@ -1,4 +1,4 @@
-//! `cargo xtask demo | test | bench`: the commands the README names, and what CI runs.
+//! `cargo xtask demo | test | bench | fuzz`: the commands the README names, and what CI runs.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,8 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("web") => web().map(|_| ()),
-        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web"),
+        Some("fuzz") => fuzz(&args[1..]),
+        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web | fuzz [SECONDS]"),
     }
 }
 
@@ -362,4 +363,76 @@ fn bench(args: &[String]) -> Result<()> {
     c.args(["run", "--release", "-p", "cairn-bench", "--"])
         .args(args);
     run(&mut c)
+}
+
+/// The fuzz targets `fuzz/Cargo.toml` declares, in its order.
+fn fuzz_targets() -> Result<Vec<String>> {
+    let manifest = root().join("fuzz/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    Ok(text
+        .lines()
+        .skip_while(|l| l.trim() != "[[bin]]")
+        .filter_map(|l| l.trim().strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').to_string())
+        .collect())
+}
+
+/// Runs every fuzz target for SECONDS (default 60) with libFuzzer (`cargo fuzz`, on the
+/// nightly toolchain; cargo-fuzz is installed if missing). A target that finds a fault stops;
+/// its input is copied to `fuzz/regressions/TARGET/`, where `tests/fuzz_regressions.rs`
+/// replays it on every test run, and the command fails once all targets have run.
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds: u64 = match args.first() {
+        Some(s) => s.parse().with_context(|| format!("{s:?} is not a number of seconds"))?,
+        None => 60,
+    };
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let mut found = Vec::new();
+    for t in fuzz_targets()? {
+        let corpus = root().join("fuzz/corpus").join(&t);
+        std::fs::create_dir_all(&corpus)?;
+        let artifacts = root().join("fuzz/artifacts").join(&t);
+        std::fs::create_dir_all(&artifacts)?;
+        let status = Command::new("cargo")
+            .current_dir(root())
+            .args(["+nightly", "fuzz", "run", "-O", &t])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-rss_limit_mb=2048")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .status()
+            .with_context(|| format!("starting cargo fuzz for {t}"))?;
+        if status.success() {
+            eprintln!("fuzz {t}: {seconds} s, no fault");
+            continue;
+        }
+        let keep = root().join("fuzz/regressions").join(&t);
+        std::fs::create_dir_all(&keep)?;
+        for e in std::fs::read_dir(&artifacts)? {
+            let p = e?.path();
+            if let Some(name) = p.file_name() {
+                std::fs::copy(&p, keep.join(name))?;
+                found.push(format!("{t}: {}", keep.join(name).display()));
+            }
+        }
+        if found.is_empty() {
+            bail!("cargo fuzz for {t} failed without leaving an input ({status})");
+        }
+    }
+    if !found.is_empty() {
+        bail!(
+            "the fuzzers found faults; each input is now a regression replayed by \
+             tests/fuzz_regressions.rs:\n  {}",
+            found.join("\n  ")
+        );
+    }
+    Ok(())
 }
