@@ -10,6 +10,7 @@
 //! [`Projection::flush`]. Memory is O(events) for the causal index (~100 bytes per event).
 
 mod apply;
+mod body_checks;
 mod index;
 mod parsed;
 mod revocation;

@@ -11,7 +11,7 @@ use crate::body::Body;
 use crate::docs::parse_change;
 use crate::domain::Role;
 use crate::error::Rejection;
-use crate::event::{Event, MAX_DEPS};
+use crate::event::{Envelope, Event, MAX_DEPS};
 use crate::ids::{AssetId, DeviceId, VersionId, WorkspaceId};
 use crate::kind::EventKind;
 use crate::signature::valid_key;
@@ -26,7 +26,14 @@ pub(crate) struct Checked {
 
 type Fail = (Rejection, Option<Meta>);
 
-fn invalid(msg: impl Into<String>) -> Rejection {
+/// Where an event stands: its author's index, its seq and its causal past.
+pub(super) struct At<'v> {
+    pub(super) a: u32,
+    pub(super) s: u64,
+    pub(super) vv: &'v Vv,
+}
+
+pub(super) fn invalid(msg: impl Into<String>) -> Rejection {
     Rejection::Invalid(msg.into())
 }
 
@@ -79,7 +86,7 @@ impl Projection {
 
     /// The highest content-key epoch granted by an applied event in the causal past of
     /// (`a`, `s`, `vv`). Grant events are few (one per rotation or catch-up), so a scan is fine.
-    fn epoch_in_past(&self, a: u32, s: u64, vv: &Vv) -> Option<u32> {
+    pub(super) fn epoch_in_past(&self, a: u32, s: u64, vv: &Vv) -> Option<u32> {
         self.key_grants
             .iter()
             .filter(|(id, _)| {
@@ -133,7 +140,13 @@ impl Projection {
     }
 
     /// The author's role at the event's causal position.
-    fn role_at(&self, author: &DeviceId, a: u32, s: u64, vv: &Vv) -> Result<Role, Rejection> {
+    pub(super) fn role_at(
+        &self,
+        author: &DeviceId,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+    ) -> Result<Role, Rejection> {
         self.grant_at(author, a, s, vv, true).map(|r| r.role)
     }
 
@@ -245,14 +258,20 @@ impl Projection {
     /// causal past, applied or not: an honest event that built on something later excluded (a
     /// revoked device's, past its cut-off, or a forked author's) stays valid, so exclusion never
     /// rejects others' work, nor, through their chains, everything they write after it.
-    fn asset_in_past(&self, asset: &AssetId, a: u32, s: u64, vv: &Vv) -> Result<(), Rejection> {
+    pub(super) fn asset_in_past(
+        &self,
+        asset: &AssetId,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+    ) -> Result<(), Rejection> {
         match self.registry.assets.get(asset) {
             Some(p) if Self::in_past(a, s, vv, *p) => Ok(()),
             _ => Err(invalid(format!("unknown asset {}", asset.short()))),
         }
     }
 
-    fn version_in_past(
+    pub(super) fn version_in_past(
         &self,
         v: &VersionId,
         asset: &AssetId,
@@ -275,7 +294,7 @@ impl Projection {
         }
     }
 
-    fn change(
+    pub(super) fn change(
         &mut self,
         a: u32,
         on_first_chain: bool,
@@ -299,6 +318,10 @@ impl Projection {
         Ok((key, c))
     }
 
+    /// Judges one event, in the order the design states: its shape; its workspace; its place
+    /// in its author's chain and its clock (all before it has a place); the author's authority
+    /// at its causal position (before anything is recorded of it); equivocation; and what its
+    /// kind requires. A rejection before the event has a place carries no [`Meta`].
     pub(crate) fn validate(&mut self, ev: &Event, parsed: Option<Parsed>) -> Result<Checked, Fail> {
         let env = ev.envelope();
         let (body, mut pre) = match parsed {
@@ -306,80 +329,13 @@ impl Projection {
             None => (ev.body(), Changes::default()),
         };
         let body = body.map_err(|e| (Rejection::Decode(e), None))?;
-        if env.deps.len() > MAX_DEPS || env.deps.windows(2).any(|w| w[0] >= w[1]) {
-            return Err((Rejection::BadDeps { max: MAX_DEPS }, None));
-        }
-        // Known authors passed this check on their first event; decompression is costly.
-        if !self.author_idx.contains_key(&env.author) && !valid_key(&env.author) {
-            return Err((Rejection::BadAuthorKey, None));
-        }
-        if let Some(p) = env.prev
-            && self.rejected.contains(&p)
-        {
-            return Err((Rejection::DependsOnRejected(p), None));
-        }
-        // Workspace.
-        if env.kind == EventKind::Genesis {
-            if env.seq != 1
-                || env.prev.is_some()
-                || !env.deps.is_empty()
-                || env.workspace != WorkspaceId::GENESIS
-            {
-                return Err((
-                    Rejection::Genesis("must be seq 1 with no prev, deps or workspace"),
-                    None,
-                ));
-            }
-            if self.workspace.is_some() {
-                return Err((
-                    Rejection::Genesis("the workspace already has a genesis"),
-                    None,
-                ));
-            }
-        } else if Some(env.workspace) != self.workspace {
-            return Err((Rejection::WrongWorkspace, None));
-        }
-        // Chain and clock.
-        let prev_meta = match (env.seq, env.prev) {
-            (1, None) => None,
-            (s, Some(p)) if s > 1 => {
-                let m = self.meta.get(&p).cloned();
-                match m {
-                    Some(m) if self.authors[m.author as usize] == env.author && m.seq + 1 == s => {
-                        Some(m)
-                    }
-                    _ => {
-                        return Err((
-                            Rejection::BrokenChain(format!(
-                                "prev {} is not this author's event {}",
-                                p.short(),
-                                s - 1
-                            )),
-                            None,
-                        ));
-                    }
-                }
-            }
-            (s, _) => {
-                return Err((
-                    Rejection::BrokenChain(format!(
-                        "seq {s} with prev {:?}",
-                        env.prev.map(|p| p.short())
-                    )),
-                    None,
-                ));
-            }
-        };
-        // Later than its causal past, except cited claims far ahead of it (never a clock source).
-        let deps_meta = env.deps.iter().filter_map(|d| self.meta.get(d));
-        for m in prev_meta
-            .iter()
-            .chain(deps_meta.filter(|m| !crate::hlc::exempt(m.time.millis, env.time.millis)))
-        {
-            if env.time <= m.time {
-                return Err((Rejection::ClockRegression(env.time.to_rfc3339()), None));
-            }
-        }
+        let unplaced = |r: Rejection| (r, None);
+        self.check_shape(env).map_err(unplaced)?;
+        self.check_workspace(env).map_err(unplaced)?;
+        let prev_meta = self.check_chain(env).map_err(unplaced)?;
+        self.check_clock(env, prev_meta.as_ref())
+            .map_err(unplaced)?;
+
         let a = self.author_index(env.author);
         let s = env.seq;
         let vv = self.compute_vv(a, prev_meta.as_ref(), &env.deps);
@@ -390,66 +346,13 @@ impl Projection {
             vv: vv.clone(),
             status: Status::Rejected,
         };
-        let fail = |r: Rejection| (r, Some(meta.clone()));
+        self.check_authority(ev, &body, a, s, &vv)
+            .map_err(|r| (r, Some(meta.clone())))?;
 
-        // Authorization at the causal position, before anything is recorded of the event: a
-        // stranger, a revoked device or a forbidden kind can create no fork and force no
-        // rebuild.
-        if let Body::Member(m) = &body
-            && env.kind == EventKind::DeviceRevoked
-        {
-            self.note_revocation(ev, m, a, s, &vv).map_err(fail)?;
-        } else if env.kind != EventKind::DeviceRevoked
-            && let Body::Member(m) = &body
-            && m.cutoff.is_some()
-        {
-            return Err(fail(invalid("only a revocation carries a cut-off")));
-        }
-        if env.kind != EventKind::Genesis {
-            let role = self.role_at(&env.author, a, s, &vv).map_err(fail)?;
-            if !env.kind.allowed_for(role) {
-                return Err(fail(Rejection::Forbidden {
-                    role: role.as_str(),
-                    kind: env.kind.label(),
-                }));
-            }
-        }
         // Past a revocation's cut-off: kept in the log as evidence, never applied, and never a
         // fork (what a revoked key signs there proves nothing about the member it was).
         let cut = self.is_cut(Pos { author: a, seq: s });
-
-        // Equivocation: a different valid event at the same seq.
-        let chain = &mut self.chains[a as usize];
-        let on_first_chain = if (s as usize) <= chain.len() {
-            if !cut {
-                let existing = chain[s as usize - 1];
-                let mut moved = !self.forks.contains_key(&env.author);
-                let fork = self.forks.entry(env.author).or_insert_with(|| Fork {
-                    author: env.author,
-                    seq: s,
-                    events: Vec::new(),
-                });
-                if s < fork.seq {
-                    fork.seq = s;
-                    fork.events.clear();
-                    moved = true;
-                }
-                if s == fork.seq {
-                    for id in [existing, ev.id()] {
-                        if !fork.events.contains(&id) {
-                            fork.events.push(id);
-                        }
-                    }
-                    fork.events.sort();
-                }
-                // Events at or after a new (or earlier) fork point may already have been applied.
-                self.rebuild |= moved;
-            }
-            false
-        } else {
-            chain.push(ev.id());
-            true
-        };
+        let on_first_chain = self.place(ev, a, s, cut);
         let forked = self.forks.get(&env.author).is_some_and(|f| s >= f.seq);
         // Automerge seqs are checked (and counted) only for events that will apply: which of a
         // forked author's chains arrived first depends on arrival order, and an excluded event's
@@ -468,205 +371,170 @@ impl Projection {
             },
             ..meta
         };
-        let rejected_meta = || Meta {
-            status: Status::Rejected,
-            ..meta.clone()
-        };
-        let fail = |r: Rejection| (r, Some(rejected_meta()));
-
-        // Kind-specific checks.
-        let author = env.author;
-        let mut changes = Vec::new();
-        match &body {
-            Body::Genesis(g) => {
-                changes.push(
-                    self.change(
-                        a,
-                        true,
-                        DocKey::Workspace,
-                        &g.workspace_change,
-                        &author,
-                        pre.workspace.take(),
-                    )
-                    .map_err(fail)?,
-                );
-            }
-            Body::Member(m) => {
-                if !valid_key(&m.device) {
-                    return Err(fail(invalid(
-                        "enrolled device key is not a valid Ed25519 key",
-                    )));
-                }
-                if env.kind != EventKind::DeviceEnrolled {
-                    let enrolled = self.members.get(&m.device).is_some_and(|r| {
-                        r.iter()
-                            .any(|r| Self::in_past(a, s, &vv, r.pos) && !self.is_cut(r.pos))
-                    });
-                    if !enrolled {
-                        return Err(fail(invalid(format!(
-                            "device {} is not enrolled",
-                            m.device.short()
-                        ))));
-                    }
-                }
-                changes.push(
-                    self.change(
-                        a,
-                        on_first_chain,
-                        DocKey::Workspace,
-                        &m.workspace_change,
-                        &author,
-                        pre.workspace.take(),
-                    )
-                    .map_err(fail)?,
-                );
-            }
-            Body::KeyGrant(k) => {
-                if k.grants.is_empty() || k.grants.len() > crate::body::KeyGrantBody::MAX {
-                    return Err(fail(invalid(format!(
-                        "a key grant carries 1 to {} grants, not {}",
-                        crate::body::KeyGrantBody::MAX,
-                        k.grants.len()
-                    ))));
-                }
-                // Epochs grow by at most one past what the granting admin had seen, so no grant
-                // can claim an epoch that wins every later rotation (or make the next overflow).
-                let highest = self.epoch_in_past(a, s, &vv);
-                let limit = highest.map_or(Some(0), |e| e.checked_add(1));
-                for g in &k.grants {
-                    if g.sealed.len() != crate::keyring::SEALED_LEN {
-                        return Err(fail(invalid("a sealed content key has the wrong length")));
-                    }
-                    if limit.is_none_or(|l| g.epoch > l) {
-                        return Err(fail(invalid(format!(
-                            "content key epoch {} is more than one past the highest epoch in \
-                             the grant's causal past ({})",
-                            g.epoch,
-                            highest.map_or("none".to_string(), |e| e.to_string())
-                        ))));
-                    }
-                    // Only enrolled, unrevoked members (at this causal position) get keys.
-                    self.role_at(&g.device, a, s, &vv).map_err(|e| {
-                        fail(invalid(format!("content key granted to a non-member: {e}")))
-                    })?;
-                }
-            }
-            Body::Doc(d) => {
-                match (env.kind, d.asset) {
-                    (EventKind::SiteEdited, None) => {}
-                    (EventKind::SiteEdited, Some(_)) => {
-                        return Err(fail(invalid("a site edit names no asset")));
-                    }
-                    (_, None) => return Err(fail(invalid("an asset event must name its asset"))),
-                    (EventKind::AssetCreated, Some(x)) => {
-                        if x != AssetId::derive(&author, s) {
-                            return Err(fail(invalid(
-                                "asset id is not derived from author and seq",
-                            )));
-                        }
-                        if d.asset_change.is_none() {
-                            return Err(fail(invalid("asset creation carries no document")));
-                        }
-                    }
-                    (_, Some(x)) => {
-                        self.asset_in_past(&x, a, s, &vv).map_err(fail)?;
-                        if d.asset_change.is_none() {
-                            return Err(fail(invalid("asset event carries no change")));
-                        }
-                    }
-                }
-                if env.kind == EventKind::SiteEdited && d.workspace_change.is_none() {
-                    return Err(fail(invalid("site edit carries no change")));
-                }
-                if let (Some(x), Some(c)) = (d.asset, &d.asset_change) {
-                    changes.push(
-                        self.change(
-                            a,
-                            on_first_chain,
-                            DocKey::Asset(x),
-                            c,
-                            &author,
-                            pre.asset.take(),
-                        )
-                        .map_err(fail)?,
-                    );
-                }
-                if let Some(c) = &d.workspace_change {
-                    changes.push(
-                        self.change(
-                            a,
-                            on_first_chain,
-                            DocKey::Workspace,
-                            c,
-                            &author,
-                            pre.workspace.take(),
-                        )
-                        .map_err(fail)?,
-                    );
-                }
-            }
-            Body::Version(v) => {
-                v.validate()
-                    .map_err(|e| fail(invalid(format!("version: {e}"))))?;
-                self.asset_in_past(&v.asset, a, s, &vv).map_err(fail)?;
-                for p in &v.parents {
-                    self.version_in_past(p, &v.asset, a, s, &vv).map_err(fail)?;
-                }
-                if v.branch != "main" {
-                    let known = self
-                        .registry
-                        .branches
-                        .get(&(v.asset, v.branch.clone()))
-                        .is_some_and(|ps| ps.iter().any(|p| Self::in_past(a, s, &vv, *p)));
-                    if !known {
-                        return Err(fail(invalid(format!("unknown branch {:?}", v.branch))));
-                    }
-                }
-            }
-            Body::Branch(b) => {
-                crate::domain::validate_branch_name(&b.name).map_err(|e| fail(invalid(e)))?;
-                if b.name == "main" {
-                    return Err(fail(invalid("branch main always exists")));
-                }
-                self.asset_in_past(&b.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&b.from, &b.asset, a, s, &vv)
-                    .map_err(fail)?;
-                let exists = self
-                    .registry
-                    .branches
-                    .get(&(b.asset, b.name.clone()))
-                    .is_some_and(|ps| {
-                        ps.iter()
-                            .any(|p| Self::in_past(a, s, &vv, *p) && !self.is_cut(*p))
-                    });
-                if exists {
-                    return Err(fail(invalid(format!("branch {:?} already exists", b.name))));
-                }
-            }
-            Body::Restore(r) => {
-                self.asset_in_past(&r.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&r.version, &r.asset, a, s, &vv)
-                    .map_err(fail)?;
-            }
-            Body::Drift(d) => {
-                self.asset_in_past(&d.asset, a, s, &vv).map_err(fail)?;
-                self.version_in_past(&d.golden, &d.asset, a, s, &vv)
-                    .map_err(fail)?;
-                for c in &d.changes {
-                    crate::domain::validate_rel_path(&c.path).map_err(|e| fail(invalid(e)))?;
-                }
-            }
-            Body::Firmware(f) => {
-                f.validate()
-                    .map_err(|e| fail(invalid(format!("firmware: {e}"))))?;
-                self.asset_in_past(&f.asset, a, s, &vv).map_err(fail)?;
-            }
-        }
+        let at = At { a, s, vv: &vv };
+        let changes = self
+            .check_body(env, &body, &at, on_first_chain, &mut pre)
+            .map_err(|r| {
+                let rejected = Meta {
+                    status: Status::Rejected,
+                    ..meta.clone()
+                };
+                (r, Some(rejected))
+            })?;
         Ok(Checked {
             meta,
             body,
             changes,
             on_first_chain,
         })
+    }
+
+    /// Dependencies sorted, unique and few; an author key that is a point on the curve; a
+    /// predecessor that was not itself rejected.
+    fn check_shape(&self, env: &Envelope) -> Result<(), Rejection> {
+        if env.deps.len() > MAX_DEPS || env.deps.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Rejection::BadDeps { max: MAX_DEPS });
+        }
+        // Known authors passed this check on their first event; decompression is costly.
+        if !self.author_idx.contains_key(&env.author) && !valid_key(&env.author) {
+            return Err(Rejection::BadAuthorKey);
+        }
+        if let Some(p) = env.prev
+            && self.rejected.contains(&p)
+        {
+            return Err(Rejection::DependsOnRejected(p));
+        }
+        Ok(())
+    }
+
+    /// One genesis, first in its author's chain; every other event names this workspace.
+    fn check_workspace(&self, env: &Envelope) -> Result<(), Rejection> {
+        if env.kind != EventKind::Genesis {
+            return if Some(env.workspace) == self.workspace {
+                Ok(())
+            } else {
+                Err(Rejection::WrongWorkspace)
+            };
+        }
+        if env.seq != 1
+            || env.prev.is_some()
+            || !env.deps.is_empty()
+            || env.workspace != WorkspaceId::GENESIS
+        {
+            return Err(Rejection::Genesis(
+                "must be seq 1 with no prev, deps or workspace",
+            ));
+        }
+        if self.workspace.is_some() {
+            return Err(Rejection::Genesis("the workspace already has a genesis"));
+        }
+        Ok(())
+    }
+
+    /// Seq 1 has no predecessor; seq n > 1 follows this author's event n - 1. Returns the
+    /// predecessor.
+    fn check_chain(&self, env: &Envelope) -> Result<Option<Meta>, Rejection> {
+        match (env.seq, env.prev) {
+            (1, None) => Ok(None),
+            (s, Some(p)) if s > 1 => match self.meta.get(&p) {
+                Some(m) if self.authors[m.author as usize] == env.author && m.seq + 1 == s => {
+                    Ok(Some(m.clone()))
+                }
+                _ => Err(Rejection::BrokenChain(format!(
+                    "prev {} is not this author's event {}",
+                    p.short(),
+                    s - 1
+                ))),
+            },
+            (s, _) => Err(Rejection::BrokenChain(format!(
+                "seq {s} with prev {:?}",
+                env.prev.map(|p| p.short())
+            ))),
+        }
+    }
+
+    /// Later than its causal past, except cited claims far ahead of it (never a clock source).
+    fn check_clock(&self, env: &Envelope, prev: Option<&Meta>) -> Result<(), Rejection> {
+        let deps = env.deps.iter().filter_map(|d| self.meta.get(d));
+        for m in prev
+            .into_iter()
+            .chain(deps.filter(|m| !crate::hlc::exempt(m.time.millis, env.time.millis)))
+        {
+            if env.time <= m.time {
+                return Err(Rejection::ClockRegression(env.time.to_rfc3339()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The author's role at the event's causal position allows its kind; a revocation is
+    /// noted (and only a revocation carries a cut-off).
+    fn check_authority(
+        &mut self,
+        ev: &Event,
+        body: &Body,
+        a: u32,
+        s: u64,
+        vv: &Vv,
+    ) -> Result<(), Rejection> {
+        let env = ev.envelope();
+        if let Body::Member(m) = body
+            && env.kind == EventKind::DeviceRevoked
+        {
+            self.note_revocation(ev, m, a, s, vv)?;
+        } else if env.kind != EventKind::DeviceRevoked
+            && let Body::Member(m) = body
+            && m.cutoff.is_some()
+        {
+            return Err(invalid("only a revocation carries a cut-off"));
+        }
+        if env.kind != EventKind::Genesis {
+            let role = self.role_at(&env.author, a, s, vv)?;
+            if !env.kind.allowed_for(role) {
+                return Err(Rejection::Forbidden {
+                    role: role.as_str(),
+                    kind: env.kind.label(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the event in its author's chain; returns whether it extends the first chain. A
+    /// second valid event at a seq already taken is equivocation: both join the author's fork
+    /// (the earliest fork point wins), and events applied at or after a new or earlier fork
+    /// point force a rebuild. Past a revocation's cut-off nothing becomes a fork.
+    fn place(&mut self, ev: &Event, a: u32, s: u64, cut: bool) -> bool {
+        let author = ev.envelope().author;
+        let chain = &mut self.chains[a as usize];
+        if (s as usize) > chain.len() {
+            chain.push(ev.id());
+            return true;
+        }
+        if cut {
+            return false;
+        }
+        let existing = chain[s as usize - 1];
+        let mut moved = !self.forks.contains_key(&author);
+        let fork = self.forks.entry(author).or_insert_with(|| Fork {
+            author,
+            seq: s,
+            events: Vec::new(),
+        });
+        if s < fork.seq {
+            fork.seq = s;
+            fork.events.clear();
+            moved = true;
+        }
+        if s == fork.seq {
+            for id in [existing, ev.id()] {
+                if !fork.events.contains(&id) {
+                    fork.events.push(id);
+                }
+            }
+            fork.events.sort();
+        }
+        self.rebuild |= moved;
+        false
     }
 }
