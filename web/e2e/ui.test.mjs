@@ -155,6 +155,8 @@ test("edit a field in the UI; the CLI shows it, signed by the node's device; tim
   await row.getByTestId("field-edit").click();
   await row.getByTestId("field-input").fill("10.77.0.42");
   await row.getByTestId("field-save").click();
+  // The confirmation is shown (it is raised after the save's await, outside any component).
+  await page.getByTestId("toast").filter({ hasText: "saved and signed by this node" }).waitFor({ timeout: TIMEOUT });
   await row.filter({ hasText: "10.77.0.42" }).first().waitFor({ timeout: TIMEOUT });
   assert.equal(assetJson("PLC-NF-02").fields.address.value, "10.77.0.42");
   const info = await nodeInfo();
@@ -345,6 +347,8 @@ function prng(seed) {
 
 test("a random walk through the UI while a second node writes stays free of page errors", { timeout: 900_000 }, async (t) => {
   const seed = Number(process.env.CAIRN_WALK_SEED ?? (Date.now() % 2 ** 31));
+  // Printed first, so a walk that fails in any way (a timeout included) can be replayed.
+  console.error(`random walk: CAIRN_WALK_SEED=${seed} CAIRN_WALK_STEPS=${WALK_STEPS}`);
   const rnd = prng(seed);
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const wait = () => (rnd() < 0.1 ? 500 + rnd() * 5500 : rnd() * 400);
@@ -364,13 +368,22 @@ test("a random walk through the UI while a second node writes stays free of page
   });
   let writing = true;
   let writes = 0;
+  let synced = 0;
   const writer = (async () => {
     while (writing) {
       if ((await run(["asset", "set", "PLC-NF-01", `location=carol ${writes}`])) === 0) writes++;
-      await run(["sync", node, "--bind", "127.0.0.1:0"]);
+      if ((await run(["sync", node, "--bind", "127.0.0.1:0"])) === 0) synced++;
       await new Promise((r) => setTimeout(r, 1500));
     }
   })();
+  // Edits the walk saves, each confirmed by the page; every one must be an event the node
+  // signed, so the count of its asset edits must grow by exactly as many.
+  const nodeDevice = (await nodeInfo()).device;
+  const nodeEdits = () => JSON.parse(cairn(["audit", "log", "--json"]))
+    .filter((r) => r.kind === "asset-edited" && nodeDevice.startsWith(r.device)).length;
+  const editsBefore = nodeEdits();
+  let saves = 0;
+  const done = {};
 
   const page = await newPage();
   const log = [];
@@ -381,26 +394,39 @@ test("a random walk through the UI while a second node writes stays free of page
     await page.evaluate(() => document.activeElement?.blur());
     await page.keyboard.press(key);
   };
+  // A page key must take the page there: a key that does nothing fails the walk.
+  const routes = { 1: "/", 2: "/assets", 3: "/audit", 4: "/devices", 5: "/sync", 6: "/bundle" };
+  const go = async (key) => {
+    await press(key);
+    const route = routes[key];
+    try {
+      await page.waitForFunction((r) => (location.hash.replace(/^#/, "") || "/") === r, route, { timeout: 5000 });
+    } catch {
+      assert.fail(`key ${key} did not open ${route} (at ${await page.evaluate(() => location.hash)}); seed ${seed}`);
+    }
+  };
   const actions = {
-    key: async () => press(pick(["1", "2", "3", "4", "5", "6"])),
+    key: async () => go(pick(["1", "2", "3", "4", "5", "6"])),
     click_nav: async () => page.locator("nav a, header a").filter({ hasText: pick(["Overview", "Assets", "Audit trail", "Devices", "Sync", "Open bundle"]) }).first().click({ timeout: 2000 }),
     open_asset: async () => {
-      await press("2");
+      await go("2");
       await page.getByTestId("asset-search").fill(pick(names), { timeout: 5000 });
       const row = page.getByTestId("asset-row").locator("a").first();
-      if ((await row.count()) > 0) await row.click({ timeout: 2000 });
+      if ((await row.count()) === 0) return false;
+      await row.click({ timeout: 2000 });
     },
     search: async () => {
-      if (await on("asset-search")) await page.getByTestId("asset-search").fill(pick(names).slice(0, 1 + Math.floor(rnd() * 6)), { timeout: 2000 });
+      if (!(await on("asset-search"))) return false;
+      await page.getByTestId("asset-search").fill(pick(names).slice(0, 1 + Math.floor(rnd() * 6)), { timeout: 2000 });
     },
     filter: async () => {
       const f = pick(["filter-site", "filter-kind", "filter-flag"]);
-      if (!(await on(f))) return;
+      if (!(await on(f))) return false;
       const opts = await page.getByTestId(f).locator("option").evaluateAll((os) => os.map((o) => o.value));
       if (opts.length > 0) await page.getByTestId(f).selectOption(pick(opts), { timeout: 2000 });
     },
     time_travel: async () => {
-      if (!(await on("time-travel"))) return;
+      if (!(await on("time-travel"))) return false;
       if (rnd() < 0.3 && (await on("time-now"))) return page.getByTestId("time-now").click({ timeout: 2000 });
       await page.getByTestId("time-travel").evaluate((el, f) => {
         el.value = String(Math.round(Number(el.min) + f * (Number(el.max) - Number(el.min))));
@@ -410,20 +436,28 @@ test("a random walk through the UI while a second node writes stays free of page
     pick_diff: async () => {
       const radios = page.locator("input[name=diff-a], input[name=diff-b]");
       const n = await radios.count();
-      if (n > 0) await radios.nth(Math.floor(rnd() * n)).check({ timeout: 2000 });
+      if (n === 0) return false;
+      await radios.nth(Math.floor(rnd() * n)).check({ timeout: 2000 });
     },
     edit_field: async () => {
-      // Any field but the name, which the walk and the second node find the asset by.
-      const rows = page.locator("[data-testid^=field-]:not([data-testid=field-name])").filter({ has: page.getByTestId("field-edit") });
+      // Any field but the name (the walk and the second node find assets by it) and the
+      // location (the second node's, checked at the end).
+      const rows = page.locator("[data-testid^=field-]:not([data-testid=field-name]):not([data-testid=field-location])").filter({ has: page.getByTestId("field-edit") });
       const m = await rows.count();
-      if (m === 0) return;
+      if (m === 0) return false;
       const row = rows.nth(Math.floor(rnd() * m));
       await row.getByTestId("field-edit").click({ timeout: 2000 });
       await row.getByTestId("field-input").fill(`walk ${seed} ${log.length}`, { timeout: 2000 });
       await row.getByTestId("field-save").click({ timeout: 2000 });
+      // The page confirms each save (or says why not); an edit that silently vanishes fails.
+      const toast = page.getByTestId("toast").filter({ hasText: /saved and signed|error|failed|refused/i });
+      await toast.first().waitFor({ timeout: TIMEOUT });
+      const said = await toast.first().textContent();
+      assert.match(said, /saved and signed by this node/, `save at step ${log.length}; seed ${seed}`);
+      saves++;
     },
     open_bundle: async () => {
-      await press("6");
+      await go("6");
       await page.getByTestId("bundle-input").setInputFiles(bundle, { timeout: 5000 });
     },
     back_to_node: async () => page.goto(url),
@@ -436,11 +470,12 @@ test("a random walk through the UI while a second node writes stays free of page
       const what = pick(kinds);
       log.push(what);
       try {
-        await actions[what]();
+        if ((await actions[what]()) !== false) done[what] = (done[what] ?? 0) + 1;
       } catch (e) {
         // An element that went away between looking and acting (a re-render, a page change) is
         // part of a walk; anything the page itself throws is caught by the fixture.
-        if (!/Timeout|detached|not attached|not visible|outside of the viewport|Element is not|did not change its state/.test(String(e))) throw e;
+        if (e instanceof assert.AssertionError) throw e;
+        if (!/Timeout|detached|not attached|not visible|outside of the viewport|Element is not/.test(String(e))) throw e;
       }
       await page.waitForTimeout(wait());
       assert.deepEqual(page.unexpectedErrors(), [], `page error at step ${i} (${what}); seed ${seed}; steps ${log.join(" ")}`);
@@ -449,10 +484,16 @@ test("a random walk through the UI while a second node writes stays free of page
     writing = false;
     await writer;
   }
-  t.diagnostic(`seed ${seed}: ${WALK_STEPS} steps, ${writes} live writes from the second node`);
-  assert.ok(writes > 0, "the second node wrote nothing during the walk");
+  t.diagnostic(`seed ${seed}: ${WALK_STEPS} steps, ${writes} live writes from the second node (${synced} syncs), ${saves} saves; actions done: ${JSON.stringify(done)}`);
+  assert.ok(writes > 0 && synced > 0, `the second node wrote ${writes} and synced ${synced} times; seed ${seed}`);
+  // The walk did walk: it navigated, opened assets and searched (not only timed out).
+  for (const k of ["key", "click_nav", "open_asset", "search"]) {
+    assert.ok((done[k] ?? 0) > 0, `no ${k} action took effect; seed ${seed}; ${JSON.stringify(done)}`);
+  }
+  assert.equal(nodeEdits() - editsBefore, saves, `every confirmed save is one event the node signed; seed ${seed}`);
   // The estate this walked page shows (live from the node, at the present) equals the CLI's.
-  await run(["sync", node, "--bind", "127.0.0.1:0"]);
+  assert.equal(await run(["sync", node, "--bind", "127.0.0.1:0"]), 0, `the final sync failed; seed ${seed}`);
+  assert.equal(assetJson("PLC-NF-01").fields.location.value, `carol ${writes - 1}`, `the node has the second node's last write; seed ${seed}`);
   if (/bundle/.test(await page.getByTestId("source").textContent())) await page.goto(url);
   if (await on("time-now")) await page.getByTestId("time-now").click();
   // Through the overview, so the assets page starts afresh (no search or filter left over).

@@ -51,13 +51,21 @@ pub struct Ui {
     pub fetched: RwSignal<(usize, usize)>,
 }
 
-/// The UI's signals, from any component.
+thread_local! {
+    /// The App's signals, for code that runs outside any reactive owner: a `spawn_local` task
+    /// after an `await` (a toast after a save) has no context to find them in.
+    static APP_UI: std::cell::Cell<Option<Ui>> = const { std::cell::Cell::new(None) };
+}
+
+/// The UI's signals, from any component or task: the App's, which live as long as the page.
 pub fn ui() -> Ui {
-    use_context::<Ui>().unwrap_or_else(|| {
-        // Components only run under App, which provides the context; this keeps the UI
-        // alive (with fresh signals) rather than panicking if that ever changes.
-        new_ui()
-    })
+    use_context::<Ui>()
+        .or_else(|| APP_UI.with(std::cell::Cell::get))
+        .unwrap_or_else(|| {
+            // Only before App has run; fresh signals keep the caller alive rather than
+            // panicking.
+            new_ui()
+        })
 }
 
 fn new_ui() -> Ui {
@@ -309,6 +317,7 @@ pub fn open_bundle(u: Ui, bytes: Vec<u8>) -> Result<usize, String> {
 fn App() -> impl IntoView {
     let u = new_ui();
     provide_context(u);
+    APP_UI.with(|c| c.set(Some(u)));
     let _ = window_event_listener(leptos::ev::hashchange, move |_| {
         u.route.set(current_route());
     });
