@@ -21,7 +21,11 @@ pub(crate) const TARGETS: &[(&str, fn(&[u8]))] = &[
 pub(crate) fn event(data: &[u8]) {
     if let Ok(e) = Event::decode(data.to_vec()) {
         let _ = e.verify_signature();
-        assert_eq!(e.bytes(), data, "an event's bytes are the bytes it was decoded from");
+        assert_eq!(
+            e.bytes(),
+            data,
+            "an event's bytes are the bytes it was decoded from"
+        );
         let again = Event::decode(e.bytes().to_vec()).map(|d| d.id());
         assert_eq!(again.ok(), Some(e.id()));
         let _ = Body::decode(e.kind(), &e.envelope().body);

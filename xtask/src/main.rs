@@ -34,7 +34,9 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("web") => web().map(|_| ()),
         Some("fuzz") => fuzz(&args[1..]),
-        _ => bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web | fuzz [SECONDS]"),
+        _ => {
+            bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web | fuzz [SECONDS]")
+        }
     }
 }
 
@@ -384,7 +386,9 @@ fn fuzz_targets() -> Result<Vec<String>> {
 /// replays it on every test run, and the command fails once all targets have run.
 fn fuzz(args: &[String]) -> Result<()> {
     let seconds: u64 = match args.first() {
-        Some(s) => s.parse().with_context(|| format!("{s:?} is not a number of seconds"))?,
+        Some(s) => s
+            .parse()
+            .with_context(|| format!("{s:?} is not a number of seconds"))?,
         None => 60,
     };
     let has_fuzz = Command::new("cargo")
@@ -400,8 +404,13 @@ fn fuzz(args: &[String]) -> Result<()> {
         std::fs::create_dir_all(&corpus)?;
         let artifacts = root().join("fuzz/artifacts").join(&t);
         std::fs::create_dir_all(&artifacts)?;
+        // Not the outer (stable) cargo's environment: cargo-fuzz would build with it and
+        // miss the nightly build it made before.
         let status = Command::new("cargo")
             .current_dir(root())
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
             .args(["+nightly", "fuzz", "run", "-O", &t])
             .arg(&corpus)
             .arg("--")
