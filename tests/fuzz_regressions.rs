@@ -16,7 +16,10 @@ fn every_committed_crasher_is_handled() {
     let mut replayed = 0;
     for (name, check) in harness::TARGETS {
         let dir = root.join(name);
-        assert!(dir.is_dir(), "no regression directory for fuzz target {name}");
+        assert!(
+            dir.is_dir(),
+            "no regression directory for fuzz target {name}"
+        );
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.file_name().is_some_and(|n| n == ".gitkeep") {
