@@ -8,8 +8,11 @@ use cairn_core::EventKind;
 use cairn_core::body::Body;
 use cairn_core::event::Event;
 
+/// One target's checks over one input.
+pub(crate) type Check = fn(&[u8]);
+
 /// Every target by name, as the directories under `fuzz/regressions/` are named.
-pub(crate) const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub(crate) const TARGETS: &[(&str, Check)] = &[
     ("event", event),
     ("sync_frame", sync_frame),
     ("bundle", bundle),
