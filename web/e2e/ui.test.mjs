@@ -1,8 +1,11 @@
 // Browser tests of Cairn's web UI: real headless Chromium (Debian's), driven by playwright-core,
 // against the demo workspace served by the real `cairn serve` on loopback.
 //
-// Run by `cargo xtask test` (which builds the UI and the binary first), or by hand:
+// Run by `cargo xtask test` (which builds the UI and the binary first), or by hand, after
+// `cargo xtask web && cargo build -p cairn-cli && (cd web/e2e && npm ci)`:
 //   CAIRN_BIN=target/debug/cairn CAIRN_WEB_DIR=target/web node --test web/e2e/
+// One test: add `--test-name-pattern "random walk"`. A failed random walk prints its seed
+// first; replay it with CAIRN_WALK_SEED=N (and CAIRN_WALK_STEPS=N for its length).
 // Screenshots go to target/e2e-artifacts/.
 
 import { test, before, after, afterEach } from "node:test";
@@ -65,7 +68,6 @@ async function newPage() {
   const expected = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-  page.errors = errors;
   page.unexpectedErrors = () => errors.filter((e) => !expected.some((re) => re.test(e)));
   page.expectError = (re) => expected.push(re);
   opened.push(page);
@@ -312,6 +314,7 @@ test("leaving the Sync page leaves no poll behind that breaks the app", { timeou
 // alive. The self-test route panics on purpose.
 test("a panic shows a banner asking to reload, not a page that silently ignores input", { timeout: 60_000 }, async () => {
   const page = await newPage();
+  // The panic hook logs the panic to the console, then wasm aborts with `unreachable`.
   page.expectError(/self-test of the crash banner/);
   page.expectError(/unreachable/);
   await page.goto(url);
@@ -329,8 +332,8 @@ test("a panic shows a banner asking to reload, not a page that silently ignores 
 });
 
 // A long random walk over every page and the main actions, with random waits, while a second
-// node writes live changes: no page error at any step (the shared fixture checks), and after
-// it the estate shown equals the node's. CAIRN_WALK_SEED replays a walk; CAIRN_WALK_STEPS sets
+// node writes live changes: no page error at any step (checked after every step), every
+// action it takes has its effect, and after it the estate shown equals the node's. CAIRN_WALK_SEED replays a walk; CAIRN_WALK_STEPS sets
 // its length. Waits are 0-6 s, mostly short, so 300 steps take a few minutes.
 const WALK_STEPS = Number(process.env.CAIRN_WALK_STEPS ?? 300);
 
@@ -349,7 +352,12 @@ test("a random walk through the UI while a second node writes stays free of page
   const seed = Number(process.env.CAIRN_WALK_SEED ?? (Date.now() % 2 ** 31));
   // Printed first, so a walk that fails in any way (a timeout included) can be replayed.
   console.error(`random walk: CAIRN_WALK_SEED=${seed} CAIRN_WALK_STEPS=${WALK_STEPS}`);
-  const rnd = prng(seed);
+  // Each step draws the same count of numbers whatever the page shows, so a seed replays the
+  // same choices (the page's timing may still differ between runs).
+  const next = prng(seed);
+  const DRAWS = 8;
+  let draws = [];
+  const rnd = () => draws.shift() ?? 0.5;
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const wait = () => (rnd() < 0.1 ? 500 + rnd() * 5500 : rnd() * 400);
   const names = JSON.parse(cairn(["asset", "list", "--json"])).map((a) => a.fields.name.value);
@@ -448,10 +456,16 @@ test("a random walk through the UI while a second node writes stays free of page
       const row = rows.nth(Math.floor(rnd() * m));
       await row.getByTestId("field-edit").click({ timeout: 2000 });
       await row.getByTestId("field-input").fill(`walk ${seed} ${log.length}`, { timeout: 2000 });
-      await row.getByTestId("field-save").click({ timeout: 2000 });
       // The page confirms each save (or says why not); an edit that silently vanishes fails.
-      const toast = page.getByTestId("toast").filter({ hasText: /saved and signed|error|failed|refused/i });
-      await toast.first().waitFor({ timeout: TIMEOUT });
+      // An earlier message goes first, so the one read below is this save's.
+      await page.getByTestId("toast").waitFor({ state: "detached", timeout: TIMEOUT });
+      await row.getByTestId("field-save").click({ timeout: 2000 });
+      const toast = page.getByTestId("toast");
+      try {
+        await toast.first().waitFor({ timeout: TIMEOUT });
+      } catch {
+        assert.fail(`no confirmation for the save at step ${log.length - 1}; seed ${seed}`);
+      }
       const said = await toast.first().textContent();
       assert.match(said, /saved and signed by this node/, `save at step ${log.length}; seed ${seed}`);
       saves++;
@@ -467,19 +481,23 @@ test("a random walk through the UI while a second node writes stays free of page
   await page.getByTestId("overview-stats").waitFor({ timeout: TIMEOUT });
   try {
     for (let i = 0; i < WALK_STEPS; i++) {
+      draws = Array.from({ length: DRAWS }, next);
       const what = pick(kinds);
       log.push(what);
       try {
         if ((await actions[what]()) !== false) done[what] = (done[what] ?? 0) + 1;
       } catch (e) {
         // An element that went away between looking and acting (a re-render, a page change) is
-        // part of a walk; anything the page itself throws is caught by the fixture.
+        // part of a walk; a page error is caught by the check after the step.
         if (e instanceof assert.AssertionError) throw e;
         if (!/Timeout|detached|not attached|not visible|outside of the viewport|Element is not/.test(String(e))) throw e;
       }
       await page.waitForTimeout(wait());
       assert.deepEqual(page.unexpectedErrors(), [], `page error at step ${i} (${what}); seed ${seed}; steps ${log.join(" ")}`);
     }
+  } catch (e) {
+    console.error(`random walk failed at step ${log.length - 1}; CAIRN_WALK_SEED=${seed}; steps: ${log.join(" ")}`);
+    throw e;
   } finally {
     writing = false;
     await writer;
