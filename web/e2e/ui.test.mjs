@@ -319,6 +319,15 @@ test("a panic shows a banner asking to reload, not a page that silently ignores 
   page.expectError(/unreachable/);
   await page.goto(url);
   await page.getByTestId("overview-stats").waitFor({ timeout: TIMEOUT });
+  // Without the tab's self-test flag the route is no page at all.
+  await page.evaluate(() => { location.hash = "/self-test/panic"; });
+  await page.getByText("No such page.").waitFor({ timeout: TIMEOUT });
+  assert.equal(await page.getByTestId("crash-banner").count(), 0);
+  await page.evaluate(() => {
+    sessionStorage.setItem("cairn-self-test", "1");
+    location.hash = "/";
+  });
+  await page.getByTestId("overview-stats").waitFor({ timeout: TIMEOUT });
   await page.evaluate(() => { location.hash = "/self-test/panic"; });
   const banner = page.getByTestId("crash-banner");
   await banner.waitFor({ timeout: TIMEOUT });

@@ -62,8 +62,9 @@ pub fn ui() -> Ui {
     use_context::<Ui>()
         .or_else(|| APP_UI.with(std::cell::Cell::get))
         .unwrap_or_else(|| {
-            // Only before App has run; fresh signals keep the caller alive rather than
-            // panicking.
+            // Only before App has run: said on the console (which fails the browser suite),
+            // and fresh signals keep the caller alive rather than panicking.
+            web_sys::console::error_1(&"cairn: UI signals used before the app started".into());
             new_ui()
         })
 }
@@ -116,14 +117,36 @@ pub fn with_proj<T>(f: impl FnOnce(&Projection) -> T) -> T {
     }
 }
 
-/// Shows a message for a few seconds.
+thread_local! {
+    /// Counts toasts, so a toast's timer clears only its own message, never a newer one.
+    static TOASTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Shows a message for a few seconds (until a newer one replaces it).
 pub fn toast(is_err: bool, msg: impl Into<String>) {
     let u = ui();
+    let n = TOASTS.with(|t| {
+        t.set(t.get() + 1);
+        t.get()
+    });
     u.toast.set(Some((is_err, msg.into())));
     set_timeout(
-        move || u.toast.set(None),
+        move || {
+            if TOASTS.with(std::cell::Cell::get) == n {
+                u.toast.set(None);
+            }
+        },
         Duration::from_millis(if is_err { 8000 } else { 3500 }),
     );
+}
+
+/// Whether this tab asked for the self-test routes (the browser suite sets
+/// `sessionStorage["cairn-self-test"] = "1"`); a plain link to one does nothing.
+fn self_test_enabled() -> bool {
+    web_sys::window()
+        .and_then(|w| w.session_storage().ok().flatten())
+        .and_then(|s| s.get_item("cairn-self-test").ok().flatten())
+        .is_some_and(|v| v == "1")
 }
 
 fn current_route() -> String {
@@ -375,8 +398,9 @@ fn App() -> impl IntoView {
             "/devices" => pages::devices::Devices().into_any(),
             "/sync" => pages::sync::Sync().into_any(),
             "/bundle" => pages::bundle::Bundle().into_any(),
-            // Checks the crash banner (a browser test opens it): a panic, on purpose.
-            "/self-test/panic" => panic!("self-test of the crash banner"),
+            // Checks the crash banner (a browser test opens it): a panic, on purpose, only in a
+            // tab that asked for self-tests.
+            "/self-test/panic" if self_test_enabled() => panic!("self-test of the crash banner"),
             other => match other.strip_prefix("/asset/") {
                 Some(id) => {
                     pages::asset::Asset(pages::asset::AssetProps { id: id.to_string() }).into_any()
@@ -424,8 +448,8 @@ fn show_crash_banner(message: &str) {
     let _ = div.set_attribute("data-testid", "crash-banner");
     let _ = div.set_attribute("role", "alert");
     div.set_text_content(Some(&format!(
-        "Cairn hit an internal error and stopped: reload the page (nothing unsaved was \
-         recorded). For the bug report: {message} "
+        "Cairn hit an internal error and stopped: reload the page (changes not yet saved \
+         are lost; everything saved is recorded). For the bug report: {message} "
     )));
     button.set_text_content(Some("Reload"));
     // To the overview: the page that panicked may panic again. The URL is replaced without a

@@ -17,8 +17,9 @@ pub fn Sync() -> impl IntoView {
     let u = ui();
     let peers = RwSignal::new(None::<Result<serde_json::Value, String>>);
     let info = RwSignal::new(None::<serde_json::Value>);
-    // The poll outlives the page by up to one period, so it checks a flag it owns: a signal of
-    // the page would be disposed by then, and reading one panics.
+    // The poll's timer, or a fetch still in flight, may run after the page is gone, so they
+    // check a flag they own: a signal of the page would be disposed by then, and reading one
+    // panics.
     let alive = Arc::new(AtomicBool::new(true));
     on_cleanup({
         let alive = alive.clone();
@@ -29,14 +30,14 @@ pub fn Sync() -> impl IntoView {
         info: RwSignal<Option<serde_json::Value>>,
         alive: Arc<AtomicBool>,
     ) {
-        let live = alive.clone();
+        let fetch_alive = alive.clone();
         spawn_local(async move {
             let p = api::get_json("/api/sync").await;
-            if live.load(Ordering::Relaxed) {
+            if fetch_alive.load(Ordering::Relaxed) {
                 peers.try_set(Some(p));
             }
             let i = api::get_json("/api/info").await.ok();
-            if live.load(Ordering::Relaxed) {
+            if fetch_alive.load(Ordering::Relaxed) {
                 info.try_set(i);
             }
         });
