@@ -78,7 +78,11 @@ fn frame() -> impl Strategy<Value = Frame> {
         proptest::collection::vec((id32(), any::<u64>(), id32()), 0..8).prop_map(|f| {
             Frame::Frontier(
                 f.into_iter()
-                    .map(|(a, s, h)| (DeviceId(a), s, EventId(h)))
+                    .map(|(a, seq, h)| cairn_sync::wire::FrontierEntry {
+                        author: DeviceId(a),
+                        seq,
+                        head: EventId(h),
+                    })
                     .collect(),
             )
         }),
@@ -249,7 +253,7 @@ proptest! {
     ) {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = cairn_store::Store::init_with_cost(
-            &tmp.path().join("ws"), b"pw", "Plant", "alice", 1_000, (64, 1, 1),
+            &tmp.path().join("ws"), b"pw", "Plant", "alice", 1_000, cairn_store::keyfile::KdfCost::new(64, 1, 1),
         )
         .unwrap();
         let mut first = None;

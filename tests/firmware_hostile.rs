@@ -104,7 +104,11 @@ fn gzip(data: &[u8], dir: &Path) -> Vec<u8> {
 
 /// A blob store in `dir`, and a signed-style record of `data` with its honest analysis.
 fn stored(dir: &Path, name: &str, data: &[u8]) -> (BlobStore, FirmwareRecord) {
-    let blobs = BlobStore::open(&dir.join("blobs"), &[7; 32]).unwrap();
+    let blobs = BlobStore::open(
+        &dir.join("blobs"),
+        &cairn_store::seal::BlobKey::from_bytes([7; 32]),
+    )
+    .unwrap();
     let (blob, size) = blobs.put_bytes(data).unwrap();
     let analysis = cairn_firmware::analyse(
         &Scanner::new().unwrap(),

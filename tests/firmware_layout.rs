@@ -258,7 +258,11 @@ fn a_parser_panic_is_contained_and_reported() {
 }
 
 fn blob_store(dir: &Path) -> BlobStore {
-    BlobStore::open(&dir.join("blobs"), &[9; 32]).unwrap()
+    BlobStore::open(
+        &dir.join("blobs"),
+        &cairn_store::seal::BlobKey::from_bytes([9; 32]),
+    )
+    .unwrap()
 }
 
 #[test]

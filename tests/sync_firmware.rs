@@ -10,7 +10,7 @@ use cairn_firmware::{AddOptions, Scanner, fixtures};
 use cairn_store::Store;
 use cairn_sync::Node;
 
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 const LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use cairn_sync::session::{self, SharedStore};
 use cairn_sync::wire::{self, Frame};
 use cairn_sync::{Node, SyncError};
 
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 const LOOPBACK: &str = "127.0.0.1:0";
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -250,11 +250,11 @@ async fn hostile_frames_are_refused_and_bad_events_quarantined() {
         // A frontier that is not the one the hello's digest announced.
         encode(&[
             hello.clone(),
-            Frame::Frontier(vec![(
-                cairn_core::DeviceId([1; 32]),
-                1,
-                cairn_core::EventId([2; 32]),
-            )]),
+            Frame::Frontier(vec![cairn_sync::wire::FrontierEntry {
+                author: cairn_core::DeviceId([1; 32]),
+                seq: 1,
+                head: cairn_core::EventId([2; 32]),
+            }]),
         ])
         .await,
     ] {

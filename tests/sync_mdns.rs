@@ -12,7 +12,7 @@ use cairn_core::domain::Role;
 use cairn_store::Store;
 use cairn_sync::{Node, NodeConfig};
 
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 const INSIDE: &str = "CAIRN_TEST_IN_NETNS";
 
 #[test]

@@ -11,7 +11,7 @@ use cairn_store::Store;
 use cairn_sync::{Node, SharedStore};
 use proptest::prelude::*;
 
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 const NODES: usize = 5;
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -14,7 +14,7 @@ use cairn_app::{Fault, OpError};
 use cairn_store::Store;
 
 /// Cheap Argon2id, for tests only.
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 
 fn workspace(dir: &Path) -> Store {
     Store::init_with_cost(&dir.join("ws"), b"pw", "Plant", "alice", 1_000, CHEAP).unwrap()

@@ -35,7 +35,10 @@ fn image(dir: &Path, size: usize) -> Result<PathBuf> {
 
 /// The child side: `firmware-child DIR IMAGE put|add` prints `seconds peak_rss_mb`.
 pub fn child(dir: &Path, img: &Path, what: &str) -> Result<()> {
-    let blobs = cairn_store::blobs::BlobStore::open(&dir.join("blobs"), &[7; 32])?;
+    let blobs = cairn_store::blobs::BlobStore::open(
+        &dir.join("blobs"),
+        &cairn_store::seal::BlobKey::from_bytes([7; 32]),
+    )?;
     let t = Instant::now();
     match what {
         "put" => {

@@ -16,7 +16,7 @@ use cairn_core::BlobId;
 
 use crate::error::{Result, StoreError};
 use crate::fsutil::sync_dir;
-use crate::seal::{self, Key};
+use crate::seal::{self, BlobKey, Key};
 
 const MAGIC: &[u8; 8] = b"CAIRNBLB";
 const VERSION: u8 = 1;
@@ -164,7 +164,7 @@ fn fill(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> std::io::Result<usize> 
 
 impl BlobStore {
     /// Opens (creating if needed) the blob directory, removing temp files a crash left behind.
-    pub fn open(dir: &Path, content_key: &Key) -> Result<BlobStore> {
+    pub fn open(dir: &Path, blob_key: &BlobKey) -> Result<BlobStore> {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&tmp).map_err(StoreError::io(&tmp))?;
         if let Ok(rd) = fs::read_dir(&tmp) {
@@ -174,7 +174,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             dir: dir.to_path_buf(),
-            key: seal::subkey(content_key, "cairn blob chunks v1"),
+            key: seal::subkey(blob_key.as_bytes(), "cairn blob chunks v1"),
         })
     }
 
@@ -462,7 +462,7 @@ mod tests {
     #[test]
     fn round_trip_sizes_and_tamper_detection() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path(), &[5; 32]).unwrap();
+        let s = BlobStore::open(dir.path(), &BlobKey::from_bytes([5; 32])).unwrap();
         for size in [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 17] {
             let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let (id, n) = s.put_bytes(&data).unwrap();
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn a_blob_arriving_with_another_blobs_bytes_cannot_delete_our_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path(), &[5; 32]).unwrap();
+        let s = BlobStore::open(dir.path(), &BlobKey::from_bytes([5; 32])).unwrap();
         let ours = b"<Tag A=1/>".as_slice();
         let (have, _) = s.put_bytes(ours).unwrap();
         let want = BlobId::of(b"<Tag A=2/>");
@@ -528,7 +528,7 @@ mod tests {
     #[test]
     fn plaintext_never_reaches_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path(), &[5; 32]).unwrap();
+        let s = BlobStore::open(dir.path(), &BlobKey::from_bytes([5; 32])).unwrap();
         let (id, _) = s.put_bytes(b"MARKER-PUMP-STATION-7 config").unwrap();
         let raw = fs::read(s.path(&id)).unwrap();
         assert!(!raw.windows(8).any(|w| w == b"MARKER-P"));

@@ -29,13 +29,14 @@ pub enum StoreError {
     /// Another process has the database open (redb allows one).
     #[error("database {} is already open in another process", .0.display())]
     InUse(PathBuf),
-    /// The database could not be opened or read.
-    #[error("database {path}: {message}")]
+    /// The database could not be opened, read or written.
+    #[error("database {}: {source}", .path.display())]
     Database {
         /// Database file.
         path: PathBuf,
-        /// What redb said.
-        message: String,
+        /// What redb said (boxed: redb's error is large, and this one is rare).
+        #[source]
+        source: Box<redb::Error>,
     },
     /// A stored value fails authentication: tampering or corruption.
     #[error("stored value {what} fails authentication (tampered or corrupt)")]

@@ -8,30 +8,56 @@ use std::path::Path;
 use zeroize::Zeroize;
 
 use crate::error::{Result, StoreError};
-use crate::seal::{self, Key};
+use crate::seal::{self, BlobKey, Key, StorageKey};
 
 const MAGIC: &[u8; 8] = b"CAIRNKEY";
 const VERSION: u8 = 1;
 const HEADER: usize = 8 + 1 + 12 + 16;
 
+/// What unlocking the key file costs (Argon2id parameters), stored in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfCost {
+    /// Memory, in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub passes: u32,
+    /// Lanes (parallelism).
+    pub lanes: u32,
+}
+
+impl KdfCost {
+    /// A cost from its three parameters.
+    pub const fn new(memory_kib: u32, passes: u32, lanes: u32) -> KdfCost {
+        KdfCost {
+            memory_kib,
+            passes,
+            lanes,
+        }
+    }
+
+    /// Whether a key file's header asks for more than any key file Cairn writes would: a
+    /// damaged file must not make the reader allocate gigabytes.
+    fn is_absurd(&self) -> bool {
+        self.memory_kib > 4 * 1024 * 1024 || self.passes > 64 || self.lanes > 16
+    }
+}
+
 /// Argon2id cost: 19 MiB, 2 passes, 1 lane (OWASP's minimum recommendation for Argon2id).
-pub const DEFAULT_COST: (u32, u32, u32) = (19 * 1024, 2, 1);
+pub const DEFAULT_COST: KdfCost = KdfCost::new(19 * 1024, 2, 1);
 
 /// The secrets of one device in one workspace.
 pub struct Secrets {
     /// Ed25519 device secret.
     pub device: [u8; 32],
     /// Encrypts redb values.
-    pub storage: Key,
-    /// The workspace content key (blobs; later, relay sealing).
-    pub content: Key,
+    pub storage: StorageKey,
+    /// Encrypts blobs.
+    pub blobs: BlobKey,
 }
 
 impl Drop for Secrets {
     fn drop(&mut self) {
         self.device.zeroize();
-        self.storage.zeroize();
-        self.content.zeroize();
     }
 }
 
@@ -40,14 +66,14 @@ impl Secrets {
     pub fn generate() -> Secrets {
         Secrets {
             device: seal::random(),
-            storage: seal::random(),
-            content: seal::random(),
+            storage: StorageKey::from_bytes(seal::random()),
+            blobs: BlobKey::from_bytes(seal::random()),
         }
     }
 }
 
-fn kek(passphrase: &[u8], salt: &[u8], (m, t, p): (u32, u32, u32)) -> Option<Key> {
-    let params = Params::new(m, t, p, Some(32)).ok()?;
+fn kek(passphrase: &[u8], salt: &[u8], cost: KdfCost) -> Option<Key> {
+    let params = Params::new(cost.memory_kib, cost.passes, cost.lanes, Some(32)).ok()?;
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase, salt, &mut out)
@@ -56,25 +82,20 @@ fn kek(passphrase: &[u8], salt: &[u8], (m, t, p): (u32, u32, u32)) -> Option<Key
 }
 
 /// Wraps and writes secrets atomically (temp file, fsync, rename).
-pub fn write(
-    path: &Path,
-    passphrase: &[u8],
-    secrets: &Secrets,
-    cost: (u32, u32, u32),
-) -> Result<()> {
+pub fn write(path: &Path, passphrase: &[u8], secrets: &Secrets, cost: KdfCost) -> Result<()> {
     let salt: [u8; 16] = seal::random();
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.push(VERSION);
-    for v in [cost.0, cost.1, cost.2] {
+    for v in [cost.memory_kib, cost.passes, cost.lanes] {
         header.extend_from_slice(&v.to_le_bytes());
     }
     header.extend_from_slice(&salt);
     let mut k = kek(passphrase, &salt, cost).ok_or_else(|| StoreError::BadKeyFile(path.into()))?;
     let mut plain = [0u8; 96];
     plain[..32].copy_from_slice(&secrets.device);
-    plain[32..64].copy_from_slice(&secrets.storage);
-    plain[64..].copy_from_slice(&secrets.content);
+    plain[32..64].copy_from_slice(secrets.storage.as_bytes());
+    plain[64..].copy_from_slice(secrets.blobs.as_bytes());
     let sealed = seal::seal(&k, &header, &plain);
     k.zeroize();
     plain.zeroize();
@@ -91,9 +112,8 @@ pub fn read(path: &Path, passphrase: &[u8]) -> Result<Secrets> {
         return Err(bad());
     }
     let u = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
-    let cost = (u(9), u(13), u(17));
-    // Refuse absurd parameters from a damaged file instead of allocating gigabytes.
-    if cost.0 > 4 * 1024 * 1024 || cost.1 > 64 || cost.2 > 16 {
+    let cost = KdfCost::new(u(9), u(13), u(17));
+    if cost.is_absurd() {
         return Err(bad());
     }
     let mut k = kek(passphrase, &raw[21..HEADER], cost).ok_or_else(bad)?;
@@ -104,14 +124,16 @@ pub fn read(path: &Path, passphrase: &[u8]) -> Result<Secrets> {
         plain.zeroize();
         return Err(bad());
     }
-    let mut s = Secrets {
-        device: [0; 32],
-        storage: [0; 32],
-        content: [0; 32],
+    let key = |range: std::ops::Range<usize>| {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&plain[range]);
+        k
     };
-    s.device.copy_from_slice(&plain[..32]);
-    s.storage.copy_from_slice(&plain[32..64]);
-    s.content.copy_from_slice(&plain[64..]);
+    let s = Secrets {
+        device: key(0..32),
+        storage: StorageKey::from_bytes(key(32..64)),
+        blobs: BlobKey::from_bytes(key(64..96)),
+    };
     plain.zeroize();
     Ok(s)
 }
@@ -125,7 +147,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("device.key");
         let s = Secrets::generate();
-        write(&p, b"right", &s, (64, 1, 1)).unwrap();
+        write(&p, b"right", &s, KdfCost::new(64, 1, 1)).unwrap();
         assert_eq!(read(&p, b"right").unwrap().device, s.device);
         assert!(matches!(
             read(&p, b"wrong"),

@@ -3,8 +3,45 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-/// 32-byte symmetric key.
+/// 32 bytes of symmetric key, as the AEAD primitives below take it.
 pub type Key = [u8; 32];
+
+/// Seals this device's stored values (redb values, device-local records). It never leaves the
+/// device. A newtype, so that it cannot be passed where the blob key is expected.
+pub struct StorageKey(Key);
+
+/// Seals this device's blobs (chunk keys derive from it). It never leaves the device.
+pub struct BlobKey(Key);
+
+macro_rules! device_key {
+    ($t:ident) => {
+        impl $t {
+            /// Wraps key bytes (fresh from [`random`], or unwrapped from the key file).
+            pub fn from_bytes(bytes: Key) -> $t {
+                $t(bytes)
+            }
+            /// The key bytes, for wrapping into the key file or deriving subkeys.
+            pub fn as_bytes(&self) -> &Key {
+                &self.0
+            }
+            /// [`seal`] with this key.
+            pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+                seal(&self.0, aad, plain)
+            }
+            /// [`open`] with this key.
+            pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+                open(&self.0, aad, sealed)
+            }
+        }
+        impl Drop for $t {
+            fn drop(&mut self) {
+                zeroize::Zeroize::zeroize(&mut self.0);
+            }
+        }
+    };
+}
+device_key!(StorageKey);
+device_key!(BlobKey);
 
 /// Fresh random bytes from the OS.
 pub fn random<const N: usize>() -> [u8; N] {

@@ -8,7 +8,7 @@ use cairn_store::Store;
 use cairn_store::audit::{Replay, verify_store, verify_store_with};
 use proptest::prelude::*;
 
-const CHEAP: (u32, u32, u32) = (64, 1, 1);
+const CHEAP: cairn_store::keyfile::KdfCost = cairn_store::keyfile::KdfCost::new(64, 1, 1);
 
 fn f(k: &str, v: &str) -> FieldEdit {
     (k.into(), Some(v.into()))
@@ -311,9 +311,15 @@ fn a_hostile_seq_far_ahead_is_reported_without_growing_memory() {
         key,
     );
     bytes.push(far.bytes().to_vec());
-    let entries = bytes.into_iter().map(|b| (None, Ok(b))).collect();
+    let entries = bytes
+        .into_iter()
+        .map(|b| cairn_store::LogEntry {
+            id: None,
+            bytes: Ok(b),
+        })
+        .collect();
     let t = std::time::Instant::now();
-    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(0), Default::default());
+    let rep = cairn_store::audit::verify_entries(entries, |_| Ok(Some(0)), Default::default());
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     assert!(
         rep.problems

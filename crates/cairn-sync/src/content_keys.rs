@@ -277,10 +277,23 @@ mod tests {
     #[test]
     fn a_key_granted_by_a_revoked_admin_is_rotated() {
         let da = tempfile::tempdir().unwrap();
-        let mut a =
-            Store::init_with_cost(da.path(), b"pw", "Plant", "admin", 1_000, (8, 1, 1)).unwrap();
+        let mut a = Store::init_with_cost(
+            da.path(),
+            b"pw",
+            "Plant",
+            "admin",
+            1_000,
+            cairn_store::keyfile::KdfCost::new(8, 1, 1),
+        )
+        .unwrap();
         let db = tempfile::tempdir().unwrap();
-        let mut b = Store::create(db.path(), b"pw", "rogue", (8, 1, 1)).unwrap();
+        let mut b = Store::create(
+            db.path(),
+            b"pw",
+            "rogue",
+            cairn_store::keyfile::KdfCost::new(8, 1, 1),
+        )
+        .unwrap();
         let (bid, bx) = (b.device().device_id(), b.x25519_public());
         a.append(|w, p| {
             w.member(

@@ -344,13 +344,27 @@ mod tests {
 
     fn admin() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::init_with_cost(d.path(), b"pw", "Plant", "admin", 1_000, (8, 1, 1)).unwrap();
+        let s = Store::init_with_cost(
+            d.path(),
+            b"pw",
+            "Plant",
+            "admin",
+            1_000,
+            cairn_store::keyfile::KdfCost::new(8, 1, 1),
+        )
+        .unwrap();
         (d, s)
     }
 
     fn fresh() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::create(d.path(), b"pw", "new", (8, 1, 1)).unwrap();
+        let s = Store::create(
+            d.path(),
+            b"pw",
+            "new",
+            cairn_store::keyfile::KdfCost::new(8, 1, 1),
+        )
+        .unwrap();
         (d, s)
     }
 
