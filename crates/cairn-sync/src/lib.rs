@@ -72,6 +72,9 @@ pub enum SyncError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// Sync through a relay failed ([`relay_client::RelayError`]).
+    #[error(transparent)]
+    Relay(#[from] relay_client::RelayError),
 }
 
 impl SyncError {
@@ -80,6 +83,7 @@ impl SyncError {
         match self {
             SyncError::Protocol(_) => true,
             SyncError::Frame(f) => f.by_peer(),
+            SyncError::Relay(r) => r.by_peer(),
             _ => false,
         }
     }

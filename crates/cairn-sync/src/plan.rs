@@ -16,12 +16,12 @@ pub struct Plan {
     pub forked: Vec<DeviceId>,
 }
 
-/// Compares frontiers. `mine` and `theirs` list (author, seq, head).
+/// Compares frontiers.
 pub fn plan(mine: &[FrontierEntry], theirs: &[FrontierEntry]) -> Plan {
     let theirs: BTreeMap<DeviceId, (u64, cairn_core::EventId)> =
-        theirs.iter().map(|(a, s, h)| (*a, (*s, *h))).collect();
+        theirs.iter().map(|e| (e.author, (e.seq, e.head))).collect();
     let mut out = Plan::default();
-    for (author, seq, head) in mine {
+    for FrontierEntry { author, seq, head } in mine {
         match theirs.get(author) {
             None => out.send_from.push((*author, 1)),
             Some((ts, th)) if ts < seq => out.send_from.push((*author, ts + 1)),
@@ -46,21 +46,18 @@ mod tests {
     fn h(b: u8) -> EventId {
         EventId([b; 32])
     }
+    fn at(author: u8, seq: u64, head: u8) -> FrontierEntry {
+        FrontierEntry {
+            author: d(author),
+            seq,
+            head: h(head),
+        }
+    }
 
     #[test]
     fn sends_only_what_is_missing_and_spots_forks() {
-        let mine = [
-            (d(1), 5, h(15)),
-            (d(2), 3, h(23)),
-            (d(3), 2, h(32)),
-            (d(4), 1, h(41)),
-        ];
-        let theirs = [
-            (d(1), 5, h(15)),
-            (d(2), 1, h(21)),
-            (d(3), 2, h(99)),
-            (d(4), 4, h(44)),
-        ];
+        let mine = [at(1, 5, 15), at(2, 3, 23), at(3, 2, 32), at(4, 1, 41)];
+        let theirs = [at(1, 5, 15), at(2, 1, 21), at(3, 2, 99), at(4, 4, 44)];
         let p = plan(&mine, &theirs);
         assert_eq!(p.send_from, vec![(d(2), 2), (d(3), 2)]);
         assert_eq!(p.forked, vec![d(3)]);

@@ -179,7 +179,7 @@ fn frontier(store: &Store) -> Vec<FrontierEntry> {
         .projection()
         .frontier()
         .into_iter()
-        .map(|(a, (s, h))| (a, s, h))
+        .map(|(author, (seq, head))| FrontierEntry { author, seq, head })
         .collect()
 }
 
@@ -455,7 +455,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
             };
             // What the peer will send: its chain past our head, per author.
             let theirs: std::collections::BTreeMap<DeviceId, u64> =
-                frontier.iter().map(|(a, s, _)| (*a, *s)).collect();
+                frontier.iter().map(|e| (e.author, e.seq)).collect();
             let expected: u64 = plan(&frontier, &mine)
                 .send_from
                 .iter()

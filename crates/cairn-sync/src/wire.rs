@@ -18,8 +18,17 @@ pub const BATCH_BYTES: usize = 4 << 20;
 /// Plaintext bytes per blob chunk.
 pub const BLOB_CHUNK: usize = 1 << 20;
 
-/// One author's position: highest contiguous seq and the event there.
-pub type FrontierEntry = (DeviceId, u64, EventId);
+/// One author's position: highest contiguous seq and the event there. Encoded as its three
+/// fields in order (postcard), as the tuple it replaced was: the wire is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontierEntry {
+    /// The author.
+    pub author: DeviceId,
+    /// Highest seq of the author's chain held without a gap.
+    pub seq: u64,
+    /// The event at that seq.
+    pub head: EventId,
+}
 
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,10 +110,10 @@ fn at_most_batch_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ve
 /// order, as the projection lists them).
 pub fn frontier_digest(frontier: &[FrontierEntry]) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key("cairn sync frontier v2");
-    for (author, seq, head) in frontier {
-        h.update(&author.0);
-        h.update(&seq.to_le_bytes());
-        h.update(&head.0);
+    for e in frontier {
+        h.update(&e.author.0);
+        h.update(&e.seq.to_le_bytes());
+        h.update(&e.head.0);
     }
     *h.finalize().as_bytes()
 }

@@ -25,15 +25,19 @@ use cairn_core::domain::Role;
 use cairn_core::keyring::{KeyId, open_event, seal_event};
 use cairn_core::{DeviceId, Event, EventKind};
 use cairn_relay::auth;
-use cairn_relay::wire::{
-    CLEAR, MemberList, MemberListBody, PullReply, PushReply, SealedItem, decode_exact, encode,
-};
+use cairn_relay::wire::{CLEAR, PullReply, PushReply, SealedItem, decode_exact, encode};
 use cairn_store::{IngestReport, seal};
 use serde::{Deserialize, Serialize};
 
 use crate::content_keys::{Granted, Keyring, reconcile};
+use member_list::{check_member_list, update_member_list};
+
+mod error;
+mod member_list;
+
 use crate::session::{SharedStore, lock};
 use crate::{SyncError, now_millis};
+pub use error::RelayError;
 
 /// Local-record namespace of relay state (per relay URL; never synced).
 const NS: &str = "relay";
@@ -95,9 +99,7 @@ impl RelayClient {
     pub fn new(url: &str) -> Result<RelayClient, SyncError> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SyncError::Refused(format!(
-                "relay URL must start with http:// or https://: {url:?}"
-            )));
+            return Err(RelayError::BadUrl(url.to_string()).into());
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
@@ -117,7 +119,10 @@ impl RelayClient {
     ) -> Result<(u16, Vec<u8>), SyncError> {
         let url = format!("{}{}", self.base, path_and_query);
         let headers = auth::sign(key, method, path_and_query, now_millis(), body);
-        let t = |e: ureq::Error| SyncError::Transport(format!("relay {url}: {e}"));
+        let t = |e: ureq::Error| RelayError::Transport {
+            url: url.clone(),
+            source: Box::new(e),
+        };
         let mut resp = match method {
             "GET" => {
                 let mut r = self.agent.get(&url);
@@ -149,7 +154,11 @@ impl RelayClient {
         Ok((status, bytes))
     }
 
-    fn expect_ok(&self, what: &str, (status, body): (u16, Vec<u8>)) -> Result<Vec<u8>, SyncError> {
+    fn expect_ok(
+        &self,
+        what: &'static str,
+        (status, body): (u16, Vec<u8>),
+    ) -> Result<Vec<u8>, SyncError> {
         if status == 200 {
             return Ok(body);
         }
@@ -157,10 +166,21 @@ impl RelayClient {
             .ok()
             .and_then(|v| v.get("error")?.as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        Err(SyncError::Refused(format!(
-            "relay {} refused {what} ({status}): {msg}",
-            self.base
-        )))
+        Err(RelayError::Refused {
+            relay: self.base.clone(),
+            what,
+            status,
+            message: msg,
+        }
+        .into())
+    }
+}
+
+/// A relay reply that does not decode.
+fn bad_reply(what: &'static str, error: impl std::fmt::Display) -> RelayError {
+    RelayError::BadReply {
+        what,
+        error: error.to_string(),
     }
 }
 
@@ -219,10 +239,7 @@ pub fn sync(
             )),
             Granted::CaughtUp(n) => Some(format!("granted content keys to {n} member(s)")),
         };
-        let ws = s
-            .projection()
-            .workspace()
-            .ok_or_else(|| SyncError::Refused("this device has no workspace yet".into()))?;
+        let ws = s.projection().workspace().ok_or(RelayError::NoWorkspace)?;
         (
             ws,
             cairn_core::keys::DeviceKey::from_secret(&s.device().secret_bytes()),
@@ -301,8 +318,7 @@ pub fn sync(
                 &encode(&chunk.to_vec()),
             )?,
         )?;
-        let r: PushReply = decode_exact(&body)
-            .map_err(|e| SyncError::Protocol(format!("relay push reply: {e}")))?;
+        let r: PushReply = decode_exact(&body).map_err(|e| bad_reply("push reply", e))?;
         report.pushed += u64::from(r.stored);
         report.push_duplicates += u64::from(r.duplicates);
     }
@@ -328,11 +344,7 @@ pub fn sync(
             }
             // Grants went first, above (they are in `seen`); everything else is sealed.
             let Some((id, k)) = &current else {
-                return Err(SyncError::Refused(
-                    "this device holds no content key yet: an admin must sync with the \
-                     relay (or with this device) first"
-                        .into(),
-                ));
+                return Err(RelayError::NoContentKey.into());
             };
             let nonce: [u8; 24] = seal::random();
             let item = SealedItem {
@@ -360,8 +372,7 @@ pub fn sync(
                 "a push",
                 client.call(&key, "POST", &format!("{base}/events"), &encode(&items))?,
             )?;
-            let r: PushReply = decode_exact(&body)
-                .map_err(|e| SyncError::Protocol(format!("relay push reply: {e}")))?;
+            let r: PushReply = decode_exact(&body).map_err(|e| bad_reply("push reply", e))?;
             report.pushed += u64::from(r.stored);
             report.push_duplicates += u64::from(r.duplicates);
         }
@@ -408,15 +419,12 @@ fn pull_pass(
                 b"",
             )?,
         )?;
-        let page: PullReply = decode_exact(&body)
-            .map_err(|e| SyncError::Protocol(format!("relay pull reply: {e}")))?;
+        let page: PullReply = decode_exact(&body).map_err(|e| bad_reply("pull reply", e))?;
         if page.items.is_empty() {
             break;
         }
         if page.cursor <= after || page.items.iter().any(|(c, _)| *c <= after) {
-            return Err(SyncError::Protocol(
-                "relay returned items at or before the cursor".into(),
-            ));
+            return Err(RelayError::CursorWentBack.into());
         }
         report.pulled += page.items.len() as u64;
         let mut s = lock(store);
@@ -579,138 +587,5 @@ impl GrantedKeys {
                     .map(|g| g.key_id),
             );
         }
-    }
-}
-
-/// What this device's log says of the device that signed the relay's member list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
-    /// An admin, not revoked.
-    Admin,
-    /// Revoked (whatever its role was).
-    Revoked,
-    /// Unknown to this log, or a member of another role.
-    NotAdmin,
-}
-
-fn standing(p: &cairn_core::Projection, d: DeviceId) -> Standing {
-    match p.members().into_iter().find(|m| m.device == d) {
-        Some(m) if m.revoked_by.is_some() => Standing::Revoked,
-        Some(m) if m.role == Role::Admin => Standing::Admin,
-        _ => Standing::NotAdmin,
-    }
-}
-
-/// Registers the workspace or replaces the relay's member list when this device is an admin
-/// and the relay's list is older than its log (fewer membership events), in the first format,
-/// or signed by a device this log knows as revoked (the new list revokes it, which the relay
-/// accepts whatever the stored version: a revoked admin's `u64::MAX` cannot freeze the list).
-/// Returns whether it wrote and, if it did not, the relay's list, for [`check_member_list`]
-/// once the pull has brought this log up to date.
-fn update_member_list(
-    store: &SharedStore,
-    client: &RelayClient,
-    key: &cairn_core::keys::DeviceKey,
-    base: &str,
-) -> Result<(bool, Option<MemberList>), SyncError> {
-    let path = format!("{base}/members");
-    let (status, body) = client.call(key, "GET", &path, b"")?;
-    // A list in the first format may still be stored (an admin replaces it below).
-    let remote = match status {
-        200 => Some(MemberList::decode_stored(&body).map_err(|e| {
-            SyncError::Protocol(format!("the relay's member list is invalid: {e}"))
-        })?),
-        404 => None,
-        _ => {
-            return client
-                .expect_ok("reading the member list", (status, body))
-                .map(|_| (false, None));
-        }
-    };
-    let (body, admin, signer) = {
-        let s = lock(store);
-        let p = s.projection();
-        let me = s.device().device_id();
-        let all = p.members();
-        let members: Vec<_> = all
-            .iter()
-            .filter(|m| m.revoked_by.is_none())
-            .map(|m| (m.device, m.role))
-            .collect();
-        let revoked: Vec<_> = all
-            .iter()
-            .filter(|m| m.revoked_by.is_some())
-            .map(|m| m.device)
-            .collect();
-        let admin = members.iter().any(|(d, r)| *d == me && *r == Role::Admin);
-        let ws = p
-            .workspace()
-            .ok_or_else(|| SyncError::Refused("no workspace".into()))?;
-        let signer = remote.as_ref().map(|r| standing(p, r.signer()));
-        (
-            MemberListBody {
-                workspace: ws,
-                version: p.membership_version(),
-                members,
-                revoked,
-                time: now_millis(),
-            },
-            admin,
-            signer,
-        )
-    };
-    let replace = match &remote {
-        None => true,
-        Some(r) => {
-            r.is_legacy() || r.body().version < body.version || signer == Some(Standing::Revoked)
-        }
-    };
-    if !admin || !replace {
-        return match remote {
-            Some(r) => Ok((false, Some(r))),
-            None => Err(SyncError::Refused(
-                "the relay does not know this workspace yet: an admin must sync with it first"
-                    .into(),
-            )),
-        };
-    }
-    let bytes = MemberList::sign(&body, key);
-    client.expect_ok("the member list", client.call(key, "PUT", &path, &bytes)?)?;
-    Ok((true, None))
-}
-
-/// Checks the relay's member list against this log, after the pull brought the log up to
-/// date: its signer must be an admin here and not revoked. A relay that serves a list signed
-/// by anyone else is an error, not a warning (the sync itself is already saved). A signer
-/// this log does not know yet is tolerated only while the pull is incomplete (its enrolment
-/// may be in what is still to come).
-fn check_member_list(
-    store: &SharedStore,
-    list: Option<&MemberList>,
-    pull_incomplete: bool,
-) -> Result<(), SyncError> {
-    let Some(list) = list else { return Ok(()) };
-    let signer = list.signer();
-    match standing(lock(store).projection(), signer) {
-        Standing::Admin => Ok(()),
-        Standing::Revoked => Err(SyncError::Refused(format!(
-            "the relay's member list is signed by {}, which this log knows as revoked: an \
-             admin must sync with this relay to replace it",
-            signer.short()
-        ))),
-        Standing::NotAdmin if pull_incomplete => {
-            tracing::warn!(
-                signer = %signer.short(),
-                "the relay's member list is signed by a device this log does not know as an \
-                 admin yet; the pull is incomplete, so it is checked again at the next sync"
-            );
-            Ok(())
-        }
-        Standing::NotAdmin => Err(SyncError::Refused(format!(
-            "the relay's member list is signed by {}, which is not an admin in this log: the \
-             relay or that key is not to be trusted (an admin syncing with the relay replaces \
-             the list)",
-            signer.short()
-        ))),
     }
 }
