@@ -1,0 +1,248 @@
+//! Uploads: a version's files (a folder, files or a zip export) and firmware images, written
+//! to a private scratch directory and committed through `cairn_app`.
+
+use axum::extract::{Multipart, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_app::firmware::{AddFirmware, FirmwareOpError};
+use cairn_app::versions;
+use cairn_firmware::Scanner;
+
+use super::writes::write;
+use super::{Api, MAX_UPLOAD, MAX_ZIP_ENTRIES, error};
+
+/// A stored path from an upload: relative, no `..`, no root, no empty or `.` components.
+pub(super) fn safe_relative(name: &str) -> Option<PathBuf> {
+    let p = Path::new(name);
+    if name.is_empty() || name.contains('\0') || name.contains('\\') {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Why an upload is refused: the status and the message for [`error`].
+type Refusal = (StatusCode, String);
+
+/// Writes one uploaded file under `root` at the stored path `name`, refusing anything that
+/// would leave `root`.
+fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Refusal> {
+    let Some(rel) = safe_relative(name) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("refused file name {name:?}: stored paths must be relative, without `..`"),
+        ));
+    };
+    let path = root.join(&rel);
+    path.parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, data))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
+}
+
+/// Unpacks a zip export under `root`: every entry name checked like an uploaded file name,
+/// at most [`MAX_ZIP_ENTRIES`] entries and [`MAX_UPLOAD`] bytes unpacked (a zip bomb is
+/// refused, not written). Returns the number of files.
+fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
+    use std::io::Read;
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data))
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    if zip.len() > MAX_ZIP_ENTRIES {
+        return Err(bad(format!(
+            "the zip holds {} entries (at most {MAX_ZIP_ENTRIES})",
+            zip.len()
+        )));
+    }
+    let mut budget = MAX_UPLOAD as u64;
+    let mut files = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| bad(format!("zip entry {i}: {e}")))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry
+            .name()
+            .map_err(|e| bad(format!("zip entry {i}: name: {e}")))?
+            .to_string();
+        let mut buf = Vec::new();
+        (&mut entry)
+            .take(budget + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| bad(format!("zip entry {name:?}: {e}")))?;
+        if buf.len() as u64 > budget {
+            return Err(bad(format!(
+                "the zip unpacks to more than {MAX_UPLOAD} bytes"
+            )));
+        }
+        budget -= buf.len() as u64;
+        write_upload(root, &name, &buf)?;
+        files += 1;
+    }
+    Ok(files)
+}
+
+/// A version upload: multipart with `message`, optional `branch`, and `file` parts whose file
+/// names are the stored paths (a folder upload sends `dir/sub/file`) and/or `zip` parts (a zip
+/// export, unpacked). Written to a private temp directory, then committed as one version by
+/// `versions::commit`.
+pub(super) async fn version_upload(
+    State(api): State<Arc<Api>>,
+    UrlPath(asset): UrlPath<String>,
+    mut form: Multipart,
+) -> Response {
+    let tmp = match tempdir_in(&api.dir) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut message = None;
+    let mut branch = None;
+    let mut files = 0usize;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("upload: {e}")),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let data = match field.bytes().await {
+            Ok(d) => d,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("upload: {e}")),
+        };
+        match name.as_str() {
+            "message" => message = Some(String::from_utf8_lossy(&data).into_owned()),
+            "branch" => branch = Some(String::from_utf8_lossy(&data).into_owned()),
+            "file" => {
+                if let Err((st, m)) =
+                    write_upload(tmp.path(), file_name.as_deref().unwrap_or(""), &data)
+                {
+                    return error(st, m);
+                }
+                files += 1;
+            }
+            "zip" => match unpack_zip(tmp.path(), &data) {
+                Ok(n) => files += n,
+                Err((st, m)) => return error(st, m),
+            },
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unexpected form field {other:?}"),
+                );
+            }
+        }
+    }
+    if files == 0 {
+        return error(StatusCode::BAD_REQUEST, "no files in the upload");
+    }
+    let req = versions::Commit {
+        asset,
+        branch: branch.unwrap_or_else(|| "main".into()),
+        message: message.unwrap_or_default(),
+        paths: vec![tmp.path().to_path_buf()],
+        stored_as: None,
+    };
+    write(&api, "commit", tmp, move |s| versions::commit(s, &req, &())).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct FirmwareQuery {
+    file_name: String,
+    version: Option<String>,
+    label: Option<String>,
+}
+
+/// A firmware upload: the image as the raw body; its name and version in the query.
+pub(super) async fn firmware_upload(
+    State(api): State<Arc<Api>>,
+    UrlPath(asset): UrlPath<String>,
+    Query(q): Query<FirmwareQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(rel) = safe_relative(&q.file_name).filter(|p| p.components().count() == 1) else {
+        return error(StatusCode::BAD_REQUEST, "refused file name");
+    };
+    if body.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the image is empty");
+    }
+    let tmp = match tempdir_in(&api.dir) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let path = tmp.path().join(rel);
+    if let Err(e) = std::fs::write(&path, &body) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}"));
+    }
+    let req = AddFirmware {
+        asset,
+        file: path,
+        version: q.version.filter(|v| !v.is_empty()),
+        label: q.label.filter(|v| !v.is_empty()),
+        max_size: MAX_UPLOAD as u64,
+    };
+    write(&api, "firmware add", tmp, move |s| {
+        let scanner = Scanner::new().map_err(FirmwareOpError::from)?;
+        cairn_app::firmware::add(s, &scanner, &req, &())
+    })
+    .await
+}
+
+/// A private scratch directory inside the data directory (same file system as the blobs),
+/// removed when the request ends.
+fn tempdir_in(dir: &Path) -> std::io::Result<TempDir> {
+    let p = dir.join(format!(
+        "upload-{}",
+        hex::encode(cairn_store::seal::random::<8>())
+    ));
+    std::fs::create_dir(&p)?;
+    Ok(TempDir(p))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_relative;
+    use std::path::PathBuf;
+
+    #[test]
+    fn upload_names_stay_inside_the_upload() {
+        assert_eq!(safe_relative("a/b.xml"), Some(PathBuf::from("a/b.xml")));
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "./",
+            "a\\..\\x",
+            "x\0y",
+        ] {
+            assert_eq!(safe_relative(bad), None, "{bad:?}");
+        }
+    }
+}
