@@ -36,6 +36,7 @@ pub use verify::{AnalysisCheck, verify};
 
 /// What can go wrong with a firmware image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FirmwareError {
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]

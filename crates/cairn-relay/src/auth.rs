@@ -57,6 +57,7 @@ pub struct Claims {
 
 /// Why a request is not authentic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// A header is missing or malformed.
     #[error("missing or malformed {0} header")]

@@ -102,6 +102,7 @@ pub struct MemberList {
 
 /// Why bytes are not a valid member list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MemberListError {
     /// Not the format.
     #[error("malformed member list: {0}")]
