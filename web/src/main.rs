@@ -260,7 +260,11 @@ fn start_node(u: Ui) {
         }
         match pull(u).await {
             Ok(_) => {
-                u.loaded.set(Some(Ok(())));
+                // Set only if not set yet: setting it again re-creates the page, which lost
+                // what the user had typed meanwhile (a search typed while the log loaded).
+                if u.loaded.get_untracked() != Some(Ok(())) {
+                    u.loaded.set(Some(Ok(())));
+                }
                 u.ready_ms.set(Some(now_ms() - t0));
                 follow_live(u);
             }
