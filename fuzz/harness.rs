@@ -1,8 +1,8 @@
 //! What each fuzz target checks, shared by the targets (`fuzz_targets/*.rs`, run by
 //! `cargo xtask fuzz`) and by the ordinary test that replays every committed crasher
 //! (`tests/fuzz_regressions.rs`). Each takes hostile bytes as a peer, a relay, a USB stick or
-//! a pasted ticket would hand them over: it must never panic, and whatever decodes must
-//! decode again to the same value from its own bytes.
+//! a pasted ticket or a vendor's firmware image would hand them over: it must never panic, and
+//! whatever decodes must decode again to the same value from its own bytes.
 
 use cairn_core::EventKind;
 use cairn_core::body::Body;
@@ -18,6 +18,7 @@ pub(crate) const TARGETS: &[(&str, Check)] = &[
     ("bundle", bundle),
     ("ticket", ticket),
     ("relay_wire", relay_wire),
+    ("firmware_layout", firmware_layout),
 ];
 
 /// A stored or received event: decoding, the signature check and every kind's body decoder.
@@ -96,4 +97,56 @@ pub(crate) fn relay_wire(data: &[u8]) {
         assert_eq!(l.bytes(), data);
     }
     let _ = MemberList::decode(data);
+    // What the relay itself is sent: a push body, and the signed-request headers (here one
+    // `name: value` per line).
+    if let Ok(items) = decode_exact::<Vec<SealedItem>>(data) {
+        assert_eq!(
+            decode_exact::<Vec<SealedItem>>(&encode(&items)).ok(),
+            Some(items)
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let header = |name: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        if let Ok(claims) = cairn_relay::auth::Claims::parse(header) {
+            let _ = claims.verify("POST", "/v1/x/events", data, 0, u64::MAX);
+            let _ = claims.digest();
+        }
+    }
+}
+
+/// A firmware image as an engineer adds it: the layout reader (binwalk's signatures and
+/// parsers, region hashes, entropy) must not panic, and the analysis it returns must check out
+/// against the very bytes it read (every byte in a region, every hash right). Inputs are far
+/// smaller than a scan window (64 MiB), so this reaches the parsers and the layout, not the
+/// window split. A parser that loops is contained by the scan budget (an analysis marked
+/// incomplete, as designed); the budget here is small, so a hang the budget fails to contain
+/// shows as a libFuzzer timeout (`cargo xtask fuzz` passes `-timeout`).
+pub(crate) fn firmware_layout(data: &[u8]) {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+    static SCANNER: OnceLock<cairn_firmware::Scanner> = OnceLock::new();
+    let scanner = SCANNER.get_or_init(|| {
+        cairn_firmware::Scanner::new()
+            .expect("binwalk's signature table builds")
+            .with_budget(cairn_firmware::Budget {
+                per_call: Duration::from_secs(2),
+                per_window: Duration::from_secs(5),
+                per_image: Duration::from_secs(10),
+                calls_per_window: 1 << 16,
+            })
+    });
+    let len = data.len() as u64;
+    let analysis = cairn_firmware::analyse(scanner, data, len).expect("an in-memory image reads");
+    let mut check = cairn_firmware::AnalysisCheck::new(&analysis, len);
+    std::io::Write::write_all(&mut check, data).expect("checking in memory cannot fail");
+    assert_eq!(
+        check.finish(),
+        Ok(()),
+        "the analysis of these bytes does not verify"
+    );
 }

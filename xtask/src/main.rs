@@ -35,7 +35,9 @@ fn main() -> Result<()> {
         Some("web") => web().map(|_| ()),
         Some("fuzz") => fuzz(&args[1..]),
         _ => {
-            bail!("usage: cargo xtask demo [DIR] | test | bench [scenario…] | web | fuzz [SECONDS]")
+            bail!(
+                "usage: cargo xtask demo [DIR] | test | bench [scenario…] | web | fuzz [SECONDS] [TARGET…]"
+            )
         }
     }
 }
@@ -214,7 +216,8 @@ fn test() -> Result<()> {
         .env("PATH", &path)
         .env("CAIRN_MOTO_SERVER", tools.join("moto_server")))?;
     cdk_tests()?;
-    browser_tests()
+    browser_tests()?;
+    fuzz_for(&fuzz_targets()?, TEST_FUZZ_SECONDS, false)
 }
 
 /// A virtualenv under target/tools with moto's DynamoDB server and cargo-lambda, from PyPI
@@ -380,42 +383,104 @@ fn fuzz_targets() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Runs every fuzz target for SECONDS (default 60) with libFuzzer (`cargo fuzz`, on the
-/// nightly toolchain; cargo-fuzz is installed if missing). A target that finds a fault stops;
-/// its input is copied to `fuzz/regressions/TARGET/`, where `tests/fuzz_regressions.rs`
-/// replays it on every test run, and the command fails once all targets have run.
+/// `cargo xtask fuzz [SECONDS] [TARGET…]`: the named fuzz targets (default: all) for SECONDS
+/// each (default 60), optimised.
 fn fuzz(args: &[String]) -> Result<()> {
-    let seconds: u64 = match args.first() {
-        Some(s) => s
-            .parse()
-            .with_context(|| format!("{s:?} is not a number of seconds"))?,
-        None => 60,
+    let (seconds, names) = match args.first().map(|s| s.parse::<u64>()) {
+        Some(Ok(s)) => (s, &args[1..]),
+        _ => (60, args),
     };
+    let all = fuzz_targets()?;
+    if let Some(bad) = names.iter().find(|n| !all.contains(n)) {
+        bail!("no fuzz target {bad:?}; the targets: {}", all.join(" "));
+    }
+    let targets = if names.is_empty() {
+        all
+    } else {
+        names.to_vec()
+    };
+    fuzz_for(&targets, seconds, true)
+}
+
+/// How long `cargo xtask test` runs each fuzz target: a smoke run, built unoptimised (it
+/// compiles in a fraction of the time), that the targets still build and that the inputs
+/// libFuzzer makes in that time pass; the long runs are `cargo xtask fuzz`, optimised.
+const TEST_FUZZ_SECONDS: u64 = 10;
+
+/// A cargo command for cargo-fuzz, without the outer cargo's environment (cargo-fuzz would
+/// build with it and miss its own earlier build): on nightly with AddressSanitizer when the
+/// machine has nightly, else on stable without a sanitizer (cargo-fuzz's `-s none`, which
+/// stable supports; the coverage guidance is the same).
+fn fuzz_cargo(nightly: bool, optimised: bool) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root())
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC");
+    if nightly {
+        c.arg("+nightly");
+    }
+    c.args(["fuzz", "run", if optimised { "--release" } else { "--dev" }]);
+    if !nightly {
+        c.args(["-s", "none"]);
+    }
+    c
+}
+
+/// Runs each of `targets` for `seconds` with libFuzzer (`cargo fuzz`; cargo-fuzz is installed
+/// if missing). A target that finds a fault stops; its input is copied to
+/// `fuzz/regressions/TARGET/`, where `tests/fuzz_regressions.rs` replays it on every test
+/// run, and the command fails once all targets have run.
+fn fuzz_for(targets: &[String], seconds: u64, optimised: bool) -> Result<()> {
     let has_fuzz = Command::new("cargo")
         .args(["fuzz", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_fuzz {
-        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            "0.13.2",
+            "--locked",
+        ]))?;
     }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    eprintln!(
+        "fuzzing {} target(s) for {seconds} s each, {}, {}",
+        targets.len(),
+        if nightly {
+            "nightly with AddressSanitizer"
+        } else {
+            "stable without a sanitizer (no nightly toolchain here)"
+        },
+        if optimised {
+            "optimised"
+        } else {
+            "unoptimised"
+        }
+    );
     let mut found = Vec::new();
-    for t in fuzz_targets()? {
-        let corpus = root().join("fuzz/corpus").join(&t);
+    for t in targets {
+        let corpus = root().join("fuzz/corpus").join(t);
         std::fs::create_dir_all(&corpus)?;
-        let artifacts = root().join("fuzz/artifacts").join(&t);
+        // Emptied first, so that only this run's inputs are reported and kept.
+        let artifacts = root().join("fuzz/artifacts").join(t);
+        if artifacts.exists() {
+            std::fs::remove_dir_all(&artifacts)?;
+        }
         std::fs::create_dir_all(&artifacts)?;
-        // Not the outer (stable) cargo's environment: cargo-fuzz would build with it and
-        // miss the nightly build it made before.
-        let status = Command::new("cargo")
-            .current_dir(root())
-            .env_remove("CARGO")
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .env_remove("RUSTC")
-            .args(["+nightly", "fuzz", "run", "-O", &t])
+        let status = fuzz_cargo(nightly, optimised)
+            .arg(t)
             .arg(&corpus)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-rss_limit_mb=2048")
+            // One input may take this long (the firmware target's own budget is 10 s).
+            .arg("-timeout=60")
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .status()
             .with_context(|| format!("starting cargo fuzz for {t}"))?;
@@ -423,16 +488,18 @@ fn fuzz(args: &[String]) -> Result<()> {
             eprintln!("fuzz {t}: {seconds} s, no fault");
             continue;
         }
-        let keep = root().join("fuzz/regressions").join(&t);
+        let keep = root().join("fuzz/regressions").join(t);
         std::fs::create_dir_all(&keep)?;
+        let mut kept = 0;
         for e in std::fs::read_dir(&artifacts)? {
             let p = e?.path();
             if let Some(name) = p.file_name() {
                 std::fs::copy(&p, keep.join(name))?;
                 found.push(format!("{t}: {}", keep.join(name).display()));
+                kept += 1;
             }
         }
-        if found.is_empty() {
+        if kept == 0 {
             bail!("cargo fuzz for {t} failed without leaving an input ({status})");
         }
     }

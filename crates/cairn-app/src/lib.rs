@@ -18,7 +18,7 @@
 //! the thing it acts on (or a new module with its own error enum implementing [`OpError`]),
 //! check everything before the first write, append through `Store::append` (one event, or
 //! none on error), and call it from the CLI's `cmd_*.rs` and from a handler in the CLI's
-//! `http_api.rs`. Test it against a real store (`tests/operations.rs`).
+//! `http_api/writes.rs` (or `uploads.rs`). Test it against a real store (`tests/operations.rs`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

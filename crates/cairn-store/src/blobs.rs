@@ -32,6 +32,13 @@ pub struct BlobStore {
     key: Key,
 }
 
+impl Drop for BlobStore {
+    fn drop(&mut self) {
+        // The chunk key opens every blob, as the blob key it derives from does.
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BlobStore({})", self.dir.display())

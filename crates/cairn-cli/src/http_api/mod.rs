@@ -17,7 +17,6 @@
 //! record a change through one code path. An error's status comes from its kind
 //! ([`cairn_app::Fault`]): 422 for a request that does not fit the workspace, 403 for a write
 //! the workspace refuses, 500 for storage failures.
-
 //!
 //! Rooms: `guards` (Host, Origin, token), `reads`, `writes`, `uploads` (version files and
 //! firmware images) and `static_files` (the UI itself).

@@ -188,7 +188,7 @@ impl Store {
         Ok(report)
     }
 
-    pub(super) fn writable(&self) -> Result<()> {
+    fn writable(&self) -> Result<()> {
         if self.audit_only {
             return Err(StoreError::Refused(
                 "this store was opened for audit only and cannot be written".into(),
@@ -197,7 +197,7 @@ impl Store {
         Ok(())
     }
 
-    pub(super) fn persist(&mut self, results: &[(Event, Verdict)]) -> Result<()> {
+    fn persist(&mut self, results: &[(Event, Verdict)]) -> Result<()> {
         let mut w = self.db.begin_write().map_err(dbe!(self))?;
         w.set_durability(Durability::Immediate)
             .map_err(dbe!(self))?;

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use cairn_core::{BlobId, DeviceId, EventId};
+use cairn_core::{DeviceId, EventId};
 
 use super::{BY_ID, DB_FILE, LOG, LOG_BATCH, Store, StoredEvent, aad, db_err};
 use crate::error::{Result, StoreError};
@@ -115,7 +115,7 @@ impl Store {
         t.len().map_err(dbe!(self))
     }
 
-    /// The log scan behind [`Store::raw_log_batches`]; without `with_ids` the index is not
+    /// The log scan behind [`Store::log`], [`Store::raw_log_batches`] and the replay; without `with_ids` the index is not
     /// read (ids are then `None` and nothing is reported dangling), which saves 40 bytes per
     /// event when only the bytes are needed.
     pub(super) fn scan_log(
@@ -217,33 +217,5 @@ impl Store {
                     })
             })
             .collect()
-    }
-
-    /// Blobs referenced by known versions and firmware images but not present here.
-    pub fn missing_blobs(&self) -> Vec<BlobId> {
-        let mut out: Vec<_> = self
-            .projection
-            .referenced_blobs()
-            .filter(|b| !self.blobs.contains(b))
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    /// [`Store::missing_blobs`], each with the largest size a signed event referencing it
-    /// declares: a blob asked of a peer may be no longer than that.
-    pub fn missing_blob_sizes(&self) -> Vec<(BlobId, u64)> {
-        let mut sizes: std::collections::BTreeMap<BlobId, u64> =
-            self.missing_blobs().into_iter().map(|b| (b, 0)).collect();
-        if sizes.is_empty() {
-            return Vec::new();
-        }
-        for (blob, size) in self.projection.referenced_blob_sizes() {
-            if let Some(s) = sizes.get_mut(&blob) {
-                *s = (*s).max(size);
-            }
-        }
-        sizes.into_iter().collect()
     }
 }

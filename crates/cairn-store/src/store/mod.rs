@@ -11,6 +11,12 @@
 //!
 //! Each write command is one durable redb transaction; blobs are fsynced before the event that
 //! references them is committed.
+//!
+//! Rooms: this file (opening, creating, the tables, blobs present and missing), `log_read`
+//! (the log whole, by page, in batches, by position), `replay` (the projection from the log,
+//! and rebuilds), `ingest` (`append` and `ingest`), `verdicts` (where each judged event goes),
+//! `quarantine` (rejected events and their caps, the pending set), `local` (device-local
+//! records and counters).
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 use std::collections::HashSet;
@@ -40,8 +46,8 @@ const DB_CACHE: usize = 32 << 20;
 pub(crate) const LOG_BATCH: usize = 8192;
 
 /// File names inside a workspace directory.
-pub(crate) const KEY_FILE: &str = "device.key";
-pub(crate) const DB_FILE: &str = "cairn.redb";
+const KEY_FILE: &str = "device.key";
+const DB_FILE: &str = "cairn.redb";
 
 /// An event as stored in the log.
 #[derive(Debug, Clone)]
@@ -256,6 +262,34 @@ impl Store {
     /// The blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// Blobs referenced by known versions and firmware images but not present here.
+    pub fn missing_blobs(&self) -> Vec<cairn_core::BlobId> {
+        let mut out: Vec<_> = self
+            .projection
+            .referenced_blobs()
+            .filter(|b| !self.blobs.contains(b))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// [`Store::missing_blobs`], each with the largest size a signed event referencing it
+    /// declares: a blob asked of a peer may be no longer than that.
+    pub fn missing_blob_sizes(&self) -> Vec<(cairn_core::BlobId, u64)> {
+        let mut sizes: std::collections::BTreeMap<cairn_core::BlobId, u64> =
+            self.missing_blobs().into_iter().map(|b| (b, 0)).collect();
+        if sizes.is_empty() {
+            return Vec::new();
+        }
+        for (blob, size) in self.projection.referenced_blob_sizes() {
+            if let Some(s) = sizes.get_mut(&blob) {
+                *s = (*s).max(size);
+            }
+        }
+        sizes.into_iter().collect()
     }
 
     /// This device's X25519 public key, published in its enrolment so that members can seal

@@ -1,5 +1,6 @@
-//! What can go wrong talking to a relay, told apart: the link, the relay saying no, a reply
-//! that is not what the protocol promises, and a member list that this log cannot trust.
+//! What can go wrong syncing through a relay, told apart: this device not ready (no workspace,
+//! no content key), the link, the relay saying no, a reply that is not what the protocol
+//! promises, and a member list that this log cannot trust.
 
 use cairn_core::DeviceId;
 

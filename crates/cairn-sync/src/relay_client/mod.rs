@@ -17,6 +17,9 @@
 //! a key no active admin holds, items that fail to open and items that do not match their header
 //! are reported, never applied, and the cursor moves past them (any member can push such an
 //! item under its own name; it must not pin every puller's cursor).
+//!
+//! Rooms: this file (the HTTP client, the pass, pulling and key grants), `error`
+//! ([`RelayError`]), `member_list` (keeping the relay's member list current and checking it).
 
 use std::collections::HashSet;
 use std::time::Duration;
