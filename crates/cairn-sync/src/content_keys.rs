@@ -276,16 +276,7 @@ mod tests {
     /// the key must be rotated all the same.
     #[test]
     fn a_key_granted_by_a_revoked_admin_is_rotated() {
-        let da = tempfile::tempdir().unwrap();
-        let mut a = Store::init_with_cost(
-            da.path(),
-            b"pw",
-            "Plant",
-            "admin",
-            1_000,
-            cairn_store::keyfile::KdfCost::new(8, 1, 1),
-        )
-        .unwrap();
+        let (_da, mut a) = crate::ticket::tests::admin();
         let db = tempfile::tempdir().unwrap();
         let mut b = Store::create(
             db.path(),

@@ -339,10 +339,12 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn admin() -> (tempfile::TempDir, Store) {
+    /// A workspace with one admin device, at a cheap key-file cost (shared by this crate's
+    /// unit tests).
+    pub(crate) fn admin() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
         let s = Store::init_with_cost(
             d.path(),
