@@ -54,6 +54,7 @@ struct Worker {
     jobs: Sender<Job>,
     msgs: Receiver<Msg>,
     current: Current,
+    thread: std::thread::JoinHandle<()>,
 }
 
 struct ToAnalysis {
@@ -105,7 +106,7 @@ impl Driver {
             msgs: msg_tx,
             current: current.clone(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cairn-scan".into())
             .spawn(move || {
                 for job in job_rx {
@@ -133,6 +134,7 @@ impl Driver {
             jobs,
             msgs,
             current,
+            thread,
         })
     }
 
@@ -246,10 +248,25 @@ impl Driver {
         resolve(found, base, skip_until)
     }
 
-    /// Abandons the worker: no more parsing for this image.
+    /// Abandons the worker: no more parsing for this image. Its handle is dropped, not joined:
+    /// it may never return.
     fn give_up(&mut self, why: String, warnings: &mut Vec<String>) {
         tracing::warn!("{why}");
         warnings.push(why);
         self.stopped = true;
+    }
+}
+
+impl Drop for Driver {
+    /// A worker that was not abandoned is idle, waiting for its next window: closing its job
+    /// channel ends it, and joining means no scan thread outlives the analysis that started it
+    /// (one that was still tearing down after `analyse` returned showed up as a leak).
+    fn drop(&mut self) {
+        if let Some(Worker { jobs, thread, .. }) = self.worker.take() {
+            drop(jobs);
+            if thread.join().is_err() {
+                tracing::warn!("the scan worker panicked while stopping");
+            }
+        }
     }
 }

@@ -11,6 +11,9 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use serde::{Deserialize, Serialize};
 
 use crate::SyncError;
+use crate::node::transport;
+use crate::protocol_error::ProtocolError;
+use crate::refusal::Refusal;
 use crate::session::{self, SharedStore};
 use crate::ticket::{self, JoinRequest};
 
@@ -73,19 +76,21 @@ impl ProtocolHandler for JoinHandler {
 
 /// Sends `req` over an open connection and reads the reply.
 pub(crate) async fn request(conn: &Connection, req: &JoinRequest) -> Result<Role, SyncError> {
-    let t = |e: &dyn std::fmt::Display| SyncError::Transport(e.to_string());
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| t(&e))?;
-    send.write_all(&req.encode()).await.map_err(|e| t(&e))?;
-    send.finish().map_err(|e| t(&e))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(transport("opening a stream"))?;
+    send.write_all(&req.encode())
+        .await
+        .map_err(transport("sending the join request"))?;
+    send.finish().map_err(transport("ending the stream"))?;
     let bytes = recv
         .read_to_end(MAX_JOIN_MESSAGE)
         .await
-        .map_err(|e| t(&e))?;
+        .map_err(transport("reading the join reply"))?;
     match postcard::from_bytes(&bytes) {
         Ok(JoinReply::Enrolled(role)) => Ok(role),
-        Ok(JoinReply::Refused(why)) => {
-            Err(SyncError::Refused(format!("the inviter refused: {why}")))
-        }
-        Err(e) => Err(SyncError::Protocol(format!("undecodable join reply: {e}"))),
+        Ok(JoinReply::Refused(why)) => Err(SyncError::Refused(Refusal::ByInviter(why))),
+        Err(e) => Err(SyncError::Protocol(ProtocolError::JoinReply(e))),
     }
 }

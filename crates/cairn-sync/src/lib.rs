@@ -10,18 +10,24 @@
 //! - [`relay_client`]: sync through an untrusted relay, events sealed with the content key.
 //! - [`node`]: the iroh transport. The endpoint key is the device key, so the QUIC handshake
 //!   proves the peer's device identity and membership is checked on it.
+//! - [`protocol_error`] and [`refusal`]: what a peer did wrong, and why a sync or join is
+//!   refused, each a typed error inside [`SyncError`].
 
 pub mod content_keys;
 pub mod counted;
 pub mod join;
 pub mod node;
 pub mod plan;
+pub mod protocol_error;
+pub mod refusal;
 pub mod relay_client;
 pub mod session;
 pub mod ticket;
 pub mod wire;
 
-pub use node::{Node, NodeConfig, PeerAddr};
+pub use node::{Node, NodeConfig, PeerAddr, TransportError};
+pub use protocol_error::ProtocolError;
+pub use refusal::Refusal;
 pub use session::{SharedStore, SyncReport, share};
 pub use ticket::{JoinRequest, Ticket};
 
@@ -51,7 +57,7 @@ pub enum SyncError {
     /// The peer broke the protocol (frames in the wrong order, a frontier that does not match
     /// its digest, too many of something).
     #[error("protocol violation by peer: {0}")]
-    Protocol(String),
+    Protocol(#[from] ProtocolError),
     /// A ticket or join request that does not parse ([`ticket::TicketError`]).
     #[error(transparent)]
     Ticket(#[from] ticket::TicketError),
@@ -63,15 +69,25 @@ pub enum SyncError {
         /// The encoder's error.
         error: postcard::Error,
     },
-    /// The peer is not allowed to sync with this workspace.
+    /// The peer or this device may not take part ([`Refusal`]).
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(#[from] Refusal),
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] cairn_store::StoreError),
-    /// The transport failed.
+    /// The transport failed ([`node::TransportError`]).
     #[error("transport: {0}")]
-    Transport(String),
+    Transport(#[from] node::TransportError),
+    /// A task of this side's session stopped before its work was done: it panicked, or the
+    /// task it hands work to stopped first (whose own error is then the session's).
+    #[error("this side's {task} stopped before its work was done")]
+    TaskEnded {
+        /// Which task.
+        task: &'static str,
+        /// How it ended, when it was joined.
+        #[source]
+        source: Option<tokio::task::JoinError>,
+    },
     /// Sync through a relay failed ([`relay_client::RelayError`]).
     #[error(transparent)]
     Relay(#[from] relay_client::RelayError),
@@ -85,6 +101,31 @@ impl SyncError {
             SyncError::Frame(f) => f.by_peer(),
             SyncError::Relay(r) => r.by_peer(),
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only what the peer sent is the peer's fault: a refusal, a failed local task or the link
+    /// is not reported as a protocol violation by the peer.
+    #[test]
+    fn only_protocol_errors_are_the_peers_doing() {
+        let peer = SyncError::from(ProtocolError::FrontierMismatch);
+        assert!(peer.by_peer());
+        assert!(peer.to_string().starts_with("protocol violation by peer: "));
+        for local in [
+            SyncError::from(Refusal::NotJoined),
+            SyncError::TaskEnded {
+                task: "ingest worker",
+                source: None,
+            },
+            SyncError::from(TransportError::TimedOut(std::time::Duration::from_secs(1))),
+        ] {
+            assert!(!local.by_peer(), "{local}");
+            assert!(!local.to_string().contains("by peer"), "{local}");
         }
     }
 }

@@ -12,13 +12,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cairn_core::DeviceId;
-use iroh::endpoint::{Connection, PortmapperConfig, QuicTransportConfig, presets};
+use iroh::endpoint::{Connection, PortmapperConfig, QuicTransportConfig, ReadToEndError, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, PublicKey, SecretKey};
 
 use crate::SyncError;
 use crate::counted::Counted;
 use crate::join::{self, JOIN_ALPN, JoinHandler};
+use crate::protocol_error::ProtocolError;
+use crate::refusal::Refusal;
 use crate::session::{self, Progress, SharedStore, SyncReport};
 use crate::ticket::{JoinRequest, Ticket};
 use cairn_core::domain::Role;
@@ -78,9 +80,7 @@ impl FromStr for PeerAddr {
 pub fn authorize(store: &SharedStore, peer: &DeviceId) -> Result<(), SyncError> {
     let s = session::lock(store);
     if s.projection().workspace().is_none() {
-        return Err(SyncError::Refused(
-            "this device has not joined a workspace yet".into(),
-        ));
+        return Err(SyncError::Refused(Refusal::NotJoined));
     }
     match s
         .projection()
@@ -89,14 +89,8 @@ pub fn authorize(store: &SharedStore, peer: &DeviceId) -> Result<(), SyncError> 
         .find(|m| m.device == *peer)
     {
         Some(m) if m.revoked_by.is_none() => Ok(()),
-        Some(_) => Err(SyncError::Refused(format!(
-            "device {} is revoked",
-            peer.short()
-        ))),
-        None => Err(SyncError::Refused(format!(
-            "device {} is not a member of this workspace",
-            peer.short()
-        ))),
+        Some(_) => Err(SyncError::Refused(Refusal::Revoked(*peer))),
+        None => Err(SyncError::Refused(Refusal::NotMember(*peer))),
     }
 }
 
@@ -106,24 +100,20 @@ fn device_of(id: &PublicKey) -> DeviceId {
 
 /// Reads the peer's end of stream after the last frame; anything more is a protocol error.
 async fn expect_end(recv: &mut iroh::endpoint::RecvStream) -> Result<(), SyncError> {
-    let rest = recv
-        .read_to_end(64)
-        .await
-        .map_err(|e| SyncError::Protocol(format!("expected the end of the stream: {e}")))?;
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        Err(SyncError::Protocol(format!(
-            "{} unexpected bytes after the last frame",
-            rest.len()
-        )))
+    match recv.read_to_end(64).await {
+        Ok(rest) if rest.is_empty() => Ok(()),
+        Ok(rest) => Err(SyncError::Protocol(ProtocolError::TrailingBytes(
+            rest.len(),
+        ))),
+        Err(ReadToEndError::TooLong) => Err(SyncError::Protocol(ProtocolError::TrailingStream)),
+        Err(e) => Err(transport("reading the end of the stream")(e)),
     }
 }
 
 /// The iroh address of a peer: its key, plus direct addresses (none: found by address lookup).
 fn endpoint_addr(peer: &PeerAddr) -> Result<EndpointAddr, SyncError> {
     let key = PublicKey::from_bytes(&peer.id.0)
-        .map_err(|e| SyncError::Refused(format!("peer id is not a valid key: {e}")))?;
+        .map_err(|_| SyncError::Refused(Refusal::BadPeerKey(peer.id)))?;
     let mut addr = EndpointAddr::new(key);
     for a in &peer.addrs {
         addr = addr.with_ip_addr(*a);
@@ -177,7 +167,10 @@ impl ProtocolHandler for Handler {
         // arrived), then end ours; the initiator reads to our end before it closes.
         let res = match res {
             Ok(r) => match expect_end(&mut recv).await {
-                Ok(()) => send.finish().map(|_| r).map_err(|e| transport(&e)),
+                Ok(()) => send
+                    .finish()
+                    .map(|_| r)
+                    .map_err(transport("ending the stream")),
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -213,9 +206,38 @@ pub struct Node {
     mdns: Option<MdnsAddressLookup>,
 }
 
-fn transport(e: &dyn std::fmt::Display) -> SyncError {
-    SyncError::Transport(e.to_string())
+/// The iroh transport failed, or a pass timed out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A transport step failed: binding, dialling, a stream.
+    #[error("{step}: {source}")]
+    Failed {
+        /// The step ("binding", "dialling", …).
+        step: &'static str,
+        /// iroh's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A sync pass with one peer took longer than this.
+    #[error("timed out after {0:?}")]
+    TimedOut(std::time::Duration),
 }
+
+/// Wraps an iroh error as the transport failing at `step`.
+pub(crate) fn transport<E: std::error::Error + Send + Sync + 'static>(
+    step: &'static str,
+) -> impl FnOnce(E) -> SyncError {
+    move |e| {
+        SyncError::Transport(TransportError::Failed {
+            step,
+            source: Box::new(e),
+        })
+    }
+}
+
+/// How long one background sync pass with one peer may take.
+const PASS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Node {
     /// Binds to `bind` (e.g. `127.0.0.1:0` or `0.0.0.0:7879`) with the device key, without
@@ -240,18 +262,18 @@ impl Node {
             )
             .clear_ip_transports()
             .bind_addr(cfg.bind)
-            .map_err(|e| transport(&e))?
+            .map_err(transport("binding"))?
             .bind()
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(transport("binding"))?;
         let mdns = if cfg.mdns {
             let m = MdnsAddressLookup::builder()
                 .service_name(MDNS_SERVICE)
                 .build(endpoint.id())
-                .map_err(|e| SyncError::Transport(format!("mDNS: {e}")))?;
+                .map_err(transport("starting mDNS"))?;
             endpoint
                 .address_lookup()
-                .map_err(|e| transport(&e))?
+                .map_err(transport("adding mDNS address lookup"))?
                 .add(m.clone());
             Some(m)
         } else {
@@ -312,9 +334,7 @@ impl Node {
         let req = {
             let mut s = session::lock(&self.store);
             if s.projection().workspace().is_some() {
-                return Err(SyncError::Refused(
-                    "this device already belongs to a workspace".into(),
-                ));
+                return Err(SyncError::Refused(Refusal::AlreadyJoined));
             }
             s.put_local(session::JOIN, b"workspace", &ticket.workspace.0)?;
             JoinRequest::new(&s, ticket, name)
@@ -327,7 +347,7 @@ impl Node {
             .endpoint
             .connect(endpoint_addr(&peer)?, JOIN_ALPN)
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(transport("dialling the inviter"))?;
         let role = join::request(&conn, &req).await;
         conn.close(0u32.into(), b"done");
         let role = role?;
@@ -359,11 +379,11 @@ impl Node {
             .endpoint
             .connect(endpoint_addr(peer)?, ALPN)
             .await
-            .map_err(|e| SyncError::Transport(e.to_string()))?;
+            .map_err(transport("dialling"))?;
         let (mut send, mut recv) = conn
             .open_bi()
             .await
-            .map_err(|e| SyncError::Transport(e.to_string()))?;
+            .map_err(transport("opening a stream"))?;
         let frame_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let res = session::run_with_progress(
             self.store.clone(),
@@ -377,7 +397,7 @@ impl Node {
         let res = match res {
             Ok(r) => match send.finish() {
                 Ok(()) => expect_end(&mut recv).await.map(|_| r),
-                Err(e) => Err(transport(&e)),
+                Err(e) => Err(transport("ending the stream")(e)),
             },
             Err(e) => Err(e),
         };
@@ -417,12 +437,11 @@ impl Node {
         }
         let mut out = Vec::new();
         for p in peers.into_iter().filter(|p| p.id != me) {
-            let r = tokio::time::timeout(
-                std::time::Duration::from_secs(600),
-                self.sync_with_progress(&p, progress),
-            )
-            .await
-            .unwrap_or_else(|_| Err(SyncError::Transport("timed out".into())));
+            let r = tokio::time::timeout(PASS_TIMEOUT, self.sync_with_progress(&p, progress))
+                .await
+                .unwrap_or(Err(SyncError::Transport(TransportError::TimedOut(
+                    PASS_TIMEOUT,
+                ))));
             match &r {
                 Ok(rep) if rep.events_in + rep.events_out + rep.blobs_in > 0 => {
                     tracing::info!(peer = %p.id.short(), events_in = rep.events_in,

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::SyncError;
 use crate::plan::plan;
+use crate::protocol_error::ProtocolError;
+use crate::refusal::Refusal;
 use crate::wire::{self, Frame, FrontierEntry};
 
 /// A store shared between the sync tasks and the rest of the node. A `parking_lot` mutex:
@@ -193,7 +195,11 @@ async fn send_half<W: AsyncWrite + Unpin>(
     ),
     mut cmds: mpsc::Receiver<Cmd>,
 ) -> Result<(usize, usize, u64, Vec<DeviceId>), SyncError> {
-    let ended = || SyncError::Protocol("the peer ended before its hello".into());
+    let ended = || {
+        SyncError::Protocol(ProtocolError::EndedEarly {
+            expected: "the peer's hello",
+        })
+    };
     wire::write_frame(
         &mut w,
         &Frame::Hello {
@@ -225,9 +231,9 @@ async fn send_half<W: AsyncWrite + Unpin>(
     let (mut blobs_out, mut bytes) = (0, 0u64);
     while !(asked && served) {
         let Some(cmd) = cmds.recv().await else {
-            return Err(SyncError::Protocol(
-                "the peer ended the session early".into(),
-            ));
+            return Err(SyncError::Protocol(ProtocolError::EndedEarly {
+                expected: "the peer's blob frames",
+            }));
         };
         match cmd {
             Cmd::Want(ids) => {
@@ -274,8 +280,10 @@ async fn send_blob<W: AsyncWrite + Unpin>(
             buf: Vec::with_capacity(wire::BLOB_CHUNK),
         };
         let n = b.read_to(&id, &mut sink)?;
-        sink.flush_chunk()
-            .map_err(|e| SyncError::Transport(e.to_string()))?;
+        sink.flush_chunk().map_err(|_| SyncError::TaskEnded {
+            task: "blob sender",
+            source: None,
+        })?;
         Ok::<u64, SyncError>(n)
     });
     let mut pending: Option<Vec<u8>> = None;
@@ -292,9 +300,10 @@ async fn send_blob<W: AsyncWrite + Unpin>(
             .await?;
         }
     }
-    let n = reader
-        .await
-        .map_err(|e| SyncError::Transport(format!("blob reader: {e}")))??;
+    let n = reader.await.map_err(|e| SyncError::TaskEnded {
+        task: "blob reader",
+        source: Some(e),
+    })??;
     wire::write_frame(
         w,
         &Frame::BlobChunk {
@@ -399,7 +408,11 @@ async fn receive_half<R: AsyncRead + Unpin>(
     progress: &Progress,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
-    let next = |f: Option<Frame>| f.ok_or_else(|| SyncError::Protocol("stream ended early".into()));
+    let next = |f: Option<Frame>| {
+        f.ok_or(SyncError::Protocol(ProtocolError::EndedEarly {
+            expected: "a frame",
+        }))
+    };
     // 1. Hello.
     match next(wire::read_frame(&mut r).await?)? {
         Frame::Hello {
@@ -409,10 +422,10 @@ async fn receive_half<R: AsyncRead + Unpin>(
             digest,
         } => {
             if version != wire::VERSION {
-                return Err(SyncError::Protocol(format!(
-                    "protocol version {version}, this node speaks {}",
-                    wire::VERSION
-                )));
+                return Err(SyncError::Protocol(ProtocolError::Version {
+                    theirs: version,
+                    ours: wire::VERSION,
+                }));
             }
             let (ours, joined) = {
                 let s = lock(&store);
@@ -420,17 +433,15 @@ async fn receive_half<R: AsyncRead + Unpin>(
             };
             match (ours, workspace) {
                 (Some(a), Some(b)) if a != b => {
-                    return Err(SyncError::Refused(format!(
-                        "peer is in workspace {}, this device in {}",
-                        b.short(),
-                        a.short()
-                    )));
+                    return Err(SyncError::Refused(Refusal::OtherWorkspace {
+                        theirs: b,
+                        ours: a,
+                    }));
                 }
                 (Some(a), None) if !joined => {
-                    return Err(SyncError::Refused(format!(
-                        "peer has no workspace; this device is joining {}",
-                        a.short()
-                    )));
+                    return Err(SyncError::Refused(Refusal::PeerHasNoWorkspace {
+                        joining: a,
+                    }));
                 }
                 _ => {}
             }
@@ -446,9 +457,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
                         f
                     }
                     Frame::Frontier(_) => {
-                        return Err(SyncError::Protocol(
-                            "the frontier does not match the digest in the peer's hello".into(),
-                        ));
+                        return Err(SyncError::Protocol(ProtocolError::FrontierMismatch));
                     }
                     other => return Err(unexpected("Frontier", &other)),
                 }
@@ -482,9 +491,10 @@ async fn receive_half<R: AsyncRead + Unpin>(
                 Frame::Events(batch) => {
                     let n = batch.len() as u64;
                     // A full queue is back-pressure: this waits, and QUIC holds the peer.
-                    tx.send(batch)
-                        .await
-                        .map_err(|_| SyncError::Transport("the ingest worker ended".into()))?;
+                    tx.send(batch).await.map_err(|_| SyncError::TaskEnded {
+                        task: "ingest worker",
+                        source: None,
+                    })?;
                     progress.events_in.fetch_add(n, Ordering::Relaxed);
                 }
                 Frame::EventsEnd => return Ok(()),
@@ -496,9 +506,10 @@ async fn receive_half<R: AsyncRead + Unpin>(
     // Whatever arrived whole is ingested even if the stream broke: the next session resumes
     // from the new frontier.
     drop(tx);
-    let ingested = worker
-        .await
-        .map_err(|e| SyncError::Transport(format!("ingest worker: {e}")))?;
+    let ingested = worker.await.map_err(|e| SyncError::TaskEnded {
+        task: "ingest worker",
+        source: Some(e),
+    })?;
     for rep in ingested? {
         report.add(rep);
     }
@@ -513,7 +524,7 @@ async fn receive_half<R: AsyncRead + Unpin>(
     let outstanding: std::collections::BTreeMap<BlobId, u64> = wanted.into_iter().collect();
     cmds.send(Cmd::Want(ids))
         .await
-        .map_err(|_| SyncError::Protocol("sender ended".into()))?;
+        .map_err(|_| send_half_ended())?;
     // A blob cut off by an error is aborted here, so its temp file is gone when this returns.
     // (Were this future dropped instead, the store would still refuse the truncated content.)
     let mut incoming: Option<Incoming> = None;
@@ -545,7 +556,11 @@ async fn receive_blobs<R: AsyncRead + Unpin>(
     report: &mut SyncReport,
     progress: &Progress,
 ) -> Result<(), SyncError> {
-    let next = |f: Option<Frame>| f.ok_or_else(|| SyncError::Protocol("stream ended early".into()));
+    let next = |f: Option<Frame>| {
+        f.ok_or(SyncError::Protocol(ProtocolError::EndedEarly {
+            expected: "a frame",
+        }))
+    };
     let (mut got_want, mut got_end) = (false, false);
     while !(got_want && got_end) {
         match next(wire::read_frame(r).await?)? {
@@ -553,17 +568,14 @@ async fn receive_blobs<R: AsyncRead + Unpin>(
                 got_want = true;
                 cmds.send(Cmd::Serve(ids))
                     .await
-                    .map_err(|_| SyncError::Protocol("sender ended".into()))?;
+                    .map_err(|_| send_half_ended())?;
             }
             Frame::BlobChunk { id, data, last } if !got_end => {
                 if incoming.as_ref().is_none_or(|i| i.id != id) {
                     let limit = match outstanding.remove(&id) {
                         Some(limit) if incoming.is_none() => limit,
                         _ => {
-                            return Err(SyncError::Protocol(format!(
-                                "blob {} was not requested or interleaves another",
-                                id.short()
-                            )));
+                            return Err(SyncError::Protocol(ProtocolError::BlobNotRequested(id)));
                         }
                     };
                     let (tx, rx) = mpsc::channel(4);
@@ -589,17 +601,13 @@ async fn receive_blobs<R: AsyncRead + Unpin>(
                     // Only a blob's final chunk may be empty (an endless run of empty chunks
                     // would be a stream without bound).
                     if n == 0 && !last {
-                        return Err(SyncError::Protocol(format!(
-                            "blob {} sent an empty chunk before its last",
-                            id.short()
-                        )));
+                        return Err(SyncError::Protocol(ProtocolError::EmptyChunk(id)));
                     }
                     if inc.received.saturating_add(n) > inc.limit {
-                        return Err(SyncError::Protocol(format!(
-                            "blob {} is longer than the {} bytes its signed event declares",
-                            id.short(),
-                            inc.limit
-                        )));
+                        return Err(SyncError::Protocol(ProtocolError::BlobTooLong {
+                            id,
+                            limit: inc.limit,
+                        }));
                     }
                     inc.received += n;
                     report.blob_bytes += n;
@@ -607,22 +615,24 @@ async fn receive_blobs<R: AsyncRead + Unpin>(
                     inc.tx
                         .send(Ok(data))
                         .await
-                        .map_err(|_| SyncError::Transport("blob writer ended".into()))?;
+                        .map_err(|_| SyncError::TaskEnded {
+                            task: "blob writer",
+                            source: None,
+                        })?;
                 }
                 if last && let Some(inc) = incoming.take() {
                     drop(inc.tx);
-                    let stored = inc
-                        .task
-                        .await
-                        .map_err(|e| SyncError::Transport(format!("blob writer: {e}")))?;
+                    let stored = inc.task.await.map_err(|e| SyncError::TaskEnded {
+                        task: "blob writer",
+                        source: Some(e),
+                    })?;
                     match stored {
                         Ok(_) => report.blobs_in += 1,
                         Err(cairn_store::StoreError::BlobMismatch { got, .. }) => {
-                            return Err(SyncError::Protocol(format!(
-                                "blob {} arrived with content hashing to {} (discarded)",
-                                inc.id.short(),
-                                got.get(..12).unwrap_or(&got)
-                            )));
+                            return Err(SyncError::Protocol(ProtocolError::BlobMismatch {
+                                id: inc.id,
+                                got: got.get(..12).unwrap_or(&got).to_owned(),
+                            }));
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -670,7 +680,16 @@ fn ingest_worker(
     Ok(reports)
 }
 
-fn unexpected(wanted: &str, got: &Frame) -> SyncError {
+/// The send half is gone (it failed, and its error is the session's): the receive half cannot
+/// hand it more work.
+fn send_half_ended() -> SyncError {
+    SyncError::TaskEnded {
+        task: "send half",
+        source: None,
+    }
+}
+
+fn unexpected(expected: &'static str, got: &Frame) -> SyncError {
     let name = match got {
         Frame::Hello { .. } => "Hello",
         Frame::Frontier(_) => "Frontier",
@@ -681,5 +700,8 @@ fn unexpected(wanted: &str, got: &Frame) -> SyncError {
         Frame::BlobMissing(_) => "BlobMissing",
         Frame::BlobsEnd => "BlobsEnd",
     };
-    SyncError::Protocol(format!("expected {wanted}, got {name}"))
+    SyncError::Protocol(ProtocolError::Unexpected {
+        expected,
+        got: name,
+    })
 }

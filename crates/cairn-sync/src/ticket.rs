@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use crate::SyncError;
+use crate::refusal::Refusal;
 
 /// Local-record namespace for open invitations.
 pub const INVITES: &str = "invite";
@@ -194,16 +195,14 @@ pub fn create_invite(
     let p = store.projection();
     let workspace = p
         .workspace()
-        .ok_or_else(|| SyncError::Refused("this device has no workspace".into()))?;
+        .ok_or(SyncError::Refused(Refusal::NotJoined))?;
     let me = store.device().device_id();
     let admin = p
         .members()
         .into_iter()
         .any(|m| m.device == me && m.role == Role::Admin && m.revoked_by.is_none());
     if !admin {
-        return Err(SyncError::Refused(
-            "only an admin device can invite (this device is not an admin)".into(),
-        ));
+        return Err(SyncError::Refused(Refusal::NotAdmin));
     }
     let id: [u8; 16] = cairn_store::seal::random();
     let secret: [u8; 32] = cairn_store::seal::random();
@@ -242,6 +241,45 @@ pub fn invites(store: &Store) -> Result<Vec<([u8; 16], Invite)>, SyncError> {
     Ok(out)
 }
 
+/// Why an inviting device refuses a join request (its text is sent to the joiner).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InviteRefusal {
+    /// The request names another workspace than the inviter's.
+    #[error("the request is for another workspace")]
+    OtherWorkspace,
+    /// The request names a device other than the one the transport proved.
+    #[error("the request names a device other than the connecting one")]
+    NotTheConnectingDevice,
+    /// The device name is empty or too long.
+    #[error("device name must be 1 to {MAX_NAME} characters")]
+    BadName,
+    /// No open invitation has this id here.
+    #[error("unknown invitation (wrong ticket, or another admin's)")]
+    Unknown,
+    /// The stored invitation does not decode.
+    #[error("invitation record is damaged")]
+    Damaged,
+    /// The proof does not come from the ticket's secret.
+    #[error("the invitation secret does not match")]
+    WrongSecret,
+    /// The signature is not 64 bytes.
+    #[error("malformed signature")]
+    MalformedSignature,
+    /// The signature is not the named device's.
+    #[error("the request is not signed by the device it names")]
+    NotSignedByDevice,
+    /// The invitation was used, by this device.
+    #[error("this invitation was already used by device {}", .0.short())]
+    AlreadyUsed(DeviceId),
+    /// The invitation is past its expiry.
+    #[error("this invitation has expired")]
+    Expired,
+    /// The device is already a member (or was, and is revoked).
+    #[error("device {} is already enrolled", .0.short())]
+    AlreadyEnrolled(DeviceId),
+}
+
 /// Checks a join request against this (admin) store and enrols the device. `peer` is the
 /// identity proven by the transport, when there is one (QUIC); it must match the request.
 /// Returns the role given.
@@ -251,44 +289,40 @@ pub fn redeem(
     peer: Option<DeviceId>,
     now_ms: u64,
 ) -> Result<Role, SyncError> {
-    let refuse = |why: String| Err(SyncError::Refused(why));
+    let refuse = |why: InviteRefusal| Err(SyncError::Refused(Refusal::Invite(why)));
     if store.projection().workspace() != Some(req.workspace) {
-        return refuse("the request is for another workspace".into());
+        return refuse(InviteRefusal::OtherWorkspace);
     }
     if let Some(p) = peer
         && p != req.device
     {
-        return refuse("the request names a device other than the connecting one".into());
+        return refuse(InviteRefusal::NotTheConnectingDevice);
     }
     if req.name.is_empty() || req.name.chars().count() > MAX_NAME {
-        return refuse(format!("device name must be 1 to {MAX_NAME} characters"));
+        return refuse(InviteRefusal::BadName);
     }
     let Some(raw) = store.get_local(INVITES, &req.invite)? else {
-        return refuse("unknown invitation (wrong ticket, or another admin's)".into());
+        return refuse(InviteRefusal::Unknown);
     };
-    let mut inv: Invite = postcard::from_bytes(&raw)
-        .map_err(|_| SyncError::Refused("invitation record is damaged".into()))?;
+    let Ok(mut inv) = postcard::from_bytes::<Invite>(&raw) else {
+        return refuse(InviteRefusal::Damaged);
+    };
     let m = signed_part(req);
     // blake3::Hash equality is constant-time.
     if blake3::keyed_hash(&inv.secret, &m) != blake3::Hash::from_bytes(req.proof) {
-        return refuse("the invitation secret does not match".into());
+        return refuse(InviteRefusal::WrongSecret);
     }
-    let sig: [u8; 64] = req
-        .sig
-        .as_slice()
-        .try_into()
-        .map_err(|_| SyncError::Refused("malformed signature".into()))?;
+    let Ok(sig) = <[u8; 64]>::try_from(req.sig.as_slice()) else {
+        return refuse(InviteRefusal::MalformedSignature);
+    };
     if !cairn_core::signature::verify_one(&req.device, &m, &sig) {
-        return refuse("the request is not signed by the device it names".into());
+        return refuse(InviteRefusal::NotSignedByDevice);
     }
     if let Some(u) = inv.used_by {
-        return refuse(format!(
-            "this invitation was already used by device {}",
-            u.short()
-        ));
+        return refuse(InviteRefusal::AlreadyUsed(u));
     }
     if now_ms > inv.expires_ms {
-        return refuse("this invitation has expired".into());
+        return refuse(InviteRefusal::Expired);
     }
     if store
         .projection()
@@ -296,7 +330,7 @@ pub fn redeem(
         .iter()
         .any(|m| m.device == req.device)
     {
-        return refuse(format!("device {} is already enrolled", req.device.short()));
+        return refuse(InviteRefusal::AlreadyEnrolled(req.device));
     }
     let (role, name, x) = (inv.role, req.name.clone(), req.x25519);
     store.append(|w, p| {
@@ -412,30 +446,31 @@ pub(crate) mod tests {
         let (_e, b) = fresh();
         let mut wrong = t.clone();
         wrong.secret = [7; 32];
+        let refusal = |r: Result<Role, SyncError>| match r {
+            Err(SyncError::Refused(Refusal::Invite(why))) => Some(why),
+            _ => None,
+        };
         let r = JoinRequest::new(&b, &wrong, "b");
-        assert!(
-            redeem(&mut a, &r, None, 2_000)
-                .unwrap_err()
-                .to_string()
-                .contains("secret")
-        );
+        assert!(matches!(
+            refusal(redeem(&mut a, &r, None, 2_000)),
+            Some(InviteRefusal::WrongSecret)
+        ));
         let r = JoinRequest::new(&b, &t, "b");
-        assert!(
-            redeem(&mut a, &r, None, 70_000)
-                .unwrap_err()
-                .to_string()
-                .contains("expired")
-        );
+        assert!(matches!(
+            refusal(redeem(&mut a, &r, None, 70_000)),
+            Some(InviteRefusal::Expired)
+        ));
         let mut forged = r.clone();
         forged.name = "mallory".into();
-        assert!(redeem(&mut a, &forged, None, 2_000).is_err());
+        assert!(matches!(
+            refusal(redeem(&mut a, &forged, None, 2_000)),
+            Some(InviteRefusal::WrongSecret)
+        ));
         let other = DeviceId([9; 32]);
-        assert!(
-            redeem(&mut a, &r, Some(other), 2_000)
-                .unwrap_err()
-                .to_string()
-                .contains("other than")
-        );
+        assert!(matches!(
+            refusal(redeem(&mut a, &r, Some(other), 2_000)),
+            Some(InviteRefusal::NotTheConnectingDevice)
+        ));
         // Nothing was enrolled by the refused attempts; the honest one still works.
         assert_eq!(a.projection().members().len(), 1);
         redeem(&mut a, &r, Some(b.device().device_id()), 2_000).unwrap();
@@ -450,6 +485,9 @@ pub(crate) mod tests {
         assert!(parse_duration_ms("0h").is_err());
         assert!(parse_duration_ms("99999999999999999d").is_err());
         let (_e, mut b) = fresh();
-        assert!(create_invite(&mut b, Role::Admin, vec![], 0, 1).is_err());
+        assert!(matches!(
+            create_invite(&mut b, Role::Admin, vec![], 0, 1),
+            Err(SyncError::Refused(Refusal::NotJoined))
+        ));
     }
 }
