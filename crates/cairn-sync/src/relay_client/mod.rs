@@ -18,32 +18,34 @@
 //! are reported, never applied, and the cursor moves past them (any member can push such an
 //! item under its own name; it must not pin every puller's cursor).
 //!
-//! Rooms: this file (the HTTP client, the pass, pulling and key grants), `error`
+//! Rooms: this file (the pass: pulling, pushing and key grants), `http` ([`RelayClient`], the
+//! signed HTTP calls), `config` (which relays, and the cursors kept for each), `error`
 //! ([`RelayError`]), `member_list` (keeping the relay's member list current and checking it).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use cairn_core::domain::Role;
 use cairn_core::keyring::{KeyId, open_event, seal_event};
 use cairn_core::{DeviceId, Event, EventKind};
-use cairn_relay::auth;
 use cairn_relay::wire::{CLEAR, PullReply, PushReply, SealedItem, decode_exact, encode};
 use cairn_store::{IngestReport, seal};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::content_keys::{Granted, Keyring, reconcile};
 use member_list::{check_member_list, update_member_list};
 
+mod config;
 mod error;
+mod http;
 mod member_list;
 
 use crate::session::{SharedStore, lock};
 use crate::{SyncError, now_millis};
+use config::{RelayState, load_state, save_state};
+pub use config::{add, configured, remove};
 pub use error::RelayError;
-
-/// Local-record namespace of relay state (per relay URL; never synced).
-const NS: &str = "relay";
+pub use http::RelayClient;
+use http::bad_reply;
 
 /// Items per push request and pull page.
 const PAGE: usize = 1000;
@@ -53,15 +55,6 @@ pub const MAX_PAGES: usize = 100;
 const PUSH_BYTES: usize = 3 << 20;
 /// The relay's default item limit (DynamoDB items are at most 400 KB).
 const MAX_ITEM: usize = 300_000;
-
-/// Where this device stands with one relay.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct RelayState {
-    /// Last relay cursor whose items are all ingested (or reported unreadable for good).
-    pull_cursor: u64,
-    /// Last local log position pushed.
-    pushed: Option<u64>,
-}
 
 /// What one relay pass did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -89,135 +82,6 @@ pub struct RelayReport {
     pub member_list_updated: bool,
     /// Content keys granted in this pass, in words.
     pub keys: Option<String>,
-}
-
-/// A relay's HTTP endpoint.
-pub struct RelayClient {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl RelayClient {
-    /// A client for `url` (`http://host:port` or `https://…`, without a trailing path).
-    pub fn new(url: &str) -> Result<RelayClient, SyncError> {
-        let base = url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(RelayError::BadUrl(url.to_string()).into());
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(RelayClient { base, agent })
-    }
-
-    /// Sends one signed request; returns the status and body.
-    pub fn call(
-        &self,
-        key: &cairn_core::keys::DeviceKey,
-        method: &str,
-        path_and_query: &str,
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>), SyncError> {
-        let url = format!("{}{}", self.base, path_and_query);
-        let headers = auth::sign(key, method, path_and_query, now_millis(), body);
-        let t = |e: ureq::Error| RelayError::Transport {
-            url: url.clone(),
-            source: Box::new(e),
-        };
-        let mut resp = match method {
-            "GET" => {
-                let mut r = self.agent.get(&url);
-                for (k, v) in &headers {
-                    r = r.header(*k, v);
-                }
-                r.call().map_err(t)?
-            }
-            _ => {
-                let mut r = match method {
-                    "PUT" => self.agent.put(&url),
-                    _ => self.agent.post(&url),
-                };
-                for (k, v) in &headers {
-                    r = r.header(*k, v);
-                }
-                r.header("content-type", "application/octet-stream")
-                    .send(body)
-                    .map_err(t)?
-            }
-        };
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(16 << 20)
-            .read_to_vec()
-            .map_err(t)?;
-        Ok((status, bytes))
-    }
-
-    fn expect_ok(
-        &self,
-        what: &'static str,
-        (status, body): (u16, Vec<u8>),
-    ) -> Result<Vec<u8>, SyncError> {
-        if status == 200 {
-            return Ok(body);
-        }
-        let msg = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-        Err(RelayError::Refused {
-            relay: self.base.clone(),
-            what,
-            status,
-            message: msg,
-        }
-        .into())
-    }
-}
-
-/// A relay reply that does not decode.
-fn bad_reply(what: &'static str, error: impl std::fmt::Display) -> RelayError {
-    RelayError::BadReply {
-        what,
-        error: error.to_string(),
-    }
-}
-
-fn load_state(store: &cairn_store::Store, url: &str) -> RelayState {
-    store
-        .get_local(NS, url.as_bytes())
-        .ok()
-        .flatten()
-        .and_then(|b| decode_exact(&b).ok())
-        .unwrap_or_default()
-}
-
-fn save_state(store: &mut cairn_store::Store, url: &str, s: &RelayState) -> Result<(), SyncError> {
-    Ok(store.put_local(NS, url.as_bytes(), &encode(s))?)
-}
-
-/// The relays this device is configured to use (`cairn relay add`).
-pub fn configured(store: &cairn_store::Store) -> Result<Vec<String>, SyncError> {
-    Ok(store
-        .local_entries("relay-config")?
-        .into_iter()
-        .filter_map(|(k, _)| String::from_utf8(k).ok())
-        .collect())
-}
-
-/// Adds a relay to the configuration.
-pub fn add(store: &mut cairn_store::Store, url: &str) -> Result<(), SyncError> {
-    RelayClient::new(url)?;
-    Ok(store.put_local("relay-config", url.trim_end_matches('/').as_bytes(), b"")?)
-}
-
-/// Removes a relay; false if it was not configured.
-pub fn remove(store: &mut cairn_store::Store, url: &str) -> Result<bool, SyncError> {
-    Ok(store.remove_local("relay-config", url.trim_end_matches('/').as_bytes())?)
 }
 
 /// One full pass with a relay: keys and member list, pull, push.
