@@ -21,8 +21,7 @@ pub mod synthetic;
 pub use error::{Result, StoreError};
 pub use store::{
     IngestReport, LogEntry, MAX_QUARANTINE_BYTES, MAX_QUARANTINE_FROM_STRANGERS,
-    MAX_QUARANTINE_PER_AUTHOR, MAX_QUARANTINE_STRANGER_BYTES, Quarantined, RawEntry, Store,
-    StoredEvent,
+    MAX_QUARANTINE_PER_AUTHOR, MAX_QUARANTINE_STRANGER_BYTES, Quarantined, Store, StoredEvent,
 };
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the time a

@@ -11,7 +11,7 @@ use crate::error::{Result, StoreError};
 
 /// A log entry as stored: sealed, not yet opened.
 #[derive(Debug, Clone)]
-pub struct RawEntry {
+pub(crate) struct RawEntry {
     /// Position in the local log.
     pub local: u64,
     /// The id the index gives this position (`None`: the index has none, or was not read).
@@ -65,7 +65,7 @@ impl Store {
     }
 
     /// Opens one sealed log entry, keeping a failure as the entry's error (for verification).
-    pub fn open_log_entry(&self, raw: RawEntry) -> LogEntry {
+    pub(crate) fn open_log_entry(&self, raw: RawEntry) -> LogEntry {
         let local = raw.local;
         let bytes = self.open_log_value(local, &raw.sealed).ok_or_else(|| {
             format!("log entry {local}: stored value fails authentication (tampered or corrupt)")
@@ -76,7 +76,7 @@ impl Store {
     /// Streams the sealed log in batches of 8192, in local order, with the id the index gives
     /// each position. Returns the ids the index lists at positions missing from the log (a
     /// deleted event), found by merging the two in one pass.
-    pub fn raw_log_batches(
+    pub(crate) fn raw_log_batches(
         &self,
         f: impl FnMut(Vec<RawEntry>) -> Result<()>,
     ) -> Result<Vec<EventId>> {

@@ -103,7 +103,8 @@ mod replay;
 mod verdicts;
 
 pub use ingest::IngestReport;
-pub use log_read::{LogEntry, RawEntry};
+pub use log_read::LogEntry;
+pub(crate) use log_read::RawEntry;
 use quarantine::QuarantineTally;
 pub use quarantine::{
     MAX_QUARANTINE_BYTES, MAX_QUARANTINE_FROM_STRANGERS, MAX_QUARANTINE_PER_AUTHOR,
