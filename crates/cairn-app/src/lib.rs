@@ -44,6 +44,7 @@ pub mod firmware;
 pub mod lookup;
 pub mod versions;
 
+use cairn_core::error::Rejection;
 use cairn_store::StoreError;
 
 /// What kind of failure an operation error is: how a front end should present it.
@@ -72,7 +73,16 @@ impl Fault {
     pub fn of_store(e: &StoreError) -> Fault {
         match e {
             StoreError::Write(_) => Fault::Input,
-            StoreError::Refused(_) => Fault::Refused,
+            StoreError::Rejected(r) => match r {
+                Rejection::Forbidden { .. }
+                | Rejection::Revoked { .. }
+                | Rejection::NotMember(_) => Fault::Refused,
+                // What the event names (an asset, a version, a branch) is not in the log.
+                Rejection::Invalid(_) => Fault::Input,
+                // This device signed it: a bad signature, chain or clock here is a bug.
+                _ => Fault::Storage,
+            },
+            StoreError::AuditOnly | StoreError::Refused(_) => Fault::Refused,
             _ => Fault::Storage,
         }
     }

@@ -336,3 +336,36 @@ fn a_store_that_may_not_be_written_is_a_refusal_not_an_input_error() {
     .unwrap_err();
     assert_eq!(e.fault(), Fault::Refused, "{e}");
 }
+
+/// The projection's reason reaches the caller typed: a rule the event breaks is a
+/// `Rejection`, and its fault follows from which rule (here, what the request asks is invalid).
+#[test]
+fn an_event_the_rules_reject_is_a_typed_rejection_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = workspace(tmp.path());
+    let me = s.device().device_id();
+    let before = s.log_len().unwrap();
+    let e = s
+        .append(|w, p| {
+            w.member(
+                p,
+                cairn_core::EventKind::DeviceRevoked,
+                me,
+                cairn_core::domain::Role::Admin,
+                "alice",
+                None,
+                2_000,
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            cairn_store::StoreError::Rejected(cairn_core::error::Rejection::Invalid(why))
+                if why.contains("revoke itself")
+        ),
+        "{e:?}"
+    );
+    assert_eq!(Fault::of_store(&e), Fault::Input);
+    assert_eq!(s.log_len().unwrap(), before, "nothing was written");
+}

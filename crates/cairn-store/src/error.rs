@@ -63,8 +63,23 @@ pub enum StoreError {
     /// Building an event failed.
     #[error(transparent)]
     Write(#[from] cairn_core::writer::WriteError),
-    /// The local device's own event was not applied (a bug or a revoked device).
+    /// This device's own new event breaks the workspace's rules (its role may not write it,
+    /// it was revoked, it names something that does not exist): nothing was written.
     #[error("event refused: {0}")]
+    Rejected(cairn_core::error::Rejection),
+    /// This device's own new event was valid but not applied (it would wait for an earlier
+    /// event, be excluded from the state, or is already logged): nothing was written.
+    #[error("event refused: {0}")]
+    NotApplied(&'static str),
+    /// The store was opened for audit only.
+    #[error("this store was opened for audit only and cannot be written")]
+    AuditOnly,
+    /// No event with this id is in the log.
+    #[error("no event {} in the log", .0.short())]
+    NoSuchEvent(cairn_core::EventId),
+    /// A write this store refuses, for the reason given (a synthetic history that does not
+    /// fit, a content-key epoch that would wrap).
+    #[error("refused: {0}")]
     Refused(String),
 }
 

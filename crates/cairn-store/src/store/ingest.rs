@@ -74,7 +74,21 @@ impl Store {
         let results = self.projection.ingest(event.clone(), true);
         match results.first().map(|(_, v)| v) {
             Some(Verdict::Applied) => {}
-            other => return Err(StoreError::Refused(format!("{other:?}"))),
+            Some(Verdict::Rejected(r)) => return Err(StoreError::Rejected(r.clone())),
+            Some(Verdict::Excluded) => {
+                return Err(StoreError::NotApplied(
+                    "it would be excluded from the state",
+                ));
+            }
+            Some(Verdict::Pending(_)) => {
+                return Err(StoreError::NotApplied(
+                    "it waits for an event not in the log",
+                ));
+            }
+            Some(Verdict::Duplicate) => {
+                return Err(StoreError::NotApplied("it is already in the log"));
+            }
+            None => return Err(StoreError::NotApplied("the projection gave no verdict")),
         }
         self.persist(&results)?;
         self.projection.flush();
@@ -190,9 +204,7 @@ impl Store {
 
     fn writable(&self) -> Result<()> {
         if self.audit_only {
-            return Err(StoreError::Refused(
-                "this store was opened for audit only and cannot be written".into(),
-            ));
+            return Err(StoreError::AuditOnly);
         }
         Ok(())
     }
@@ -216,7 +228,7 @@ impl Store {
                 .get(&id.0[..])
                 .map_err(dbe!(self))?
                 .map(|v| v.value())
-                .ok_or_else(|| StoreError::Refused("no such event".into()))?;
+                .ok_or(StoreError::NoSuchEvent(*id))?;
             let mut log = w.open_table(LOG).map_err(dbe!(self))?;
             match bytes {
                 Some(b) => {
