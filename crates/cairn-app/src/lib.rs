@@ -39,6 +39,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod assets;
+pub mod devices;
 pub mod files;
 pub mod firmware;
 pub mod lookup;

@@ -369,3 +369,74 @@ fn an_event_the_rules_reject_is_a_typed_rejection_and_writes_nothing() {
     assert_eq!(Fault::of_store(&e), Fault::Input);
     assert_eq!(s.log_len().unwrap(), before, "nothing was written");
 }
+
+#[test]
+fn membership_changes_check_the_member_first_and_a_revocation_rotates_the_relay_key() {
+    use cairn_app::devices::{self, DeviceError, Enrol};
+    use cairn_core::domain::Role;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = workspace(tmp.path());
+    // The relay content key exists (an admin made it), so revoking a holder must rotate it.
+    cairn_sync::content_keys::reconcile(&mut s, 1_500, true).unwrap();
+    let bob = cairn_core::keys::DeviceKey::from_secret(&[0x42; 32]).device_id();
+    let enrol = |name: &str, device: String| Enrol {
+        device,
+        name: name.into(),
+        role: Role::Engineer,
+    };
+    let bad = devices::enrol(&mut s, &enrol("x", "zz".into()), 2_000).unwrap_err();
+    assert!(matches!(bad, DeviceError::BadKey(_)), "{bad}");
+    assert_eq!(bad.fault(), Fault::Input);
+    let m = devices::enrol(&mut s, &enrol("bob", bob.to_hex()), 2_000).unwrap();
+    assert_eq!((m.device, m.role), (bob, Role::Engineer));
+    let again = devices::enrol(&mut s, &enrol("bob2", bob.to_hex()), 2_100).unwrap_err();
+    assert!(
+        matches!(again, DeviceError::AlreadyEnrolled(d) if d == bob),
+        "{again}"
+    );
+    let before = s.log_len().unwrap();
+    let same = devices::change_role(&mut s, "bob", Role::Engineer, 2_200).unwrap_err();
+    assert!(matches!(same, DeviceError::SameRole { .. }), "{same}");
+    let me = s.device().device_id().to_hex();
+    let myself = devices::revoke(&mut s, &me[..8], 2_300).unwrap_err();
+    assert!(matches!(myself, DeviceError::RevokesItself), "{myself}");
+    let nobody = devices::revoke(&mut s, "carol", 2_300).unwrap_err();
+    assert!(matches!(nobody, DeviceError::UnknownMember(_)), "{nobody}");
+    assert_eq!(
+        s.log_len().unwrap(),
+        before,
+        "no refused change was written"
+    );
+
+    // Carol joined by invitation (with an X25519 key), so she holds the relay content key.
+    let carol = cairn_core::keys::DeviceKey::from_secret(&[0x43; 32]).device_id();
+    s.append(|w, p| {
+        w.member(
+            p,
+            cairn_core::EventKind::DeviceEnrolled,
+            carol,
+            Role::Engineer,
+            "carol",
+            Some([9; 32]),
+            2_350,
+        )
+    })
+    .unwrap();
+    cairn_sync::content_keys::reconcile(&mut s, 2_360, false).unwrap();
+    let viewer = devices::change_role(&mut s, "bob", Role::Viewer, 2_400).unwrap();
+    assert_eq!(viewer.role, Role::Viewer);
+    let epoch_before = s.projection().key_epoch();
+    // Bob never had an X25519 key, so no content key: nothing to rotate.
+    let revoked = devices::revoke(&mut s, &bob.to_hex()[..6], 2_500).unwrap();
+    assert_eq!(revoked.rotated_key, None);
+    assert_eq!(s.projection().key_epoch(), epoch_before);
+    let revoked = devices::revoke(&mut s, "carol", 2_550).unwrap();
+    let rotated = revoked.rotated_key.expect("carol held the content key");
+    assert_eq!(Some(rotated.0), epoch_before.map(|e| e + 1));
+    assert_eq!(rotated.1, 1, "granted to alice alone");
+    let twice = devices::revoke(&mut s, "bob", 2_600).unwrap_err();
+    assert!(
+        matches!(twice, DeviceError::AlreadyRevoked { .. }),
+        "{twice}"
+    );
+}

@@ -7,9 +7,8 @@ use clap::Subcommand;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use cairn_app::devices;
 use cairn_core::domain::Role;
-use cairn_core::projection::MemberView;
-use cairn_core::{DeviceId, EventKind};
 use cairn_sync::ticket::{self, JoinRequest};
 
 use crate::{ctx, output};
@@ -83,10 +82,8 @@ pub(crate) fn run(dir: &Path, cmd: DeviceCmd) -> Result<()> {
         } => invite(dir, role, &expires, addr, out),
         DeviceCmd::Accept { request, out } => accept(dir, &request, &out),
         DeviceCmd::Enrol { device, name, role } => enrol(dir, &device, &name, role),
-        DeviceCmd::Role { device, role } => change(dir, &device, EventKind::RoleChanged, role),
-        DeviceCmd::Revoke { device } => {
-            change(dir, &device, EventKind::DeviceRevoked, Role::Viewer)
-        }
+        DeviceCmd::Role { device, role } => change(dir, &device, role),
+        DeviceCmd::Revoke { device } => revoke(dir, &device),
     }
 }
 
@@ -182,91 +179,30 @@ fn accept(dir: &Path, request: &Path, out: &Path) -> Result<()> {
 }
 
 fn enrol(dir: &Path, device: &str, name: &str, role: Role) -> Result<()> {
-    let id = DeviceId::from_hex(device)?;
-    if !cairn_core::signature::valid_key(&id) {
-        bail!("{device} is not a valid device key");
-    }
     let mut store = ctx::open(dir)?;
-    if store.projection().members().iter().any(|m| m.device == id) {
-        bail!("device {} is already enrolled", id.short());
-    }
-    store.append(|w, p| {
-        w.member(
-            p,
-            EventKind::DeviceEnrolled,
-            id,
-            role,
-            name,
-            None,
-            cairn_store::now_millis(),
-        )
-    })?;
-    say!("enrolled {name} ({}) as {role}", id.short());
+    let req = devices::Enrol {
+        device: device.into(),
+        name: name.into(),
+        role,
+    };
+    let m = devices::enrol(&mut store, &req, cairn_store::now_millis())?;
+    say!("enrolled {} ({}) as {}", m.name, m.device.short(), m.role);
     Ok(())
 }
 
-/// Finds a member by exact name or device id prefix.
-fn member(members: &[MemberView], key: &str) -> Result<MemberView> {
-    let found: Vec<&MemberView> = members
-        .iter()
-        .filter(|m| m.name == key || (key.len() >= 4 && m.device.matches_prefix(key)))
-        .collect();
-    match found.as_slice() {
-        [m] => Ok((*m).clone()),
-        [] => bail!("no member device named or with an id starting {key:?}"),
-        many => bail!(
-            "{key:?} matches {} devices; use a longer id prefix: {}",
-            many.len(),
-            many.iter()
-                .map(|m| m.device.short())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+fn change(dir: &Path, key: &str, role: Role) -> Result<()> {
+    let mut store = ctx::open(dir)?;
+    let m = devices::change_role(&mut store, key, role, cairn_store::now_millis())?;
+    say!("{} ({}) is now {}", m.name, m.device.short(), m.role);
+    Ok(())
 }
 
-fn change(dir: &Path, key: &str, kind: EventKind, role: Role) -> Result<()> {
+fn revoke(dir: &Path, key: &str) -> Result<()> {
     let mut store = ctx::open(dir)?;
-    let m = member(&store.projection().members(), key)?;
-    if m.revoked_by.is_some() {
-        bail!(
-            "device {} ({}) is already revoked",
-            m.name,
-            m.device.short()
-        );
-    }
-    let role = if kind == EventKind::DeviceRevoked {
-        m.role
-    } else {
-        if m.role == role {
-            bail!("{} is already {role}", m.name);
-        }
-        role
-    };
-    if m.device == store.device().device_id() && kind == EventKind::DeviceRevoked {
-        bail!("a device cannot revoke itself; ask another admin");
-    }
-    store.append(|w, p| {
-        w.member(
-            p,
-            kind,
-            m.device,
-            role,
-            &m.name,
-            None,
-            cairn_store::now_millis(),
-        )
-    })?;
-    if kind == EventKind::DeviceRevoked {
-        say!("revoked {} ({})", m.name, m.device.short());
-        // A revoked device must not read what is sealed for the relay from now on.
-        if let cairn_sync::content_keys::Granted::Rotated { epoch, members } =
-            cairn_sync::content_keys::reconcile(&mut store, cairn_store::now_millis(), false)?
-        {
-            say!("rotated the relay content key to epoch {epoch} for {members} member(s)");
-        }
-    } else {
-        say!("{} ({}) is now {role}", m.name, m.device.short());
+    let m = devices::revoke(&mut store, key, cairn_store::now_millis())?;
+    say!("revoked {} ({})", m.name, m.device.short());
+    if let Some((epoch, members)) = m.rotated_key {
+        say!("rotated the relay content key to epoch {epoch} for {members} member(s)");
     }
     Ok(())
 }
