@@ -54,7 +54,7 @@ impl ProtocolHandler for JoinHandler {
                     .map_err(AcceptError::from_err)?;
                     match r {
                         Ok(role) => JoinReply::Enrolled(role),
-                        Err(e) => JoinReply::Refused(e.to_string()),
+                        Err(e) => refusal_for_joiner(&peer, &e),
                     }
                 }
                 Err(e) => JoinReply::Refused(e.to_string()),
@@ -74,6 +74,20 @@ impl ProtocolHandler for JoinHandler {
     }
 }
 
+/// The reply to a request that [`ticket::redeem`] refused. The joiner is not a member yet
+/// (anyone can send a request), so it learns why its invitation does not hold and nothing
+/// else: a failure of this side (the store, the projection) is logged here and answered in
+/// general words, never with paths or storage errors.
+fn refusal_for_joiner(peer: &DeviceId, e: &SyncError) -> JoinReply {
+    match e {
+        SyncError::Refused(Refusal::Invite(why)) => JoinReply::Refused(why.to_string()),
+        other => {
+            tracing::error!(peer = %peer.short(), "join request failed on this side: {other}");
+            JoinReply::Refused("the inviter could not enrol this device (see its log)".into())
+        }
+    }
+}
+
 /// Sends `req` over an open connection and reads the reply.
 pub(crate) async fn request(conn: &Connection, req: &JoinRequest) -> Result<Role, SyncError> {
     let (mut send, mut recv) = conn
@@ -90,7 +104,35 @@ pub(crate) async fn request(conn: &Connection, req: &JoinRequest) -> Result<Role
         .map_err(transport("reading the join reply"))?;
     match postcard::from_bytes(&bytes) {
         Ok(JoinReply::Enrolled(role)) => Ok(role),
-        Ok(JoinReply::Refused(why)) => Err(SyncError::Refused(Refusal::ByInviter(why))),
+        Ok(JoinReply::Refused(why)) => Err(SyncError::Refused(Refusal::ByInviter(
+            crate::words_from_peer(&why),
+        ))),
         Err(e) => Err(SyncError::Protocol(ProtocolError::JoinReply(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::InviteRefusal;
+
+    /// A joiner (anyone on the network) hears why its invitation does not hold, never this
+    /// side's storage errors, which name paths and tables.
+    #[test]
+    fn a_joiner_hears_the_invitations_fault_and_nothing_about_the_inviters_disk() {
+        let peer = DeviceId([1; 32]);
+        let why = SyncError::Refused(Refusal::Invite(InviteRefusal::Expired));
+        assert_eq!(
+            refusal_for_joiner(&peer, &why),
+            JoinReply::Refused("this invitation has expired".into())
+        );
+        let disk = SyncError::Store(cairn_store::StoreError::Io {
+            path: "/home/alice/.local/share/cairn/cairn.redb".into(),
+            source: std::io::Error::other("disk full"),
+        });
+        let JoinReply::Refused(said) = refusal_for_joiner(&peer, &disk) else {
+            panic!("a failure is a refusal");
+        };
+        assert!(!said.contains("alice") && !said.contains("disk"), "{said}");
     }
 }

@@ -33,6 +33,24 @@ pub use ticket::{JoinRequest, Ticket};
 
 pub use cairn_store::now_millis;
 
+/// Text a peer or relay sent, made fit for a terminal, a log line or JSON: at most
+/// [`PEER_TEXT_CHARS`] characters, control characters (terminal escapes, newlines that would
+/// forge log lines) replaced by U+FFFD.
+pub(crate) fn words_from_peer(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(PEER_TEXT_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if s.chars().nth(PEER_TEXT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// How much of a peer's or relay's own message is kept.
+const PEER_TEXT_CHARS: usize = 200;
+
 /// The enrolled, unrevoked members of the store's workspace.
 pub fn members(store: &SharedStore) -> Result<Vec<cairn_core::DeviceId>, SyncError> {
     Ok(session::lock(store)
@@ -80,7 +98,10 @@ pub enum SyncError {
     Transport(#[from] node::TransportError),
     /// A task of this side's session stopped before its work was done: it panicked, or the
     /// task it hands work to stopped first (whose own error is then the session's).
-    #[error("this side's {task} stopped before its work was done")]
+    #[error(
+        "this side's {task} stopped before its work was done{}",
+        source.as_ref().map_or(String::new(), |e| format!(": {e}"))
+    )]
     TaskEnded {
         /// Which task.
         task: &'static str,
@@ -108,6 +129,20 @@ impl SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relay or inviter cannot paint the terminal, forge log lines or flood a message.
+    #[test]
+    fn words_from_a_peer_are_bounded_and_have_no_control_characters() {
+        let hostile = format!("\u{1b}[2J\nERROR forged line{}", "x".repeat(10_000));
+        let w = words_from_peer(&hostile);
+        assert!(!w.chars().any(char::is_control), "{w:?}");
+        assert_eq!(
+            w.chars().count(),
+            PEER_TEXT_CHARS + 1,
+            "200 characters and an ellipsis"
+        );
+        assert_eq!(words_from_peer("no such workspace"), "no such workspace");
+    }
 
     /// Only what the peer sent is the peer's fault: a refusal, a failed local task or the link
     /// is not reported as a protocol violation by the peer.

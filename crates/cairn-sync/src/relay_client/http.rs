@@ -85,8 +85,8 @@ impl RelayClient {
         }
         let msg = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            .and_then(|v| v.get("error")?.as_str().map(crate::words_from_peer))
+            .unwrap_or_else(|| crate::words_from_peer(&String::from_utf8_lossy(&body)));
         Err(RelayError::Refused {
             relay: self.base.clone(),
             what,
