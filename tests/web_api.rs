@@ -382,6 +382,29 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
             .starts_with("upload-")
     }));
 
+    // One stored path given twice (a second part would silently replace the first).
+    let mut form = Vec::new();
+    for data in ["<a/>", "<b/>"] {
+        form.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"cfg/rtu.xml\"\r\n\r\n{data}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/versions",
+        &[auth, ("Content-Type", &ct)],
+        &form,
+    );
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&resp));
+    assert!(String::from_utf8_lossy(&resp).contains("twice"));
+    assert_eq!(log_len(&ws), before, "a doubled name wrote an event");
+
     // A good upload commits one version with the stored path the browser sent.
     let mut form = Vec::new();
     for (name, file, data) in [
@@ -517,6 +540,21 @@ fn a_viewer_nodes_api_refuses_writes_and_stores_no_upload() {
     assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
     let msg: serde_json::Value = serde_json::from_slice(&resp).unwrap();
     assert!(msg["error"].as_str().unwrap().contains("viewer"), "{msg}");
+    // Refused before the body is read: a part that would be unpacked (here not even a zip,
+    // which a read would answer with 400) gets the viewer's 403, so no zip is ever unpacked
+    // to disk for a device that may not commit it.
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"zip\"; filename=\"e.zip\"\r\n\
+         Content-Type: application/zip\r\n\r\nnot a zip\r\n--{boundary}--\r\n"
+    );
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/versions",
+        &[auth, ("Content-Type", &ct)],
+        form.as_bytes(),
+    );
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
     let (st, _, resp) = http(
         &base,
         "POST",

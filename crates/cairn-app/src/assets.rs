@@ -11,7 +11,8 @@ use cairn_store::{Store, StoreError};
 use crate::lookup::{self, LookupError};
 use crate::{Fault, OpError, Progress, Unit};
 
-/// Why an asset action was refused. Nothing was written.
+/// Why an asset action was refused. Nothing was written, except by `import_csv` when the store
+/// fails midway: the rows before the failure stay, each a whole event.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssetError {

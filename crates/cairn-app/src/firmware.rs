@@ -31,9 +31,13 @@ pub enum FirmwareOpError {
     /// The operation met a state it should never see (a bug).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The file name, version or label cannot be recorded (checked before the image is
+    /// stored).
+    #[error("{0}")]
+    BadNames(String),
     /// This device may not write (checked before the image is stored).
     #[error("{0}")]
-    NotAllowed(String),
+    NotAllowed(#[from] crate::NotAllowed),
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -102,7 +106,9 @@ pub fn add(
         .and_then(|n| n.to_str())
         .ok_or_else(|| FirmwareOpError::FileName(req.file.clone()))?
         .to_string();
-    crate::may_write(store).map_err(FirmwareOpError::NotAllowed)?;
+    FirmwareRecord::check_names(&file_name, req.version.as_deref(), req.label.as_deref())
+        .map_err(FirmwareOpError::BadNames)?;
+    crate::may_write(store)?;
     let len = std::fs::metadata(&req.file).map(|m| m.len()).unwrap_or(0);
     progress.begin("analysing", Unit::Bytes, len);
     let added = cairn_firmware::add(

@@ -63,7 +63,7 @@ pub enum Fault {
 }
 
 /// An operation's error: it says what kind of failure it is, so a front end can present it
-/// (an HTTP status, an exit code) without reading its text.
+/// (an HTTP status, a message class) without reading its text.
 pub trait OpError: std::error::Error + Send + Sync + 'static {
     /// What kind of failure this is.
     fn fault(&self) -> Fault;
@@ -111,10 +111,26 @@ pub enum Unit {
 
 impl Progress for () {}
 
-/// Refuses before any file is stored when this device may not sign content at all (it is a
-/// viewer, or no longer a member): `Store::append` would refuse the event anyway, after the
-/// upload had been stored for nothing.
-pub(crate) fn may_write(store: &cairn_store::Store) -> Result<(), String> {
+/// Why this device may not sign content at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotAllowed {
+    /// It was revoked.
+    #[error("this device was revoked from the workspace and may not write")]
+    Revoked,
+    /// It is a viewer.
+    #[error("this device is a viewer in the workspace and may not write")]
+    Viewer,
+    /// It is not in the member list.
+    #[error("this device is not a member of the workspace (revoked, or not enrolled)")]
+    NotMember,
+}
+
+/// Whether this device may sign content (versions, firmware, assets) at all. Operations that
+/// store files call it before the first byte is stored, since `Store::append` would refuse
+/// the event anyway, after the files had been stored for nothing; a front end that receives
+/// files (the HTTP API's uploads) calls it before it reads them.
+pub fn may_write(store: &cairn_store::Store) -> Result<(), NotAllowed> {
     let me = store.device().device_id();
     match store
         .projection()
@@ -122,15 +138,9 @@ pub(crate) fn may_write(store: &cairn_store::Store) -> Result<(), String> {
         .into_iter()
         .find(|m| m.device == me)
     {
-        Some(m) if m.revoked_by.is_some() => {
-            Err("this device was revoked from the workspace and may not write".into())
-        }
-        Some(m) if m.role == cairn_core::domain::Role::Viewer => {
-            Err("this device is a viewer in the workspace and may not write".into())
-        }
+        Some(m) if m.revoked_by.is_some() => Err(NotAllowed::Revoked),
+        Some(m) if m.role == cairn_core::domain::Role::Viewer => Err(NotAllowed::Viewer),
         Some(_) => Ok(()),
-        None => {
-            Err("this device is not a member of the workspace (revoked, or not enrolled)".into())
-        }
+        None => Err(NotAllowed::NotMember),
     }
 }

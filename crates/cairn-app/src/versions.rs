@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use cairn_core::domain::{DriftEntry, FileEntry, VersionRecord, validate_branch_name};
+use cairn_core::domain::{
+    DriftEntry, FileEntry, MAX_FILES_PER_VERSION, MAX_MESSAGE_BYTES, VersionRecord,
+    validate_branch_name,
+};
 use cairn_core::merge::{merge_base, merge_trees};
 use cairn_core::projection::Projection;
 use cairn_core::{AssetId, EventId, VersionId};
@@ -13,7 +16,8 @@ use crate::files::{self, FilesError};
 use crate::lookup::{self, LookupError};
 use crate::{Fault, OpError, Progress};
 
-/// Why a version action was refused. Nothing was written.
+/// Why a version action was refused. Nothing was signed (a restore that fails while writing
+/// its target may leave some of the files there, and no record).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VersionError {
@@ -81,7 +85,7 @@ pub enum VersionError {
     NotRecordable(String),
     /// This device may not write (checked before files are stored).
     #[error("{0}")]
-    NotAllowed(String),
+    NotAllowed(#[from] crate::NotAllowed),
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -161,6 +165,12 @@ pub fn commit(
     if req.message.trim().is_empty() {
         return Err(VersionError::NoMessage);
     }
+    if req.message.len() > MAX_MESSAGE_BYTES {
+        return Err(VersionError::NotRecordable(format!(
+            "the message is longer than {} KiB",
+            MAX_MESSAGE_BYTES / 1024
+        )));
+    }
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
     if !p.branch_exists(&asset, &req.branch) {
@@ -174,8 +184,16 @@ pub fn commit(
             heads: shorts(&parents),
         });
     }
-    crate::may_write(store).map_err(VersionError::NotAllowed)?;
+    crate::may_write(store)?;
     let sources = files::collect(&req.paths, req.stored_as.as_deref())?;
+    // Checked before the first file is stored, so a version that cannot be recorded leaves
+    // no blobs behind.
+    if sources.len() > MAX_FILES_PER_VERSION {
+        return Err(VersionError::NotRecordable(format!(
+            "{} files; a version holds at most {MAX_FILES_PER_VERSION}",
+            sources.len()
+        )));
+    }
     let files = files::ingest(store, &sources, progress)?;
     let record = VersionRecord {
         asset,
@@ -429,12 +447,15 @@ pub struct Restored {
     pub event: EventId,
 }
 
-/// Writes a version's files to the target and records the restore as an event.
+/// Writes a version's files to the target and records the restore as an event. A device
+/// that may not sign the record (a viewer, a revoked device) is refused before any file is
+/// written, so no configuration is ever loaded from a restore the log does not hold.
 pub fn restore(
     store: &mut Store,
     req: &Restore,
     progress: &dyn Progress,
 ) -> Result<Restored, VersionError> {
+    crate::may_write(store)?;
     let p = store.projection();
     let asset = lookup::asset(p, &req.asset)?;
     let version = match &req.source {

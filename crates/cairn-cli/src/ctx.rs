@@ -90,7 +90,7 @@ impl std::ops::DerefMut for Opened {
     }
 }
 
-/// Resolves the data directory: `--data-dir`, else `$CAIRN_DATA_DIR`, else
+/// Resolves the data directory: `--data-dir` (which clap also fills from `$CAIRN_DATA_DIR`), else
 /// `$XDG_DATA_HOME/cairn/default`, else `~/.local/share/cairn/default`.
 pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = flag {

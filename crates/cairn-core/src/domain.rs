@@ -124,12 +124,15 @@ impl VersionRecord {
         if self.files.windows(2).any(|w| w[0].path >= w[1].path) {
             return Err("file paths must be sorted and unique".into());
         }
-        if self.message.len() > 64 * 1024 {
+        if self.message.len() > MAX_MESSAGE_BYTES {
             return Err("message longer than 64 KiB".into());
         }
         Ok(())
     }
 }
+
+/// Upper bound on a version's message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Upper bound on files in one version.
 pub const MAX_FILES_PER_VERSION: usize = 100_000;

@@ -149,16 +149,31 @@ pub struct FirmwareRecord {
 impl FirmwareRecord {
     /// Checks canonical form.
     pub fn validate(&self) -> Result<(), String> {
-        let n = &self.file_name;
+        Self::check_names(
+            &self.file_name,
+            self.version.as_deref(),
+            self.label.as_deref(),
+        )?;
+        self.analysis.validate(self.size)
+    }
+
+    /// The checks on what the user gives (file name, version, label), which a caller can make
+    /// before the image is stored and analysed.
+    pub fn check_names(
+        file_name: &str,
+        version: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<(), String> {
+        let n = file_name;
         if n.is_empty() || n.len() > 255 || n.contains(['/', '\\', '\0']) || n == "." || n == ".." {
             return Err(format!("bad file name {n:?}"));
         }
-        for (what, v) in [("version", &self.version), ("label", &self.label)] {
-            if v.as_ref().is_some_and(|s| s.len() > 256) {
+        for (what, v) in [("version", version), ("label", label)] {
+            if v.is_some_and(|s| s.len() > 256) {
                 return Err(format!("{what} longer than 256 bytes"));
             }
         }
-        self.analysis.validate(self.size)
+        Ok(())
     }
 }
 

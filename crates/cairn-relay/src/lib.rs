@@ -15,6 +15,9 @@
 //! Clients (`cairn-sync`) need only `wire` and `auth`, so the server, its storage and its
 //! HTTP types are behind the `server` feature and not compiled into them.
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod service;

@@ -13,6 +13,9 @@
 //! - [`protocol_error`] and [`refusal`]: what a peer did wrong, and why a sync or join is
 //!   refused, each a typed error inside [`SyncError`].
 
+#![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod content_keys;
 pub mod counted;
 pub mod join;

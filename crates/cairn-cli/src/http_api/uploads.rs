@@ -34,26 +34,58 @@ pub(super) fn safe_relative(name: &str) -> Option<PathBuf> {
 /// Why an upload is refused: the status and the message for [`error`].
 type Refusal = (StatusCode, String);
 
-/// Writes one uploaded file under `root` at the stored path `name`, refusing anything that
-/// would leave `root`.
-fn write_upload(root: &Path, name: &str, data: &[u8]) -> Result<(), Refusal> {
+/// Where one upload's files go, and what it may still write: one byte budget and one set of
+/// names across all its parts (files and zips alike), so neither many small zips nor a name
+/// given twice gets past what one upload may hold.
+struct Scratch<'a> {
+    root: &'a Path,
+    budget: u64,
+    names: std::collections::HashSet<PathBuf>,
+}
+
+impl<'a> Scratch<'a> {
+    fn new(root: &'a Path) -> Scratch<'a> {
+        Scratch {
+            root,
+            budget: MAX_UPLOAD as u64,
+            names: Default::default(),
+        }
+    }
+}
+
+/// Writes one uploaded file under the scratch root at the stored path `name`, refusing
+/// anything that would leave the root, a name already written, and bytes past the budget.
+fn write_upload(to: &mut Scratch<'_>, name: &str, data: &[u8]) -> Result<(), Refusal> {
     let Some(rel) = safe_relative(name) else {
         return Err((
             StatusCode::BAD_REQUEST,
             format!("refused file name {name:?}: stored paths must be relative, without `..`"),
         ));
     };
-    let path = root.join(&rel);
+    if data.len() as u64 > to.budget {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the upload holds more than {MAX_UPLOAD} bytes of files"),
+        ));
+    }
+    if !to.names.insert(rel.clone()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the upload names {name:?} twice"),
+        ));
+    }
+    to.budget -= data.len() as u64;
+    let path = to.root.join(&rel);
     path.parent()
         .map_or(Ok(()), std::fs::create_dir_all)
         .and_then(|()| std::fs::write(&path, data))
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
 }
 
-/// Unpacks a zip export under `root`: every entry name checked like an uploaded file name,
-/// at most [`MAX_ZIP_ENTRIES`] entries and [`MAX_UPLOAD`] bytes unpacked (a zip bomb is
-/// refused, not written). Returns the number of files.
-fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
+/// Unpacks a zip export into the scratch directory: every entry name checked like an uploaded
+/// file name, at most [`MAX_ZIP_ENTRIES`] entries, and the bytes unpacked counted against the
+/// upload's budget (a zip bomb is refused, not written). Returns the number of files.
+fn unpack_zip(to: &mut Scratch<'_>, data: &[u8]) -> Result<usize, Refusal> {
     use std::io::Read;
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data))
@@ -64,7 +96,6 @@ fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
             zip.len()
         )));
     }
-    let mut budget = MAX_UPLOAD as u64;
     let mut files = 0;
     for i in 0..zip.len() {
         let mut entry = zip
@@ -79,16 +110,10 @@ fn unpack_zip(root: &Path, data: &[u8]) -> Result<usize, Refusal> {
             .to_string();
         let mut buf = Vec::new();
         (&mut entry)
-            .take(budget + 1)
+            .take(to.budget + 1)
             .read_to_end(&mut buf)
             .map_err(|e| bad(format!("zip entry {name:?}: {e}")))?;
-        if buf.len() as u64 > budget {
-            return Err(bad(format!(
-                "the zip unpacks to more than {MAX_UPLOAD} bytes"
-            )));
-        }
-        budget -= buf.len() as u64;
-        write_upload(root, &name, &buf)?;
+        write_upload(to, &name, &buf)?;
         files += 1;
     }
     Ok(files)
@@ -103,6 +128,9 @@ pub(super) async fn version_upload(
     UrlPath(asset): UrlPath<String>,
     mut form: Multipart,
 ) -> Response {
+    if let Err(r) = may_write(&api).await {
+        return r;
+    }
     let tmp = match tempdir_in(&api.dir) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -110,6 +138,7 @@ pub(super) async fn version_upload(
     let mut message = None;
     let mut branch = None;
     let mut files = 0usize;
+    let mut scratch = Scratch::new(tmp.path());
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
@@ -127,13 +156,13 @@ pub(super) async fn version_upload(
             "branch" => branch = Some(String::from_utf8_lossy(&data).into_owned()),
             "file" => {
                 if let Err((st, m)) =
-                    write_upload(tmp.path(), file_name.as_deref().unwrap_or(""), &data)
+                    write_upload(&mut scratch, file_name.as_deref().unwrap_or(""), &data)
                 {
                     return error(st, m);
                 }
                 files += 1;
             }
-            "zip" => match unpack_zip(tmp.path(), &data) {
+            "zip" => match unpack_zip(&mut scratch, &data) {
                 Ok(n) => files += n,
                 Err((st, m)) => return error(st, m),
             },
@@ -178,6 +207,9 @@ pub(super) async fn firmware_upload(
     if body.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the image is empty");
     }
+    if let Err(r) = may_write(&api).await {
+        return r;
+    }
     let tmp = match tempdir_in(&api.dir) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -198,6 +230,17 @@ pub(super) async fn firmware_upload(
         cairn_app::firmware::add(s, &scanner, &req, &())
     })
     .await
+}
+
+/// Refuses an upload from a device that may not write before anything is written to disk
+/// (a viewer's or revoked device's node would otherwise store the files, then answer 403).
+/// The store is locked on a blocking thread: a long write may hold it.
+async fn may_write(api: &Api) -> Result<(), Response> {
+    let store = api.node.store.clone();
+    match super::blocking(move || cairn_app::may_write(&store.lock())).await? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(error(StatusCode::FORBIDDEN, e.to_string())),
+    }
 }
 
 /// A private scratch directory inside the data directory (same file system as the blobs),
