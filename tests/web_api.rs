@@ -563,6 +563,16 @@ fn a_viewer_nodes_api_refuses_writes_and_stores_no_upload() {
         &vec![0x5a; 200_000],
     );
     assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
+    // The firmware route too checks the device before the name and the body: an empty image
+    // with a refused name still gets the viewer's 403 (the old order answered 400).
+    let (st, _, resp) = http(
+        &base,
+        "POST",
+        "/api/assets/RTU-7/firmware?file_name=..%2Ffw.bin",
+        &[auth, ("Content-Type", "application/octet-stream")],
+        b"",
+    );
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&resp));
     assert_eq!(
         (log_len(&viewer), files_under(&viewer.dir.join("blobs"))),
         before,

@@ -14,13 +14,20 @@ use serde::Serialize;
 
 use crate::{Fault, OpError};
 
-/// Why a membership action was refused. Nothing was written.
+/// Why a membership action was refused. Nothing was written (a revocation that was signed
+/// never returns an error: a key rotation that could not follow is in its result).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
     /// The id is not a valid Ed25519 public key (hex).
     #[error("{0} is not a valid device key")]
     BadKey(String),
+    /// The name is empty, too long, or holds control or invisible formatting characters.
+    #[error(
+        "a device name must be 1 to {} characters of plain text",
+        cairn_sync::ticket::MAX_NAME
+    )]
+    BadName(String),
     /// The device is already in the log (enrolled, or enrolled and revoked).
     #[error("device {} is already enrolled", .0.short())]
     AlreadyEnrolled(DeviceId),
@@ -96,9 +103,20 @@ pub struct MemberChanged {
     pub name: String,
     /// Its role now (for a revocation, the role it had).
     pub role: Role,
-    /// When a revocation made this admin rotate the relay content key: the new epoch and how
-    /// many members it was granted to.
-    pub rotated_key: Option<(u32, usize)>,
+    /// When a revocation made this admin rotate the relay content key.
+    pub rotated_key: Option<RotatedKey>,
+    /// When a revocation needed a key rotation that failed (the revocation itself stands):
+    /// why. The next relay pass retries it (`content_keys::reconcile`).
+    pub rotation_deferred: Option<String>,
+}
+
+/// A relay content key rotated after a revocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RotatedKey {
+    /// The new key epoch.
+    pub epoch: u32,
+    /// How many members it was granted to.
+    pub members: usize,
 }
 
 /// Enrols a device directly.
@@ -107,6 +125,13 @@ pub fn enrol(store: &mut Store, req: &Enrol, now_ms: u64) -> Result<MemberChange
         .ok()
         .filter(cairn_core::signature::valid_key)
         .ok_or_else(|| DeviceError::BadKey(req.device.clone()))?;
+    let n = &req.name;
+    if n.is_empty()
+        || n.chars().count() > cairn_sync::ticket::MAX_NAME
+        || !cairn_core::domain::is_plain_name(n)
+    {
+        return Err(DeviceError::BadName(n.clone()));
+    }
     if store.projection().members().iter().any(|m| m.device == id) {
         return Err(DeviceError::AlreadyEnrolled(id));
     }
@@ -127,6 +152,7 @@ pub fn enrol(store: &mut Store, req: &Enrol, now_ms: u64) -> Result<MemberChange
         name: req.name.clone(),
         role: req.role,
         rotated_key: None,
+        rotation_deferred: None,
     })
 }
 
@@ -174,6 +200,7 @@ pub fn change_role(
         name: m.name,
         role,
         rotated_key: None,
+        rotation_deferred: None,
     })
 }
 
@@ -200,9 +227,12 @@ pub fn revoke(
             now_ms,
         )
     })?;
-    let rotated_key = match content_keys::reconcile(store, now_ms, false)? {
-        Granted::Rotated { epoch, members } => Some((epoch, members)),
-        _ => None,
+    // The revocation is signed and stays whatever happens next, so a failed rotation is part
+    // of the result, not an error that would read as "nothing was written".
+    let (rotated_key, rotation_deferred) = match content_keys::reconcile(store, now_ms, false) {
+        Ok(Granted::Rotated { epoch, members }) => (Some(RotatedKey { epoch, members }), None),
+        Ok(_) => (None, None),
+        Err(e) => (None, Some(e.to_string())),
     };
     Ok(MemberChanged {
         event: e.id(),
@@ -210,6 +240,7 @@ pub fn revoke(
         name: m.name,
         role: m.role,
         rotated_key,
+        rotation_deferred,
     })
 }
 

@@ -108,6 +108,21 @@ pub fn add(
         .to_string();
     FirmwareRecord::check_names(&file_name, req.version.as_deref(), req.label.as_deref())
         .map_err(FirmwareOpError::BadNames)?;
+    // Plain text only for what enters the log from here (the record's own rule stays as it
+    // was, so events already signed still replay).
+    if let Some(bad) = [
+        Some(file_name.as_str()),
+        req.version.as_deref(),
+        req.label.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|s| !cairn_core::domain::is_plain_name(s))
+    {
+        return Err(FirmwareOpError::BadNames(format!(
+            "{bad:?} holds control or invisible formatting characters"
+        )));
+    }
     crate::may_write(store)?;
     let len = std::fs::metadata(&req.file).map(|m| m.len()).unwrap_or(0);
     progress.begin("analysing", Unit::Bytes, len);

@@ -3,9 +3,11 @@
 //!
 //! Every front end calls these: the `cairn` command renders their results as text, the local
 //! HTTP API (which the web UI writes through) as JSON. An operation takes the open [`Store`]
-//! and a request struct, checks the request against the projection, signs and appends one
-//! event, and returns a result struct naming that event and what it made (serialisable: the
-//! HTTP API answers with it as JSON). It never prints;
+//! and what the action names (a request struct, or for membership changes the member and
+//! role), checks it against the projection, signs and appends its event (one; none when
+//! nothing changes or on error; `import_csv` one per row; a revocation may add a key
+//! rotation), and returns a result struct naming what it wrote (serialisable: the HTTP API
+//! answers with it as JSON). It never prints;
 //! long work reports through [`Progress`]. Names the user types (an asset's name or id prefix,
 //! a version prefix) are resolved by [`lookup`], inside the operation.
 //!
@@ -122,12 +124,19 @@ pub enum NotAllowed {
     #[error("this device is a viewer in the workspace and may not write")]
     Viewer,
     /// It is not in the member list.
-    #[error("this device is not a member of the workspace (revoked, or not enrolled)")]
+    #[error("this device is not in the workspace's member list (not enrolled, or not joined)")]
     NotMember,
 }
 
-/// Whether this device may sign content (versions, firmware, assets) at all. Operations that
-/// store files call it before the first byte is stored, since `Store::append` would refuse
+impl OpError for NotAllowed {
+    fn fault(&self) -> Fault {
+        Fault::Refused
+    }
+}
+
+/// Whether this device may sign content at all (the rule `Store::append` applies to every
+/// content event). Operations that store files (commit, firmware add, restore) call it
+/// before the first byte is stored, since `Store::append` would refuse
 /// the event anyway, after the files had been stored for nothing; a front end that receives
 /// files (the HTTP API's uploads) calls it before it reads them.
 pub fn may_write(store: &cairn_store::Store) -> Result<(), NotAllowed> {

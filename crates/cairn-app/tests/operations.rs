@@ -387,6 +387,13 @@ fn membership_changes_check_the_member_first_and_a_revocation_rotates_the_relay_
     let bad = devices::enrol(&mut s, &enrol("x", "zz".into()), 2_000).unwrap_err();
     assert!(matches!(bad, DeviceError::BadKey(_)), "{bad}");
     assert_eq!(bad.fault(), Fault::Input);
+    // A name that would paint the terminal of every device that lists members.
+    let len = s.log_len().unwrap();
+    for name in ["\u{1b}[2K\u{1b}[1Aalice admin", "bob\u{202e}", ""] {
+        let bad = devices::enrol(&mut s, &enrol(name, bob.to_hex()), 2_000).unwrap_err();
+        assert!(matches!(bad, DeviceError::BadName(_)), "{bad}");
+    }
+    assert_eq!(s.log_len().unwrap(), len, "a refused name wrote an event");
     let m = devices::enrol(&mut s, &enrol("bob", bob.to_hex()), 2_000).unwrap();
     assert_eq!((m.device, m.role), (bob, Role::Engineer));
     let again = devices::enrol(&mut s, &enrol("bob2", bob.to_hex()), 2_100).unwrap_err();
@@ -432,8 +439,9 @@ fn membership_changes_check_the_member_first_and_a_revocation_rotates_the_relay_
     assert_eq!(s.projection().key_epoch(), epoch_before);
     let revoked = devices::revoke(&mut s, "carol", 2_550).unwrap();
     let rotated = revoked.rotated_key.expect("carol held the content key");
-    assert_eq!(Some(rotated.0), epoch_before.map(|e| e + 1));
-    assert_eq!(rotated.1, 1, "granted to alice alone");
+    assert_eq!(Some(rotated.epoch), epoch_before.map(|e| e + 1));
+    assert_eq!(rotated.members, 1, "granted to alice alone");
+    assert_eq!(revoked.rotation_deferred, None);
     let twice = devices::revoke(&mut s, "bob", 2_600).unwrap_err();
     assert!(
         matches!(twice, DeviceError::AlreadyRevoked { .. }),

@@ -201,8 +201,15 @@ fn revoke(dir: &Path, key: &str) -> Result<()> {
     let mut store = ctx::open(dir)?;
     let m = devices::revoke(&mut store, key, cairn_store::now_millis())?;
     say!("revoked {} ({})", m.name, m.device.short());
-    if let Some((epoch, members)) = m.rotated_key {
-        say!("rotated the relay content key to epoch {epoch} for {members} member(s)");
+    if let Some(k) = m.rotated_key {
+        say!(
+            "rotated the relay content key to epoch {} for {} member(s)",
+            k.epoch,
+            k.members
+        );
+    }
+    if let Some(why) = m.rotation_deferred {
+        note!("the relay content key still needs rotating ({why}); the next relay sync retries");
     }
     Ok(())
 }

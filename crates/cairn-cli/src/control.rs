@@ -167,7 +167,8 @@ fn run_in_node(ctx: NodeCtx, argv: &[String]) -> (u8, Vec<u8>, String) {
                     Ok(res) => crate::exit_code(&res),
                     Err(_) => (
                         101,
-                        "error: the command panicked; nothing was recorded and the node keeps running\n"
+                        "error: the command panicked (every event it wrote is whole; `cairn audit log` shows \
+                         what it wrote) and the node keeps running\n"
                             .to_string(),
                     ),
                 },

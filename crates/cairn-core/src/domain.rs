@@ -131,6 +131,23 @@ impl VersionRecord {
     }
 }
 
+/// Whether `c` changes how the text around it reads on a terminal or a page: control
+/// characters (terminal escapes, newlines that forge lines) and invisible formatting
+/// (zero-width characters, bidirectional overrides and isolates, line separators, the BOM).
+pub fn is_disruptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}')
+}
+
+/// Whether a name a person gives (a device, a file name, a version label) is plain text:
+/// nothing [`is_disruptive`]. Checked where names enter the log, so that every device that
+/// lists them shows what was signed.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.chars().any(is_disruptive)
+}
+
 /// Upper bound on a version's message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 

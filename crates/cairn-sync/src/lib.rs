@@ -12,6 +12,7 @@
 //!   proves the peer's device identity and membership is checked on it.
 //! - [`protocol_error`] and [`refusal`]: what a peer did wrong, and why a sync or join is
 //!   refused, each a typed error inside [`SyncError`].
+//! - [`counted`]: a stream half that counts the protocol bytes through it.
 
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -38,12 +39,18 @@ pub use cairn_store::now_millis;
 
 /// Text a peer or relay sent, made fit for a terminal, a log line or JSON: at most
 /// [`PEER_TEXT_CHARS`] characters, control characters (terminal escapes, newlines that would
-/// forge log lines) replaced by U+FFFD.
+/// forge log lines) and invisible formatting (bidi overrides) replaced by U+FFFD.
 pub(crate) fn words_from_peer(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(PEER_TEXT_CHARS)
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| {
+            if cairn_core::domain::is_disruptive(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect();
     if s.chars().nth(PEER_TEXT_CHARS).is_some() {
         out.push('…');
@@ -145,6 +152,9 @@ mod tests {
             "200 characters and an ellipsis"
         );
         assert_eq!(words_from_peer("no such workspace"), "no such workspace");
+        // A bidi override would reorder what follows it on screen.
+        let w = words_from_peer("ok \u{202e}gnp.exe");
+        assert!(!w.contains('\u{202e}'), "{w:?}");
     }
 
     /// Only what the peer sent is the peer's fault: a refusal, a failed local task or the link

@@ -252,7 +252,7 @@ pub enum InviteRefusal {
     #[error("the request names a device other than the connecting one")]
     NotTheConnectingDevice,
     /// The device name is empty or too long.
-    #[error("device name must be 1 to {MAX_NAME} characters")]
+    #[error("device name must be 1 to {MAX_NAME} characters of plain text")]
     BadName,
     /// No open invitation has this id here.
     #[error("unknown invitation (wrong ticket, or another admin's)")]
@@ -298,7 +298,10 @@ pub fn redeem(
     {
         return refuse(InviteRefusal::NotTheConnectingDevice);
     }
-    if req.name.is_empty() || req.name.chars().count() > MAX_NAME {
+    if req.name.is_empty()
+        || req.name.chars().count() > MAX_NAME
+        || !cairn_core::domain::is_plain_name(&req.name)
+    {
         return refuse(InviteRefusal::BadName);
     }
     let Some(raw) = store.get_local(INVITES, &req.invite)? else {
@@ -333,6 +336,10 @@ pub fn redeem(
         return refuse(InviteRefusal::AlreadyEnrolled(req.device));
     }
     let (role, name, x) = (inv.role, req.name.clone(), req.x25519);
+    // Used before the enrolment is signed: if the append fails, the invitation is spent
+    // (ask for another) rather than left open for a second device.
+    inv.used_by = Some(req.device);
+    store.put_local(INVITES, &req.invite, &encode(&inv))?;
     store.append(|w, p| {
         w.member(
             p,
@@ -344,8 +351,6 @@ pub fn redeem(
             now_ms,
         )
     })?;
-    inv.used_by = Some(req.device);
-    store.put_local(INVITES, &req.invite, &encode(&inv))?;
     // If the workspace uses a relay, the new member gets the content keys now.
     crate::content_keys::reconcile(store, now_ms, false)?;
     tracing::info!(device = %req.device.short(), %role, "device enrolled by invitation");

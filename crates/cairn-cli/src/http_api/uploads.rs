@@ -68,6 +68,15 @@ fn write_upload(to: &mut Scratch<'_>, name: &str, data: &[u8]) -> Result<(), Ref
             format!("the upload holds more than {MAX_UPLOAD} bytes of files"),
         ));
     }
+    if to.names.len() >= cairn_core::domain::MAX_FILES_PER_VERSION {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the upload holds more than {} files",
+                cairn_core::domain::MAX_FILES_PER_VERSION
+            ),
+        ));
+    }
     if !to.names.insert(rel.clone()) {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -78,7 +87,15 @@ fn write_upload(to: &mut Scratch<'_>, name: &str, data: &[u8]) -> Result<(), Ref
     let path = to.root.join(&rel);
     path.parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&path, data))
+        // A new file only: on a case-insensitive file system two names can be one file.
+        .and_then(|()| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+                .write_all(data)
+        })
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}")))
 }
 
@@ -188,35 +205,37 @@ pub(super) async fn version_upload(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct FirmwareQuery {
     file_name: String,
     version: Option<String>,
     label: Option<String>,
 }
 
-/// A firmware upload: the image as the raw body; its name and version in the query.
+/// A firmware upload: the image as the raw body; its name and version in the query. The
+/// device's right to write is checked before the body is read, and the body is streamed to
+/// the scratch file (at most [`MAX_UPLOAD`] bytes), never held whole in memory.
 pub(super) async fn firmware_upload(
     State(api): State<Arc<Api>>,
     UrlPath(asset): UrlPath<String>,
     Query(q): Query<FirmwareQuery>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let Some(rel) = safe_relative(&q.file_name).filter(|p| p.components().count() == 1) else {
-        return error(StatusCode::BAD_REQUEST, "refused file name");
-    };
-    if body.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "the image is empty");
-    }
     if let Err(r) = may_write(&api).await {
         return r;
     }
+    let Some(rel) = safe_relative(&q.file_name).filter(|p| p.components().count() == 1) else {
+        return error(StatusCode::BAD_REQUEST, "refused file name");
+    };
     let tmp = match tempdir_in(&api.dir) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let path = tmp.path().join(rel);
-    if let Err(e) = std::fs::write(&path, &body) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}"));
+    match stream_to_file(body, &path).await {
+        Ok(0) => return error(StatusCode::BAD_REQUEST, "the image is empty"),
+        Ok(_) => {}
+        Err((st, m)) => return error(st, m),
     }
     let req = AddFirmware {
         asset,
@@ -232,6 +251,35 @@ pub(super) async fn firmware_upload(
     .await
 }
 
+/// Writes a request body to `path` as it arrives, refusing more than [`MAX_UPLOAD`] bytes.
+/// Returns the number of bytes written.
+async fn stream_to_file(body: axum::body::Body, path: &Path) -> Result<u64, Refusal> {
+    use futures_lite::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: std::io::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("upload: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
+    let mut chunks = body.into_data_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the upload broke off: {e}"),
+            )
+        })?;
+        n += chunk.len() as u64;
+        if n > MAX_UPLOAD as u64 {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the image is larger than {MAX_UPLOAD} bytes"),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(failed)?;
+    }
+    file.flush().await.map_err(failed)?;
+    Ok(n)
+}
+
 /// Refuses an upload from a device that may not write before anything is written to disk
 /// (a viewer's or revoked device's node would otherwise store the files, then answer 403).
 /// The store is locked on a blocking thread: a long write may hold it.
@@ -239,7 +287,10 @@ async fn may_write(api: &Api) -> Result<(), Response> {
     let store = api.node.store.clone();
     match super::blocking(move || cairn_app::may_write(&store.lock())).await? {
         Ok(()) => Ok(()),
-        Err(e) => Err(error(StatusCode::FORBIDDEN, e.to_string())),
+        Err(e) => Err(error(
+            super::writes::status_of(cairn_app::OpError::fault(&e)),
+            e.to_string(),
+        )),
     }
 }
 
@@ -250,7 +301,10 @@ fn tempdir_in(dir: &Path) -> std::io::Result<TempDir> {
         "upload-{}",
         hex::encode(cairn_store::seal::random::<8>())
     ));
-    std::fs::create_dir(&p)?;
+    let mut dir = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&p)?;
     Ok(TempDir(p))
 }
 

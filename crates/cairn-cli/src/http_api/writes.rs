@@ -42,7 +42,7 @@ where
 }
 
 /// The HTTP status for a failed operation.
-fn status_of(f: Fault) -> StatusCode {
+pub(super) fn status_of(f: Fault) -> StatusCode {
     match f {
         Fault::Input => StatusCode::UNPROCESSABLE_ENTITY,
         Fault::Refused => StatusCode::FORBIDDEN,
