@@ -12,6 +12,24 @@ use std::time::Duration;
 use cairn_core::Event;
 use common::Ws;
 
+/// A multipart body with boundary `XcairnX`: (field name, file name, bytes) per part.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut form = Vec::new();
+    for (name, file, data) in parts {
+        let disp = match file {
+            Some(f) => format!("name=\"{name}\"; filename=\"{f}\""),
+            None => format!("name=\"{name}\""),
+        };
+        form.extend_from_slice(
+            format!("--XcairnX\r\nContent-Disposition: form-data; {disp}\r\n\r\n").as_bytes(),
+        );
+        form.extend_from_slice(data);
+        form.extend_from_slice(b"\r\n");
+    }
+    form.extend_from_slice(b"--XcairnX--\r\n");
+    form
+}
+
 /// One HTTP/1.1 exchange over a fresh connection: (status, lower-cased headers, body).
 fn http(
     base: &str,
@@ -340,27 +358,10 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
     }
     // Path traversal in an uploaded file name.
     let boundary = "XcairnX";
-    let mut form = Vec::new();
-    for (name, file, data) in [
-        ("message", None, "evil"),
-        ("file", Some("../../escape.xml"), "<x/>"),
-    ] {
-        form.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match file {
-            Some(f) => form.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => form.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            ),
-        }
-        form.extend_from_slice(data.as_bytes());
-        form.extend_from_slice(b"\r\n");
-    }
-    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let form = multipart(&[
+        ("message", None, b"evil"),
+        ("file", Some("../../escape.xml"), b"<x/>"),
+    ]);
     let ct = format!("multipart/form-data; boundary={boundary}");
     let (st, _, resp) = http(
         &base,
@@ -383,17 +384,10 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
     }));
 
     // One stored path given twice (a second part would silently replace the first).
-    let mut form = Vec::new();
-    for data in ["<a/>", "<b/>"] {
-        form.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-                 filename=\"cfg/rtu.xml\"\r\n\r\n{data}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let form = multipart(&[
+        ("file", Some("cfg/rtu.xml"), b"<a/>"),
+        ("file", Some("cfg/rtu.xml"), b"<b/>"),
+    ]);
     let (st, _, resp) = http(
         &base,
         "POST",
@@ -406,23 +400,10 @@ fn feed_blobs_live_updates_and_node_signed_writes() {
     assert_eq!(log_len(&ws), before, "a doubled name wrote an event");
 
     // A good upload commits one version with the stored path the browser sent.
-    let mut form = Vec::new();
-    for (name, file, data) in [
-        ("message", None, "from the browser"),
-        ("file", Some("cfg/rtu.xml"), "<rtu addr=\"8\"/>\n"),
-    ] {
-        form.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let disp = match file {
-            Some(f) => {
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\r\n")
-            }
-            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
-        };
-        form.extend_from_slice(disp.as_bytes());
-        form.extend_from_slice(data.as_bytes());
-        form.extend_from_slice(b"\r\n");
-    }
-    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let form = multipart(&[
+        ("message", None, b"from the browser"),
+        ("file", Some("cfg/rtu.xml"), b"<rtu addr=\"8\"/>\n"),
+    ]);
     let (st, _, resp) = http(
         &base,
         "POST",

@@ -125,12 +125,8 @@ pub fn enrol(store: &mut Store, req: &Enrol, now_ms: u64) -> Result<MemberChange
         .ok()
         .filter(cairn_core::signature::valid_key)
         .ok_or_else(|| DeviceError::BadKey(req.device.clone()))?;
-    let n = &req.name;
-    if n.is_empty()
-        || n.chars().count() > cairn_sync::ticket::MAX_NAME
-        || !cairn_core::domain::is_plain_name(n)
-    {
-        return Err(DeviceError::BadName(n.clone()));
+    if !cairn_sync::ticket::valid_name(&req.name) {
+        return Err(DeviceError::BadName(req.name.clone()));
     }
     if store.projection().members().iter().any(|m| m.device == id) {
         return Err(DeviceError::AlreadyEnrolled(id));

@@ -23,31 +23,18 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
         let s: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{:<width$}", visible(c), width = w[i]))
+            .map(|(i, c)| {
+                format!(
+                    "{:<width$}",
+                    cairn_core::domain::shown_plain(c),
+                    width = w[i]
+                )
+            })
             .collect();
         say!("{}", s.join("  ").trim_end());
     };
     line(header.to_vec());
     for r in rows {
         line(r.iter().map(|s| s.as_str()).collect());
-    }
-}
-
-/// A cell as it may reach a terminal: names signed by other devices (or by older versions)
-/// may hold escapes or bidi overrides, which are shown as U+FFFD instead of obeyed.
-fn visible(s: &str) -> std::borrow::Cow<'_, str> {
-    if cairn_core::domain::is_plain_name(s) {
-        s.into()
-    } else {
-        s.chars()
-            .map(|c| {
-                if cairn_core::domain::is_disruptive(c) {
-                    '\u{fffd}'
-                } else {
-                    c
-                }
-            })
-            .collect::<String>()
-            .into()
     }
 }

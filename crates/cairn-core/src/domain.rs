@@ -148,6 +148,19 @@ pub fn is_plain_name(s: &str) -> bool {
     !s.chars().any(is_disruptive)
 }
 
+/// `s` as it may be shown: every [`is_disruptive`] character replaced by U+FFFD (for names
+/// signed by others or by older versions, and for text a peer sent).
+pub fn shown_plain(s: &str) -> std::borrow::Cow<'_, str> {
+    if is_plain_name(s) {
+        s.into()
+    } else {
+        s.chars()
+            .map(|c| if is_disruptive(c) { '\u{fffd}' } else { c })
+            .collect::<String>()
+            .into()
+    }
+}
+
 /// Upper bound on a version's message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 

@@ -41,17 +41,8 @@ pub use cairn_store::now_millis;
 /// [`PEER_TEXT_CHARS`] characters, control characters (terminal escapes, newlines that would
 /// forge log lines) and invisible formatting (bidi overrides) replaced by U+FFFD.
 pub(crate) fn words_from_peer(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(PEER_TEXT_CHARS)
-        .map(|c| {
-            if cairn_core::domain::is_disruptive(c) {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let head: String = s.chars().take(PEER_TEXT_CHARS).collect();
+    let mut out = cairn_core::domain::shown_plain(&head).into_owned();
     if s.chars().nth(PEER_TEXT_CHARS).is_some() {
         out.push('…');
     }

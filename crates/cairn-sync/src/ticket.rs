@@ -43,6 +43,12 @@ const MAC_CONTEXT: &[u8] = b"cairn join request v1";
 /// Longest device name accepted in a join request.
 pub const MAX_NAME: usize = 128;
 
+/// Whether a device name may be signed into the log: 1 to [`MAX_NAME`] characters of plain
+/// text ([`cairn_core::domain::is_plain_name`]).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_NAME && cairn_core::domain::is_plain_name(name)
+}
+
 /// An open invitation, kept sealed in the inviting admin's store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
@@ -298,10 +304,7 @@ pub fn redeem(
     {
         return refuse(InviteRefusal::NotTheConnectingDevice);
     }
-    if req.name.is_empty()
-        || req.name.chars().count() > MAX_NAME
-        || !cairn_core::domain::is_plain_name(&req.name)
-    {
+    if !valid_name(&req.name) {
         return refuse(InviteRefusal::BadName);
     }
     let Some(raw) = store.get_local(INVITES, &req.invite)? else {
